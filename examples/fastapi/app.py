@@ -1,0 +1,104 @@
+"""A small multi-user chat server traced with neatlogs_web (FastAPI, ASGI).
+
+Each message is one ``trace("turn")`` with child spans for retrieval (run in
+the thread pool), the LLM call (streamed to the client as server-sent events)
+and a tool step; a background task traces a summary after the response.
+
+    NEATLOGS_ENDPOINT=http://127.0.0.1:4318 uvicorn app:app --app-dir examples/fastapi
+
+Without NEATLOGS_ENDPOINT spans are printed to the console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+neatlogs_web.init(
+    workflow_name="example-chat",
+    exporter=None if os.environ.get("NEATLOGS_ENDPOINT") else "console",
+    schedule_delay_ms=200,
+)
+
+app = FastAPI(title="neatlogs_web example chat")
+app.add_middleware(
+    NeatlogsSessionMiddleware,
+    secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
+    conversation_paths=["/chat/{conversation_id}"],
+    exclude_paths=["/healthz"],
+)
+
+
+class ChatMessage(BaseModel):
+    message: str
+
+
+def retrieve(message: str) -> list[str]:
+    """Blocking retrieval, run in the thread pool: the session follows it there."""
+    with neatlogs_web.trace("retrieval", query=message):
+        return [f"doc about {word}" for word in message.split()[:3]]
+
+
+async def fake_llm(message: str, documents: list[str]) -> AsyncIterator[str]:
+    with neatlogs_web.trace("llm", model="fake-llm", documents=len(documents)) as span:
+        words = f"You said: {message}".split()
+        for word in words:
+            await asyncio.sleep(0.002)
+            yield word
+        span.set_attribute("gen_ai.usage.output_tokens", len(words))
+
+
+def summarise(message: str) -> None:
+    """A background task: runs after the response, still in the request's session."""
+    with neatlogs_web.trace("summarise", message=message):
+        pass
+
+
+async def reply(message: str) -> AsyncIterator[str]:
+    with neatlogs_web.trace("turn", message=message):
+        documents = await run_in_threadpool(retrieve, message)
+        async for word in fake_llm(message, documents):
+            yield f"data: {word}\n\n"
+        with neatlogs_web.trace("tool", tool="word_count"):
+            count = len(message.split())
+        yield f"data: [DONE] {count} words\n\n"
+
+
+def chat_response(body: ChatMessage, background: BackgroundTasks) -> StreamingResponse:
+    background.add_task(summarise, body.message)
+    return StreamingResponse(
+        reply(body.message), media_type="text/event-stream", background=background
+    )
+
+
+@app.post("/chat")
+async def chat(body: ChatMessage, background: BackgroundTasks) -> StreamingResponse:
+    """A turn in the caller's session (cookie or signed header)."""
+    return chat_response(body, background)
+
+
+@app.post("/chat/{conversation_id}")
+async def chat_in_conversation(
+    conversation_id: str, body: ChatMessage, background: BackgroundTasks
+) -> StreamingResponse:
+    """A turn in the conversation named by the path: the conversation is the session."""
+    return chat_response(body, background)
+
+
+@app.get("/session")
+async def current_session() -> dict[str, str | None]:
+    return {"session_id": neatlogs_web.current_session_id()}
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}

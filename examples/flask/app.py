@@ -1,0 +1,89 @@
+"""The example chat server over WSGI (Flask), traced with neatlogs_web.
+
+Same shape as the FastAPI example: one ``trace("turn")`` per message, a
+streamed reply (the generator runs after the view returned, still in the
+request's session), retrieval on a worker thread, and a follow-up task on a
+thread started by hand, both carried with ``with_current_session``.
+
+    NEATLOGS_ENDPOINT=http://127.0.0.1:4318 waitress-serve --threads 16 --port 8001 app:app
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask, Response, jsonify, request
+
+import neatlogs_web
+from neatlogs_web.wsgi import NeatlogsSessionMiddleware
+
+neatlogs_web.init(
+    workflow_name="example-chat-flask",
+    exporter=None if os.environ.get("NEATLOGS_ENDPOINT") else "console",
+    schedule_delay_ms=200,
+)
+
+app = Flask(__name__)
+app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
+    app.wsgi_app,
+    secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
+    conversation_paths=["/chat/{conversation_id}"],
+    exclude_paths=["/healthz"],
+)
+retrieval_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
+
+
+def retrieve(message: str) -> list[str]:
+    with neatlogs_web.trace("retrieval", query=message):
+        return [f"doc about {word}" for word in message.split()[:3]]
+
+
+def summarise(message: str) -> None:
+    with neatlogs_web.trace("summarise", message=message):
+        pass
+
+
+def reply(message: str) -> Iterator[str]:
+    with neatlogs_web.trace("turn", message=message):
+        documents = retrieval_pool.submit(
+            neatlogs_web.with_current_session(retrieve), message
+        ).result()
+        with neatlogs_web.trace("llm", model="fake-llm", documents=len(documents)) as span:
+            words = f"You said: {message}".split()
+            for word in words:
+                yield f"data: {word}\n\n"
+            span.set_attribute("gen_ai.usage.output_tokens", len(words))
+        with neatlogs_web.trace("tool", tool="word_count"):
+            count = len(message.split())
+        yield f"data: [DONE] {count} words\n\n"
+    threading.Thread(target=neatlogs_web.with_current_session(summarise), args=(message,)).start()
+
+
+def chat_response() -> Response:
+    message = str((request.get_json(silent=True) or {}).get("message", ""))
+    return Response(reply(message), mimetype="text/event-stream")
+
+
+@app.post("/chat")
+def chat() -> Response:
+    """A turn in the caller's session (cookie or signed header)."""
+    return chat_response()
+
+
+@app.post("/chat/<conversation_id>")
+def chat_in_conversation(conversation_id: str) -> Response:
+    """A turn in the conversation named by the path: the conversation is the session."""
+    return chat_response()
+
+
+@app.get("/session")
+def current_session() -> Response:
+    return jsonify(session_id=neatlogs_web.current_session_id())
+
+
+@app.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")

@@ -1,0 +1,38 @@
+"""Per-request tracing sessions for multi-user Python web apps.
+
+``init()`` once at startup; a middleware (``neatlogs_web.asgi`` or
+``neatlogs_web.wsgi``) resolves each request's session; ``trace()`` blocks
+become root traces or child spans that carry it.
+"""
+
+from neatlogs_web._version import __version__
+from neatlogs_web.context import (
+    current_end_user_id,
+    current_session_id,
+    session,
+    with_current_session,
+)
+from neatlogs_web.sdk import (
+    SESSION_KEY_PRESETS,
+    SessionSpanProcessor,
+    flush,
+    init,
+    shutdown,
+    stats,
+    trace,
+)
+
+__all__ = [
+    "SESSION_KEY_PRESETS",
+    "SessionSpanProcessor",
+    "__version__",
+    "current_end_user_id",
+    "current_session_id",
+    "flush",
+    "init",
+    "session",
+    "shutdown",
+    "stats",
+    "trace",
+    "with_current_session",
+]

@@ -1,0 +1,194 @@
+"""WSGI middleware: one session per request, through the response iterable.
+
+A WSGI app returns an iterable that the server may consume after the app
+call returned, even on another thread. So the session is bound around the
+app call, and bound again around each ``next()`` and around ``close()``
+(as sentry-sdk does), never held across a ``yield``: a reused worker thread
+never inherits a previous request's session.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Final, Unpack
+
+from opentelemetry import trace as otel_trace
+
+from neatlogs_web import identity, sdk
+from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+else:
+    OptExcInfo = StartResponse = WSGIApplication = WSGIEnvironment = Any
+
+__all__ = ["ENVIRON_KEY", "NeatlogsSessionMiddleware"]
+
+#: Key in the WSGI environ holding the resolved session id.
+ENVIRON_KEY: Final = "neatlogs.session_id"
+_ENVIRON_BINDING_KEY: Final = "neatlogs_web.binding"
+
+
+def _environ_key(header_name: str) -> str:
+    return "HTTP_" + header_name.upper().replace("-", "_")
+
+
+class NeatlogsSessionMiddleware:
+    """Resolve each request's session and bind it while the app and its body run.
+
+    ``end_user`` is an optional callable from the WSGI environ to an end-user
+    id. Other options: see :class:`neatlogs_web.identity.SessionOptions`.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        secret_key: str | bytes | list[str | bytes] | None = None,
+        *,
+        end_user: Callable[[WSGIEnvironment], str | None] | None = None,
+        **options: Unpack[SessionOptions],
+    ) -> None:
+        self.app = app
+        self.policy = identity.SessionPolicy(secret_key=secret_key, **options)
+        self.end_user = end_user
+        policy = self.policy
+        self._session_key = (
+            _environ_key(policy.header_name) if policy.wants_session_header else None
+        )
+        self._conversation_key = (
+            _environ_key(policy.conversation_header_lower)
+            if policy.wants_conversation_header and policy.conversation_header_lower
+            else None
+        )
+        self._echo_header = policy.header_name
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        policy = self.policy
+        if _ENVIRON_BINDING_KEY in environ or policy.is_excluded(path):
+            return self.app(environ, start_response)
+
+        inputs = RequestInputs(path, environ.get("QUERY_STRING", ""))
+        if policy.wants_cookie:
+            inputs.cookie = environ.get("HTTP_COOKIE")
+        if self._session_key is not None:
+            inputs.session_header = environ.get(self._session_key)
+        if self._conversation_key is not None:
+            inputs.conversation_header = environ.get(self._conversation_key)
+        if policy.wants_baggage:
+            inputs.baggage = environ.get("HTTP_BAGGAGE")
+        https = environ.get("wsgi.url_scheme") == "https"
+
+        resolution = policy.resolve(inputs, https=https)
+        if isinstance(resolution, NeedsBody):
+            if policy.needs_body(environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")):
+                self._read_json_field(inputs, environ)
+            resolution = policy.resolve(inputs, https=https, resume_at=resolution.resume_at)
+        assert isinstance(resolution, Resolution)
+
+        binding = SessionBinding(
+            resolution.session_id, self._end_user_id(environ), resolution.previous_session_id
+        )
+        environ[_ENVIRON_BINDING_KEY] = binding
+        environ[ENVIRON_KEY] = resolution.session_id
+        active = otel_trace.get_current_span()
+        if active.is_recording():
+            sdk.stamp_span(active, binding)
+        if resolution.set_cookie is not None or resolution.echo_token is not None:
+            start_response = self._add_session_headers(start_response, resolution)
+
+        token = bind(binding)
+        try:
+            result = self.app(environ, start_response)
+        finally:
+            unbind(token)
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # Servers send these with sendfile(); wrapping would defeat that.
+            return result
+        return _BoundResponse(result, binding)
+
+    def _end_user_id(self, environ: WSGIEnvironment) -> str | None:
+        if self.end_user is None:
+            return None
+        try:
+            value = self.end_user(environ)
+        except Exception:
+            identity.reject("end_user", "error")
+            return None
+        if value is None:
+            return None
+        if not isinstance(value, str) or not identity.is_valid_session_id(value):
+            identity.reject("end_user", "invalid")
+            return None
+        return value
+
+    def _add_session_headers(
+        self, start_response: StartResponse, resolution: Resolution
+    ) -> StartResponse:
+        extra: list[tuple[str, str]] = []
+        if resolution.set_cookie is not None:
+            extra.append(("Set-Cookie", resolution.set_cookie))
+            extra.append(("Vary", "Cookie"))
+        if resolution.echo_token is not None:
+            extra.append((self._echo_header, resolution.echo_token))
+
+        def start_response_with_session(
+            status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return start_response_with_session
+
+    def _read_json_field(self, inputs: RequestInputs, environ: WSGIEnvironment) -> None:
+        """Read a small body for its JSON field and put it back for the app."""
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        if not length_text.isdigit():
+            # Unknown length (chunked): reading could block on a slow client.
+            identity.reject("conversation_json", "unknown_length")
+            return
+        length = int(length_text)
+        if length > self.policy.json_body_limit:
+            identity.reject("conversation_json", "oversized")
+            return
+        body = environ["wsgi.input"].read(length)
+        environ["wsgi.input"] = io.BytesIO(body)
+        field = self.policy.conversation_json_field
+        assert field is not None
+        inputs.json_value = identity.parse_json_field(body, field)
+
+
+class _BoundResponse:
+    """The app's response iterable, with the session bound around each step."""
+
+    __slots__ = ("_binding", "_iterable", "_iterator")
+
+    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding) -> None:
+        self._iterable = iterable
+        self._binding = binding
+        self._iterator: Iterator[bytes] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        token = bind(self._binding)
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._iterable)
+            return next(self._iterator)
+        finally:
+            unbind(token)
+
+    def close(self) -> None:
+        close = getattr(self._iterable, "close", None)
+        if close is None:
+            return
+        token = bind(self._binding)
+        try:
+            close()
+        finally:
+            unbind(token)

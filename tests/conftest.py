@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.util._once import Once
+
+import neatlogs_web
+from tests.otlp_receiver import OTLPReceiver
+
+
+def reset_global_tracer_provider() -> None:
+    """Let the next init() install its provider globally (test-only reset)."""
+    otel_trace._TRACER_PROVIDER_SET_ONCE = Once()
+    otel_trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    with OTLPReceiver() as running:
+        yield running
+
+
+@pytest.fixture
+def tracing(receiver: OTLPReceiver) -> Iterator[OTLPReceiver]:
+    """init() exporting over OTLP/HTTP to a real receiver on 127.0.0.1."""
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    neatlogs_web.init(endpoint=receiver.url, schedule_delay_ms=20, flush_on_sigterm=False)
+    yield receiver
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+
+
+@pytest.fixture(autouse=True)
+def _no_tracing_leaks() -> Iterator[None]:
+    yield
+    neatlogs_web.shutdown()
+    assert neatlogs_web.current_session_id() is None, "a session binding leaked out of a test"
