@@ -1,0 +1,199 @@
+"""Bad session input is skipped and counted, never an error page or a span value.
+
+For each bad value, on both middlewares: the request is served (never 5xx),
+a new session is issued because nothing valid remains, the value reaches no
+span, and a rejection is counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import werkzeug.test
+from starlette.testclient import TestClient
+
+from neatlogs_web import identity
+from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
+from tests.otlp_receiver import OTLPReceiver
+from tests.test_middleware import spans_after_flush
+from tests.tokens import make_token
+
+HEADER = "x-neatlogs-session-id"
+VALID = make_token("victim-session", SECRET)
+TAMPERED = VALID[:-2] + ("AA" if not VALID.endswith("AA") else "BB")
+
+
+def cookie(value: str) -> dict[str, str]:
+    return {"cookie": "neatlogs_session=" + value}
+
+
+def header(value: str) -> dict[str, str]:
+    return {HEADER: value}
+
+
+JSON = {"content-type": "application/json"}
+
+# (case id, method, path, headers, body, value that must reach no span, counted key).
+# Header values are latin-1 text, as WSGI and ASGI servers hand them over.
+BAD_INPUTS: list[tuple[str, str, str, dict[str, str], bytes, str, str]] = [
+    (
+        "bad_signature",
+        "GET",
+        "/whoami",
+        cookie(TAMPERED),
+        b"",
+        "victim-session",
+        "cookie.bad_signature",
+    ),
+    (
+        "unknown_key",
+        "GET",
+        "/whoami",
+        cookie(make_token("forged-session", "attacker-key")),
+        b"",
+        "forged-session",
+        "cookie.bad_signature",
+    ),
+    (
+        "expired",
+        "GET",
+        "/whoami",
+        cookie(make_token("stale-session", SECRET, age_s=15 * 24 * 3600)),
+        b"",
+        "stale-session",
+        "cookie.expired",
+    ),
+    ("8kb_cookie", "GET", "/whoami", cookie("A" * 8192), b"", "A" * 200, "cookie.oversized"),
+    ("non_ascii", "GET", "/whoami", cookie("sess\xe9\xff.x.y"), b"", "sess\xe9", "cookie.invalid"),
+    ("control_chars", "GET", "/whoami", header("ab\x01cd.x.y"), b"", "ab\x01cd", "header.invalid"),
+    ("empty_cookie", "GET", "/whoami", cookie(""), b"", "", "cookie.invalid"),
+    ("empty_header", "GET", "/whoami", header(""), b"", "", "header.invalid"),
+    (
+        "129_char_id",
+        "POST",
+        "/chat/" + "c" * 129,
+        {},
+        b"",
+        "c" * 129,
+        "conversation_path.oversized",
+    ),
+    (
+        "forbidden_in_path",
+        "POST",
+        "/chat/bad%3Cid%3E",
+        {},
+        b"",
+        "bad<id>",
+        "conversation_path.invalid",
+    ),
+    (
+        "forbidden_in_header",
+        "GET",
+        "/whoami",
+        header("bad id!.1.2"),
+        b"",
+        "bad id!",
+        "header.invalid",
+    ),
+    (
+        "plain_header_untrusted",
+        "GET",
+        "/whoami",
+        header("plain-session"),
+        b"",
+        "plain-session",
+        "header.unsigned",
+    ),
+    (
+        "non_json_body",
+        "POST",
+        "/json",
+        JSON,
+        b"{not json",
+        "not json",
+        "conversation_json.not_json",
+    ),
+    (
+        "oversized_json_body",
+        "POST",
+        "/json",
+        JSON,
+        b'{"conversation_id": "big-body", "pad": "' + b"x" * 70_000 + b'"}',
+        "big-body",
+        "conversation_json.oversized",
+    ),
+]
+
+
+def send(kind: str, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
+    """Send bytes exactly as given, which real HTTP clients refuse for some cases."""
+    if kind == "asgi":
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        with TestClient(make_asgi_app()) as http:
+            return http.request(method, path, headers=raw, content=body)
+    client = werkzeug.test.Client(make_wsgi_app(), use_cookies=False)
+    return client.open(path, method=method, headers=list(headers.items()), data=body)
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "forbidden", "counted"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_value_is_skipped_counted_and_replaced(
+    kind: str,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    forbidden: str,
+    counted: str,
+    tracing: OTLPReceiver,
+) -> None:
+    before = identity.rejection_counts().get(counted, 0)
+    response = send(kind, method, path, headers, body)
+    assert response.status_code == 200, response.text
+    session_id = json_body(response)["session_id"]
+    assert session_id and identity.is_valid_session_id(session_id)
+    assert "set-cookie" in response.headers, "a new session is issued"
+    assert identity.rejection_counts().get(counted, 0) == before + 1
+    spans = spans_after_flush(tracing, 1)
+    for span in spans:
+        assert span.attributes["session.id"] == session_id
+        if forbidden:
+            assert all(forbidden not in str(value) for value in span.attributes.values())
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"sources": ("cookie", "jwt")}, "unknown session source 'jwt'"),
+        ({"sources": "cookie"}, "sequence of names"),
+        ({"conversation_paths": ["/chat/{id}"]}, "exactly one {conversation_id}"),
+        ({"conversation_paths": ["chat/{conversation_id}"]}, "must start with '/'"),
+        ({"conversation_paths": ["/chat/{conversation_id"]}, "unbalanced"),
+        ({"secret_key": []}, "empty list"),
+        ({"secret_key": ""}, "non-empty"),
+        ({"same_site": "none"}, "secure=True"),
+        ({"same_site": "sideways"}, "same_site must be"),
+        ({"max_age": 0}, "positive"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_bad_configuration_raises_at_startup(
+    kind: str, options: dict[str, Any], message: str
+) -> None:
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware as Asgi
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware as Wsgi
+
+    middleware: Any = Asgi if kind == "asgi" else Wsgi
+    settings = {"secret_key": SECRET, **options}
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("{", r"\{")):
+        middleware(lambda *args: None, **settings)
+
+
+def test_same_site_none_with_secure_is_accepted() -> None:
+    policy = identity.SessionPolicy(secret_key=SECRET, same_site="none", secure=True)
+    assert "SameSite=None; Secure" in policy.cookie_header("t", https=False)

@@ -1,0 +1,206 @@
+"""Both middlewares, driven in-process through the same app and assertions.
+
+Each test runs against the Starlette (ASGI) and the Flask (WSGI) app; the
+spans they produce are exported to a real OTLP receiver and decoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+import neatlogs_web
+from neatlogs_web import identity
+from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.tokens import make_token, session_of
+
+HEADER = "x-neatlogs-session-id"
+
+
+def client_for(kind: str, base_url: str = "http://testserver", **options: Any) -> httpx.Client:
+    if kind == "asgi":
+        return TestClient(
+            make_asgi_app(**options), base_url=base_url, raise_server_exceptions=False
+        )
+    return httpx.Client(
+        transport=httpx.WSGITransport(app=make_wsgi_app(**options)), base_url=base_url
+    )
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(kind: str, tracing: OTLPReceiver) -> Iterator[httpx.Client]:
+    with client_for(kind) as http:
+        yield http
+
+
+def spans_after_flush(receiver: OTLPReceiver, count: int) -> list[ReceivedSpan]:
+    neatlogs_web.flush()
+    return receiver.wait_for(lambda spans: len(spans) >= count)
+
+
+def cookie_of(response: httpx.Response) -> str:
+    header = response.headers["set-cookie"]
+    return header.split(";", 1)[0].split("=", 1)[1]
+
+
+def test_new_visitor_gets_a_session_cookie_and_token(
+    client: httpx.Client, tracing: OTLPReceiver
+) -> None:
+    response = client.get("/whoami")
+    assert response.status_code == 200
+    session_id = json_body(response)["session_id"]
+    set_cookie = response.headers["set-cookie"]
+    assert set_cookie.startswith("neatlogs_session=")
+    for flag in ("HttpOnly", "SameSite=Lax", "Path=/", f"Max-Age={14 * 24 * 3600}"):
+        assert flag in set_cookie
+    assert "Secure" not in set_cookie
+    assert "Cookie" in response.headers["vary"]
+    assert session_of(response.headers[HEADER]) == session_id
+    assert session_of(cookie_of(response)) == session_id
+    (turn,) = spans_after_flush(tracing, 1)
+    assert turn.attributes["session.id"] == session_id
+    assert turn.attributes["neatlogs.session.id"] == session_id
+
+
+def test_returning_visitor_keeps_session_without_new_cookie(
+    client: httpx.Client, tracing: OTLPReceiver
+) -> None:
+    first = client.get("/whoami")
+    second = client.get("/whoami")  # the client's cookie jar sends the cookie back
+    assert json_body(second)["session_id"] == json_body(first)["session_id"]
+    assert "set-cookie" not in second.headers
+    assert HEADER not in second.headers
+
+
+def test_https_cookie_is_secure(kind: str, tracing: OTLPReceiver) -> None:
+    with client_for(kind, base_url="https://testserver") as http:
+        assert "Secure" in http.get("/whoami").headers["set-cookie"]
+
+
+def test_signed_header_token_selects_the_session(
+    client: httpx.Client, tracing: OTLPReceiver
+) -> None:
+    token = make_token("from-header", SECRET)
+    response = client.get("/whoami", headers={HEADER: token})
+    assert json_body(response)["session_id"] == "from-header"
+    assert "set-cookie" not in response.headers
+
+
+def test_plain_header_is_ignored_unless_trusted(kind: str, tracing: OTLPReceiver) -> None:
+    with client_for(kind) as http:
+        response = http.get("/whoami", headers={HEADER: "plain-id"})
+        assert json_body(response)["session_id"] != "plain-id"
+        assert "set-cookie" in response.headers
+    with client_for(kind, trust_plain_header=True) as http:
+        response = http.get("/whoami", headers={HEADER: "plain-id"})
+        assert json_body(response)["session_id"] == "plain-id"
+
+
+def test_conversation_path_is_the_session(client: httpx.Client, tracing: OTLPReceiver) -> None:
+    cookie_session = json_body(client.get("/whoami"))["session_id"]
+    response = client.post("/chat/conv-7")
+    assert json_body(response)["session_id"] == "conv-7"
+    assert "set-cookie" not in response.headers
+    spans = spans_after_flush(tracing, 2)
+    assert sorted(s.attributes["session.id"] for s in spans) == sorted([cookie_session, "conv-7"])
+
+
+def test_conversation_json_field_is_read_and_body_replayed(
+    client: httpx.Client, tracing: OTLPReceiver
+) -> None:
+    payload = b'{"conversation_id": "conv-json", "message": "hello"}'
+    response = client.post("/json", content=payload, headers={"content-type": "application/json"})
+    body = json_body(response)
+    assert body["session_id"] == "conv-json"
+    assert body["body_length"] == str(len(payload))
+
+
+def test_excluded_paths_bind_nothing_and_set_no_cookie(client: httpx.Client) -> None:
+    response = client.get("/healthz")
+    assert json_body(response)["session_id"] is None
+    assert "set-cookie" not in response.headers
+
+
+def test_streamed_body_keeps_the_session(client: httpx.Client, tracing: OTLPReceiver) -> None:
+    with client.stream("GET", "/stream") as response:
+        lines = [line for line in response.iter_lines() if line]
+        session_id = session_of(response.headers[HEADER])
+    assert lines == [session_id] * 3
+    spans = spans_after_flush(tracing, 3)
+    chunk_spans = [s for s in spans if s.name.startswith("chunk")]
+    assert len(chunk_spans) == 3
+    assert {s.attributes["session.id"] for s in chunk_spans} == {session_id}
+
+
+def test_exception_in_handler_is_a_500_and_the_binding_is_restored(
+    client: httpx.Client, tracing: OTLPReceiver
+) -> None:
+    first = client.get("/fail")
+    assert first.status_code == 500
+    # WSGI runs in this thread here: the binding must be gone after the error.
+    assert neatlogs_web.current_session_id() is None
+    spans = spans_after_flush(tracing, 1)
+    assert spans[0].name == "failing" and spans[0].status_code == 2
+    assert "session.id" in spans[0].attributes
+
+
+def test_applied_twice_binds_once(kind: str, tracing: OTLPReceiver) -> None:
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware as Asgi
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware as Wsgi
+
+    if kind == "asgi":
+        http: httpx.Client = TestClient(Asgi(make_asgi_app(), secret_key=SECRET))
+    else:
+        http = httpx.Client(
+            transport=httpx.WSGITransport(app=Wsgi(make_wsgi_app(), secret_key=SECRET)),
+            base_url="http://testserver",
+        )
+    with http:
+        response = http.get("/whoami")
+    assert len(response.headers.get_list("set-cookie")) == 1
+
+
+def test_end_user_callable_stamps_end_user_id(kind: str, tracing: OTLPReceiver) -> None:
+    def end_user(request: Any) -> str | None:
+        headers = dict(request["headers"]) if kind == "asgi" else None
+        if headers is not None:
+            value = headers.get(b"x-user")
+            return value.decode() if value else None
+        return request.get("HTTP_X_USER")
+
+    with client_for(kind, end_user=end_user) as http:
+        http.get("/whoami", headers={"x-user": "user-9"})
+    (turn,) = spans_after_flush(tracing, 1)
+    assert turn.attributes["neatlogs.end_user.id"] == "user-9"
+    assert "user.id" not in turn.attributes
+
+
+def test_key_rotation_old_key_verifies_and_is_resigned(kind: str, tracing: OTLPReceiver) -> None:
+    old_token = make_token("rotated", "old-key")
+    with client_for(kind, secret_key=[SECRET, "old-key"]) as http:
+        response = http.get("/whoami", headers={"cookie": f"neatlogs_session={old_token}"})
+        assert json_body(response)["session_id"] == "rotated"
+        fresh = cookie_of(response)
+        assert session_of(fresh) == "rotated" and fresh != old_token
+        # Re-signed with the first key, which alone verifies it now.
+        assert identity.SessionSigner([SECRET.encode()]).verify(fresh) is not None
+        assert json_body(http.get("/whoami"))["session_id"] == "rotated"
+
+
+def test_removed_key_is_rejected(kind: str, tracing: OTLPReceiver) -> None:
+    old_token = make_token("rotated", "old-key")
+    before = identity.rejection_counts().get("cookie.bad_signature", 0)
+    with client_for(kind) as http:
+        response = http.get("/whoami", headers={"cookie": f"neatlogs_session={old_token}"})
+    assert json_body(response)["session_id"] != "rotated"
+    assert identity.rejection_counts()["cookie.bad_signature"] == before + 1
