@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
@@ -99,7 +99,7 @@ def make_asgi_app(**options: Any) -> Any:
 class ClosingBody:
     """A WSGI body that records that close() ran, and in which session."""
 
-    closed_with: list[str | None] = []
+    closed_with: ClassVar[list[str | None]] = []
 
     def __init__(self, chunks: list[bytes]) -> None:
         self._chunks = iter(chunks)

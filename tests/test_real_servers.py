@@ -141,9 +141,8 @@ def test_wsgi_reused_worker_thread_never_inherits_a_session(tracing: OTLPReceive
 def test_idle_timeout_starts_a_new_session_linked_to_the_old(
     kind: str, tracing: OTLPReceiver
 ) -> None:
-    from tests.tokens import make_token
-
     from tests.apps import SECRET
+    from tests.tokens import make_token
 
     idle_token = make_token("idle-session", SECRET, age_s=120)
     app = make_asgi_app(idle_timeout=60) if kind == "asgi" else make_wsgi_app(idle_timeout=60)
