@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Unpack
 
-from opentelemetry import trace as otel_trace
-
 from neatlogs_web import identity, sdk
-from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web._request import open_binding, response_headers
+from neatlogs_web.context import bind, unbind
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
@@ -65,7 +64,6 @@ class NeatlogsSessionMiddleware:
             if policy.wants_conversation_header and policy.conversation_header_lower
             else None
         )
-        self._echo_header = policy.header_name.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -107,22 +105,12 @@ class NeatlogsSessionMiddleware:
             resolution = policy.resolve(inputs, https=https, resume_at=resolution.resume_at)
         assert isinstance(resolution, Resolution)
 
-        binding = SessionBinding(
-            resolution.session_id,
-            self._end_user_id(scope),
-            resolution.previous_session_id,
-        )
+        binding = open_binding(resolution, self.end_user, scope)
         scope[_SCOPE_BINDING_KEY] = binding
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state[SCOPE_STATE_KEY] = resolution.session_id
-
-        # The framework's own request span started before us: stamp it too,
-        # for backends that read the session from the root only.
-        active = otel_trace.get_current_span()
-        if active.is_recording():
-            sdk.stamp_span(active, binding)
 
         if resolution.set_cookie is not None or resolution.echo_token is not None:
             send = self._add_session_headers(send, resolution)
@@ -132,28 +120,11 @@ class NeatlogsSessionMiddleware:
         finally:
             unbind(token)
 
-    def _end_user_id(self, scope: Scope) -> str | None:
-        if self.end_user is None:
-            return None
-        try:
-            value = self.end_user(scope)
-        except Exception:
-            identity.reject("end_user", "error")
-            return None
-        if value is None:
-            return None
-        if not isinstance(value, str) or not identity.is_valid_session_id(value):
-            identity.reject("end_user", "invalid")
-            return None
-        return value
-
     def _add_session_headers(self, send: Send, resolution: Resolution) -> Send:
-        extra: list[tuple[bytes, bytes]] = []
-        if resolution.set_cookie is not None:
-            extra.append((b"set-cookie", resolution.set_cookie.encode("latin-1")))
-            extra.append((b"vary", b"Cookie"))
-        if resolution.echo_token is not None:
-            extra.append((self._echo_header, resolution.echo_token.encode("latin-1")))
+        extra = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response_headers(self.policy, resolution)
+        ]
 
         async def send_with_session(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):

@@ -13,9 +13,8 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from opentelemetry import trace as otel_trace
-
-from neatlogs_web import identity, sdk
+from neatlogs_web import identity
+from neatlogs_web._request import open_binding, response_headers
 from neatlogs_web.context import SessionBinding, bind, unbind
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
@@ -63,7 +62,6 @@ class NeatlogsSessionMiddleware:
             if policy.wants_conversation_header and policy.conversation_header_lower
             else None
         )
-        self._echo_header = policy.header_name
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -89,14 +87,9 @@ class NeatlogsSessionMiddleware:
             resolution = policy.resolve(inputs, https=https, resume_at=resolution.resume_at)
         assert isinstance(resolution, Resolution)
 
-        binding = SessionBinding(
-            resolution.session_id, self._end_user_id(environ), resolution.previous_session_id
-        )
+        binding = open_binding(resolution, self.end_user, environ)
         environ[_ENVIRON_BINDING_KEY] = binding
         environ[ENVIRON_KEY] = resolution.session_id
-        active = otel_trace.get_current_span()
-        if active.is_recording():
-            sdk.stamp_span(active, binding)
         if resolution.set_cookie is not None or resolution.echo_token is not None:
             start_response = self._add_session_headers(start_response, resolution)
 
@@ -111,30 +104,10 @@ class NeatlogsSessionMiddleware:
             return result
         return _BoundResponse(result, binding)
 
-    def _end_user_id(self, environ: WSGIEnvironment) -> str | None:
-        if self.end_user is None:
-            return None
-        try:
-            value = self.end_user(environ)
-        except Exception:
-            identity.reject("end_user", "error")
-            return None
-        if value is None:
-            return None
-        if not isinstance(value, str) or not identity.is_valid_session_id(value):
-            identity.reject("end_user", "invalid")
-            return None
-        return value
-
     def _add_session_headers(
         self, start_response: StartResponse, resolution: Resolution
     ) -> StartResponse:
-        extra: list[tuple[str, str]] = []
-        if resolution.set_cookie is not None:
-            extra.append(("Set-Cookie", resolution.set_cookie))
-            extra.append(("Vary", "Cookie"))
-        if resolution.echo_token is not None:
-            extra.append((self._echo_header, resolution.echo_token))
+        extra = response_headers(self.policy, resolution)
 
         def start_response_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
