@@ -409,8 +409,8 @@ class SessionPolicy:
         self.wants_session_header = "header" in sources
         self.wants_baggage = "baggage" in sources
         self._steps = self._build_steps()
-        self.wants_conversation_header = self.conversation_header_lower is not None and any(
-            step is self._from_conversation_header for step in self._steps
+        self.wants_conversation_header = (
+            self.conversation_header_lower is not None and "conversation" in sources
         )
 
     # -- per request ---------------------------------------------------------
