@@ -5,6 +5,7 @@
 become root traces or child spans that carry it.
 """
 
+from neatlogs_web._request import bind_session
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     current_end_user_id,
@@ -26,6 +27,7 @@ __all__ = [
     "SESSION_KEY_PRESETS",
     "SessionSpanProcessor",
     "__version__",
+    "bind_session",
     "current_end_user_id",
     "current_session_id",
     "flush",

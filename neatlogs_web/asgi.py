@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Unpack
 
 from neatlogs_web import identity, sdk
-from neatlogs_web._request import open_binding, response_headers
-from neatlogs_web.context import bind, unbind
+from neatlogs_web._request import needs_response_headers, open_binding, response_headers
+from neatlogs_web.context import SessionBinding, bind, unbind
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
@@ -112,22 +112,25 @@ class NeatlogsSessionMiddleware:
             state = scope["state"] = {}
         state[SCOPE_STATE_KEY] = resolution.session_id
 
-        if resolution.set_cookie is not None or resolution.echo_token is not None:
-            send = self._add_session_headers(send, resolution)
+        if needs_response_headers(policy, resolution):
+            send = self._add_session_headers(send, resolution, binding)
         token = bind(binding)
         try:
             await self.app(scope, receive, send)
         finally:
             unbind(token)
 
-    def _add_session_headers(self, send: Send, resolution: Resolution) -> Send:
-        extra = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in response_headers(self.policy, resolution)
-        ]
+    def _add_session_headers(
+        self, send: Send, resolution: Resolution, binding: SessionBinding
+    ) -> Send:
+        policy = self.policy
 
         async def send_with_session(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
+                extra = [
+                    (name.lower().encode("latin-1"), value.encode("latin-1"))
+                    for name, value in response_headers(policy, resolution, binding)
+                ]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 

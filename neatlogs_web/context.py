@@ -23,6 +23,7 @@ __all__ = [
     "SessionBinding",
     "current_binding",
     "current_end_user_id",
+    "current_request_binding",
     "current_session_id",
     "session",
     "with_current_session",
@@ -37,7 +38,13 @@ class SessionBinding:
     thread or streamed body already holding it sees the change.
     """
 
-    __slots__ = ("end_user_id", "previous_session_id", "session_id")
+    __slots__ = (
+        "end_user_id",
+        "last_trace_id",
+        "previous_session_id",
+        "request_span",
+        "session_id",
+    )
 
     def __init__(
         self,
@@ -48,6 +55,10 @@ class SessionBinding:
         self.session_id = session_id
         self.end_user_id = end_user_id
         self.previous_session_id = previous_session_id
+        #: The framework's request span stamped at binding, re-stamped on rebind.
+        self.request_span: object = None
+        #: The trace id of the latest root ``trace()`` started under this binding.
+        self.last_trace_id: int | None = None
 
     def __repr__(self) -> str:
         return f"SessionBinding(session_id={self.session_id!r})"
@@ -71,6 +82,11 @@ def set_default_session(session_id: str | None) -> None:
 def current_binding() -> SessionBinding | None:
     """The innermost binding in effect, falling back to the process default."""
     return _binding.get() or _default_binding
+
+
+def current_request_binding() -> SessionBinding | None:
+    """The binding of the request or block in effect, ignoring the default."""
+    return _binding.get()
 
 
 def current_session_id() -> str | None:

@@ -47,6 +47,7 @@ SOURCES: Final = ("conversation", "header", "cookie", "baggage")
 DEFAULT_SOURCES: Final = ("conversation", "header", "cookie")
 DEFAULT_MAX_AGE: Final = 14 * 24 * 3600
 DEFAULT_JSON_BODY_LIMIT: Final = 64 * 1024
+TRACE_ID_HEADER: Final = "X-Neatlogs-Trace-Id"
 # Allowed clock skew between processes that share a key.
 _FUTURE_SKEW_S: Final = 300
 _VERIFIED_CACHE_SIZE: Final = 16384
@@ -83,6 +84,7 @@ class SessionOptions(TypedDict, total=False):
     sources: Sequence[str]
     exclude_paths: Iterable[str]
     validator: Validator | None
+    expose_trace_id: bool
 
 
 def is_valid_session_id(value: str) -> bool:
@@ -340,6 +342,7 @@ class SessionPolicy:
         sources: Sequence[str] = DEFAULT_SOURCES,
         exclude_paths: Iterable[str] = (),
         validator: Validator | None = None,
+        expose_trace_id: bool = False,
     ) -> None:
         if isinstance(sources, str):
             raise ValueError(f"sources must be a sequence of names, e.g. ({sources!r},)")
@@ -375,6 +378,7 @@ class SessionPolicy:
         self.max_age = max_age
         self.idle_timeout = idle_timeout
         self.header_name = header_name
+        self.expose_trace_id = expose_trace_id
         self.header_name_lower = header_name.lower()
         self.trust_plain_header = trust_plain_header
         self.conversation_query = conversation_query

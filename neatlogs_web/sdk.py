@@ -30,7 +30,13 @@ from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web import _export, identity
 from neatlogs_web._version import __version__
-from neatlogs_web.context import SessionBinding, current_binding, set_default_session
+from neatlogs_web.context import (
+    SessionBinding,
+    current_binding,
+    current_request_binding,
+    set_default_session,
+)
+from neatlogs_web.sampling import session_sampler
 
 __all__ = [
     "SESSION_KEY_PRESETS",
@@ -157,6 +163,7 @@ def init(
     schedule_delay_ms: int = 1000,
     export_timeout_s: float = 10.0,
     flush_on_sigterm: bool = True,
+    sample_rate: float = 1.0,
 ) -> TracerProvider:
     """Set up tracing once, at startup. Returns the OpenTelemetry provider.
 
@@ -179,6 +186,8 @@ def init(
         backend = "neatlogs" if api_key else "otlp"
     if backend not in ("neatlogs", "otlp"):
         raise ValueError(f"backend must be 'neatlogs' or 'otlp', not {backend!r}")
+    if not 0.0 <= sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}")
     if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
         raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
 
@@ -198,7 +207,9 @@ def init(
                 "neatlogs.workflow_name": workflow,
             }
         )
-        provider = TracerProvider(resource=resource)
+        provider = TracerProvider(
+            resource=resource, sampler=session_sampler(sample_rate) if sample_rate < 1 else None
+        )
         provider.add_span_processor(SessionSpanProcessor(keys))
         stats = _export.ExportStats()
         inner = _export.build_exporter(
@@ -344,9 +355,8 @@ class trace:
         current = otel_context.get_current()
         links: list[Link] = []
         parent = current
-        if current.get(_IN_TRACE_KEY) is None and not (
-            pipeline is not None and pipeline.join_request_trace
-        ):
+        top_level = current.get(_IN_TRACE_KEY) is None
+        if top_level and not (pipeline is not None and pipeline.join_request_trace):
             outer = otel_trace.get_current_span(current).get_span_context()
             if outer.is_valid:
                 links.append(Link(outer))
@@ -360,6 +370,11 @@ class trace:
             set_status_on_exception=False,
         )
         self._span = span
+        if top_level:
+            # Lets the middleware tell the client which trace this turn was.
+            binding = current_request_binding()
+            if binding is not None:
+                binding.last_trace_id = span.get_span_context().trace_id
         self._token = otel_context.attach(
             otel_context.set_value(
                 _IN_TRACE_KEY, True, otel_trace.set_span_in_context(span, current)

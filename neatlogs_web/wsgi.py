@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from neatlogs_web import identity
-from neatlogs_web._request import open_binding, response_headers
+from neatlogs_web._request import needs_response_headers, open_binding, response_headers
 from neatlogs_web.context import SessionBinding, bind, unbind
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
@@ -90,8 +90,8 @@ class NeatlogsSessionMiddleware:
         binding = open_binding(resolution, self.end_user, environ)
         environ[_ENVIRON_BINDING_KEY] = binding
         environ[ENVIRON_KEY] = resolution.session_id
-        if resolution.set_cookie is not None or resolution.echo_token is not None:
-            start_response = self._add_session_headers(start_response, resolution)
+        if needs_response_headers(policy, resolution):
+            start_response = self._add_session_headers(start_response, resolution, binding)
 
         token = bind(binding)
         try:
@@ -105,13 +105,14 @@ class NeatlogsSessionMiddleware:
         return _BoundResponse(result, binding)
 
     def _add_session_headers(
-        self, start_response: StartResponse, resolution: Resolution
+        self, start_response: StartResponse, resolution: Resolution, binding: SessionBinding
     ) -> StartResponse:
-        extra = response_headers(self.policy, resolution)
+        policy = self.policy
 
         def start_response_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
+            extra = response_headers(policy, resolution, binding)
             return start_response(status, [*headers, *extra], exc_info)
 
         return start_response_with_session
