@@ -1,0 +1,641 @@
+"""SQLite storage of spans, with per-trace and per-session summaries kept at ingest.
+
+The page asks "which sessions were active lately" and "what happened in this session"
+far more often than spans arrive, so both answers are precomputed: `traces` holds one
+row per trace (its session, time span, counts), `sessions` one row per session. A
+session's page then reads only its own trace rows, never the spans.
+
+Writes go through one connection under a lock, one transaction per request; reads use a
+connection per thread, which WAL lets run beside the writer. An in-memory database has
+a single connection (each connection would otherwise see its own empty database).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import grouping
+from .otlp import STATUS_ERROR, Batch, Span
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE resources (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
+CREATE TABLE scopes (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
+CREATE TABLE spans (
+    id INTEGER PRIMARY KEY,
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status_code INTEGER NOT NULL,
+    status_message TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    events TEXT NOT NULL,
+    links TEXT NOT NULL,
+    resource_id INTEGER NOT NULL REFERENCES resources (id),
+    scope_id INTEGER NOT NULL REFERENCES scopes (id),
+    marker INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX spans_by_trace ON spans (trace_id, span_id);
+-- Distinct span names per trace: what the name search scans instead of every span.
+CREATE TABLE span_names (
+    name TEXT NOT NULL,
+    trace_id TEXT NOT NULL,
+    PRIMARY KEY (name, trace_id)
+) WITHOUT ROWID;
+CREATE TABLE traces (
+    trace_id TEXT PRIMARY KEY,
+    session_id TEXT,
+    workflow TEXT,
+    name TEXT,
+    root_span_id TEXT,
+    root_status INTEGER,
+    start_ns INTEGER,
+    end_ns INTEGER,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    total_tokens INTEGER,
+    complete INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX traces_by_session ON traces (session_id, start_ns, trace_id);
+CREATE INDEX traces_by_start ON traces (start_ns, trace_id);
+CREATE TABLE sessions (
+    session_id TEXT PRIMARY KEY,
+    workflow TEXT,
+    trace_count INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    error_count INTEGER NOT NULL,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    total_tokens INTEGER
+) WITHOUT ROWID;
+CREATE INDEX sessions_by_activity ON sessions (last_ns, session_id);
+CREATE INDEX sessions_by_workflow ON sessions (workflow, last_ns, session_id);
+"""
+
+_INSERT_SPAN = """
+INSERT OR IGNORE INTO spans (
+    trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
+    status_message, attributes, events, links, resource_id, scope_id, marker
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+_TRACE_COLUMNS = (
+    "trace_id, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns,"
+    " span_count, error_count, input_tokens, output_tokens, total_tokens, complete"
+)
+
+_SESSION_COLUMNS = (
+    "session_id, workflow, trace_count, span_count, error_count, first_ns, last_ns,"
+    " input_tokens, output_tokens, total_tokens"
+)
+
+_RECOMPUTE_SESSION = f"""
+INSERT INTO sessions ({_SESSION_COLUMNS})
+SELECT
+    session_id,
+    (SELECT w.workflow FROM traces AS w
+      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.workflow IS NOT NULL
+      ORDER BY w.start_ns LIMIT 1),
+    count(*), sum(span_count), sum(error_count), min(start_ns), max(end_ns),
+    sum(input_tokens), sum(output_tokens), sum(total_tokens)
+FROM traces AS t
+WHERE session_id = ? AND span_count > 0
+GROUP BY session_id
+"""
+
+_INTERN_CACHE_LIMIT = 10_000
+
+
+class StoreError(RuntimeError):
+    """The database cannot be used; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenTotals:
+    """Summed token usage; a count is None when no span reported it."""
+
+    input: int | None
+    output: int | None
+    total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session's summary, as kept in the `sessions` table."""
+
+    session_id: str
+    workflow: str | None
+    trace_count: int
+    span_count: int
+    error_count: int
+    first_ns: int
+    last_ns: int
+    tokens: TokenTotals
+
+
+@dataclass(frozen=True, slots=True)
+class TraceRow:
+    """One trace's summary; markers are in neither its counts nor its times."""
+
+    trace_id: str
+    session_id: str | None
+    workflow: str | None
+    name: str | None
+    root_span_id: str | None
+    status_code: int
+    start_ns: int
+    end_ns: int
+    span_count: int
+    error_count: int
+    tokens: TokenTotals
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpanRow:
+    """One stored span with its JSON columns parsed."""
+
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int
+    status_code: int
+    status_message: str
+    attributes: dict[str, Any]
+    events: list[dict[str, Any]]
+    links: list[dict[str, Any]]
+    resource: dict[str, Any]
+    scope: dict[str, Any]
+
+
+def default_db_path() -> Path:
+    """Where the collector keeps its database unless told: the user's data directory."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "neatlogs-web" / "collector.db"
+
+
+class Store:
+    """The collector's database; safe to use from many threads at once."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = os.fspath(path)
+        self._memory = self._path == ":memory:"
+        if not self._memory:
+            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # Serialises writes, and for an in-memory database every use of its one connection.
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._interned: dict[tuple[str, str], int] = {}
+        try:
+            self._writer = self._connect()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{self._path} cannot be used ({exc}): pass another --db file"
+            ) from exc
+        try:
+            self._create_schema()
+        except BaseException:
+            self._writer.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The database file, or ":memory:"."""
+        return self._path
+
+    def close(self) -> None:
+        """Close every connection; the store cannot be used afterwards."""
+        with self._lock:
+            for connection in [*self._readers, self._writer]:
+                connection.close()
+            self._readers.clear()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def ingest(self, batch: Batch) -> int:
+        """Store a batch in one transaction and update the summaries; return new spans.
+
+        A span already stored (a retried export) is ignored, so retries do not double
+        any count.
+        """
+        if not batch.spans:
+            return 0
+        with self._lock:
+            connection = self._writer
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                stored = self._write(connection, batch.spans)
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                # Ids interned in the rolled-back transaction no longer exist.
+                self._interned.clear()
+                raise
+        return stored
+
+    def _write(self, connection: sqlite3.Connection, spans: Sequence[Span]) -> int:
+        deltas: dict[str, _TraceDelta] = {}
+        names: set[tuple[str, str]] = set()
+        interned: dict[int, int] = {}  # id() of a batch's shared dict -> row id
+        stored = 0
+        for span in spans:
+            resource_id = interned.get(id(span.resource))
+            if resource_id is None:
+                resource_id = self._intern(connection, "resources", span.resource)
+                interned[id(span.resource)] = resource_id
+            scope_id = interned.get(id(span.scope))
+            if scope_id is None:
+                scope_id = self._intern(connection, "scopes", span.scope)
+                interned[id(span.scope)] = scope_id
+            marker = grouping.is_marker(span)
+            cursor = connection.execute(
+                _INSERT_SPAN,
+                (
+                    span.trace_id,
+                    span.span_id,
+                    span.parent_span_id,
+                    span.name,
+                    span.kind,
+                    span.start_ns,
+                    span.end_ns,
+                    span.status_code,
+                    span.status_message,
+                    _dumps(span.attributes),
+                    _dumps(span.events),
+                    _dumps(span.links),
+                    resource_id,
+                    scope_id,
+                    marker,
+                ),
+            )
+            if cursor.rowcount != 1:
+                continue
+            stored += 1
+            delta = deltas.get(span.trace_id)
+            if delta is None:
+                delta = deltas[span.trace_id] = _TraceDelta()
+            delta.add(span, marker)
+            if not marker:
+                names.add((span.name, span.trace_id))
+        connection.executemany("INSERT OR IGNORE INTO span_names VALUES (?, ?)", names)
+        touched_sessions = self._update_traces(connection, deltas)
+        connection.executemany("DELETE FROM sessions WHERE session_id = ?", touched_sessions)
+        connection.executemany(_RECOMPUTE_SESSION, touched_sessions)
+        return stored
+
+    def _intern(self, connection: sqlite3.Connection, table: str, value: dict[str, Any]) -> int:
+        body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        key = (table, body)
+        row_id = self._interned.get(key)
+        if row_id is not None:
+            return row_id
+        connection.execute(f"INSERT OR IGNORE INTO {table} (body) VALUES (?)", (body,))
+        row = connection.execute(f"SELECT id FROM {table} WHERE body = ?", (body,)).fetchone()
+        if len(self._interned) >= _INTERN_CACHE_LIMIT:
+            self._interned.clear()
+        self._interned[key] = row_id = int(row[0])
+        return row_id
+
+    def _update_traces(
+        self, connection: sqlite3.Connection, deltas: dict[str, _TraceDelta]
+    ) -> list[tuple[str]]:
+        """Merge the batch into the trace rows; return the sessions whose totals changed."""
+        existing: dict[str, tuple[Any, ...]] = {}
+        ids = list(deltas)
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in connection.execute(
+                f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})", chunk
+            ):
+                existing[row[0]] = row
+        sessions: set[str] = set()
+        rows = []
+        for trace_id, delta in deltas.items():
+            row = delta.merged_into(trace_id, existing.get(trace_id))
+            rows.append(row)
+            old = existing.get(trace_id)
+            if old is not None and old[1] is not None:
+                sessions.add(old[1])
+            if row[1] is not None:
+                sessions.add(row[1])
+        marks = ",".join("?" * 14)
+        connection.executemany(
+            f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}) VALUES ({marks})", rows
+        )
+        return [(session_id,) for session_id in sorted(sessions)]
+
+    # -- reading ---------------------------------------------------------------------
+
+    def sessions(
+        self,
+        *,
+        limit: int,
+        query: str | None = None,
+        workflow: str | None = None,
+        before: tuple[int, str] | None = None,
+    ) -> list[SessionRow]:
+        """Sessions by last activity, newest first, optionally filtered and paged.
+
+        `query` matches session ids and span names (substring, ASCII case-insensitive);
+        `before` is the (last_ns, session_id) of the last row of the previous page.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        if query:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern += "%"
+            where.append(
+                "(session_id LIKE ? ESCAPE '\\' OR session_id IN ("
+                " SELECT t.session_id FROM span_names AS n JOIN traces AS t USING (trace_id)"
+                " WHERE n.name LIKE ? ESCAPE '\\' AND t.session_id IS NOT NULL))"
+            )
+            params += [pattern, pattern]
+        if before is not None:
+            where.append("(last_ns, session_id) < (?, ?)")
+            params += list(before)
+        sql = f"SELECT {_SESSION_COLUMNS} FROM sessions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY last_ns DESC, session_id DESC LIMIT ?"
+        params.append(limit)
+        with self._reading() as connection:
+            return [_session_row(row) for row in connection.execute(sql, params)]
+
+    def session(self, session_id: str) -> tuple[SessionRow, list[TraceRow]] | None:
+        """A session and its traces in time order, or None if no trace is in it."""
+        with self._reading() as connection:
+            row = connection.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            traces = connection.execute(
+                f"SELECT {_TRACE_COLUMNS} FROM traces"
+                " WHERE session_id = ? AND span_count > 0 ORDER BY start_ns, trace_id",
+                (session_id,),
+            ).fetchall()
+        return _session_row(row), [_trace_row(trace) for trace in traces]
+
+    def traces(
+        self,
+        *,
+        limit: int,
+        without_session: bool = False,
+        before: tuple[int, str] | None = None,
+    ) -> list[TraceRow]:
+        """Traces by start, newest first; `without_session` keeps those in no session."""
+        where = ["span_count > 0"]
+        params: list[Any] = []
+        if without_session:
+            where.append("session_id IS NULL")
+        if before is not None:
+            where.append("(start_ns, trace_id) < (?, ?)")
+            params += list(before)
+        sql = (
+            f"SELECT {_TRACE_COLUMNS} FROM traces WHERE {' AND '.join(where)}"
+            " ORDER BY start_ns DESC, trace_id DESC LIMIT ?"
+        )
+        params.append(limit)
+        with self._reading() as connection:
+            return [_trace_row(row) for row in connection.execute(sql, params)]
+
+    def trace(self, trace_id: str) -> tuple[TraceRow, list[SpanRow]] | None:
+        """A trace and its spans by start time (markers left out), or None if unknown."""
+        with self._reading() as connection:
+            row = connection.execute(
+                f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ? AND span_count > 0",
+                (trace_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            spans = connection.execute(
+                "SELECT s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns,"
+                " s.status_code, s.status_message, s.attributes, s.events, s.links,"
+                " r.body, c.body"
+                " FROM spans AS s"
+                " JOIN resources AS r ON r.id = s.resource_id"
+                " JOIN scopes AS c ON c.id = s.scope_id"
+                " WHERE s.trace_id = ? AND NOT s.marker ORDER BY s.start_ns, s.span_id",
+                (trace_id,),
+            ).fetchall()
+        return _trace_row(row), [_span_row(span) for span in spans]
+
+    # -- connections -----------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+        connection.execute("PRAGMA busy_timeout = 5000")
+        if not self._memory:
+            connection.execute("PRAGMA journal_mode = WAL")
+            # WAL with NORMAL keeps the database consistent on a crash; a development
+            # collector can lose the last transactions on power loss.
+            connection.execute("PRAGMA synchronous = NORMAL")
+        return connection
+
+    def _create_schema(self) -> None:
+        with self._lock:
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            if version == _SCHEMA_VERSION:
+                return
+            tables = self._writer.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if version != 0 or tables:
+                raise StoreError(
+                    f"{self._path} is not a neatlogs-web collector database of schema version"
+                    f" {_SCHEMA_VERSION}: pass another --db file, or delete this one"
+                )
+            self._writer.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+            )
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection holding one read transaction, so a multi-query answer is consistent."""
+        if self._memory:
+            with self._lock:
+                yield self._writer
+            return
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+            with self._lock:
+                self._readers.append(connection)
+        connection.execute("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.execute("COMMIT")
+
+
+@dataclass(slots=True)
+class _TraceDelta:
+    """What one batch adds to a trace; merged into its stored row."""
+
+    span_count: int = 0
+    error_count: int = 0
+    start_ns: int | None = None
+    end_ns: int | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+    complete: bool = False
+    session_id: str | None = None
+    workflow: str | None = None
+    root: Span | None = None
+    earliest: Span | None = None
+
+    def add(self, span: Span, marker: bool) -> None:
+        session_id = grouping.session_of(span)
+        if self.session_id is None:
+            self.session_id = session_id
+        if self.workflow is None:
+            self.workflow = grouping.workflow_of(span.resource)
+        if marker:
+            self.complete = True
+            return
+        self.span_count += 1
+        self.error_count += span.status_code == STATUS_ERROR
+        if span.parent_span_id is None:
+            self.root = span
+        if self.earliest is None or span.start_ns < self.earliest.start_ns:
+            self.earliest = span
+        self.start_ns = _min(self.start_ns, span.start_ns)
+        self.end_ns = _max(self.end_ns, span.end_ns)
+        tokens = grouping.tokens_of(span)
+        if tokens is not None:
+            self.input_tokens = _add(self.input_tokens, tokens.input)
+            self.output_tokens = _add(self.output_tokens, tokens.output)
+            self.total_tokens = _add(self.total_tokens, tokens.total)
+
+    def merged_into(self, trace_id: str, old: tuple[Any, ...] | None) -> tuple[Any, ...]:
+        """The trace's new row, in `_TRACE_COLUMNS` order."""
+        if old is None:
+            old = (trace_id, None, None, None, None, None, None, None, 0, 0, None, None, None, 0)
+        (_, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns) = old[:8]
+        root = self.root
+        root_session = grouping.session_of(root) if root is not None else None
+        # The root's session wins: it is what backends that read one span per trace show.
+        session_id = root_session or session_id or self.session_id
+        if root is not None:
+            workflow = grouping.workflow_of(root.resource) or workflow or self.workflow
+            name, root_span_id, root_status = root.name, root.span_id, root.status_code
+        else:
+            workflow = workflow or self.workflow
+            earliest = self.earliest
+            # Until the root arrives, the trace is named after its earliest span.
+            if (
+                root_span_id is None
+                and earliest is not None
+                and (start_ns is None or earliest.start_ns < start_ns)
+            ):
+                name = earliest.name
+        return (
+            trace_id,
+            session_id,
+            workflow,
+            name,
+            root_span_id,
+            root_status,
+            _min(start_ns, self.start_ns),
+            _max(end_ns, self.end_ns),
+            old[8] + self.span_count,
+            old[9] + self.error_count,
+            _add(old[10], self.input_tokens),
+            _add(old[11], self.output_tokens),
+            _add(old[12], self.total_tokens),
+            int(bool(old[13]) or self.complete),
+        )
+
+
+def _min(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else a + b
+
+
+# One encoder for every span: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _dumps(value: Any) -> str:
+    return _ENCODER.encode(value) if value else "[]" if isinstance(value, list) else "{}"
+
+
+def _session_row(row: Sequence[Any]) -> SessionRow:
+    return SessionRow(
+        session_id=row[0],
+        workflow=row[1],
+        trace_count=row[2],
+        span_count=row[3],
+        error_count=row[4],
+        first_ns=row[5],
+        last_ns=row[6],
+        tokens=TokenTotals(row[7], row[8], row[9]),
+    )
+
+
+def _trace_row(row: Sequence[Any]) -> TraceRow:
+    root_status = row[5] or 0
+    return TraceRow(
+        trace_id=row[0],
+        session_id=row[1],
+        workflow=row[2],
+        name=row[3],
+        root_span_id=row[4],
+        status_code=STATUS_ERROR if row[9] else root_status,
+        start_ns=row[6],
+        end_ns=row[7],
+        span_count=row[8],
+        error_count=row[9],
+        tokens=TokenTotals(row[10], row[11], row[12]),
+        complete=bool(row[13]),
+    )
+
+
+def _span_row(row: Sequence[Any]) -> SpanRow:
+    return SpanRow(
+        span_id=row[0],
+        parent_span_id=row[1],
+        name=row[2],
+        kind=row[3],
+        start_ns=row[4],
+        end_ns=row[5],
+        status_code=row[6],
+        status_message=row[7],
+        attributes=json.loads(row[8]),
+        events=json.loads(row[9]),
+        links=json.loads(row[10]),
+        resource=json.loads(row[11]),
+        scope=json.loads(row[12]),
+    )

@@ -1,0 +1,106 @@
+"""Fixtures: a store, an in-process client, a real collector on loopback, and SDK senders."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from starlette.testclient import TestClient
+
+from neatlogs_web.collector import Store, create_app
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    opened = Store(":memory:")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    with TestClient(create_app(store, max_body_bytes=64 * 1024)) as test_client:
+        yield test_client
+
+
+class LiveCollector:
+    """The collector served by uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, db: Path, api_key: str | None = None) -> None:
+        self.store = Store(db)
+        config = uvicorn.Config(
+            create_app(self.store, api_key=api_key), log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def __enter__(self) -> LiveCollector:
+        self._thread.start()
+        for _ in range(500):
+            if self._server.started:
+                return self
+            threading.Event().wait(0.01)
+        raise RuntimeError("the collector did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._socket.close()
+        self.store.close()
+
+    def get(self, path: str, **params: str) -> httpx.Response:
+        return httpx.get(self.url + path, params=params, timeout=10)
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[LiveCollector]:
+    with LiveCollector(tmp_path / "collector.db") as live:
+        yield live
+
+
+@pytest.fixture
+def live_collector_factory(tmp_path: Path) -> Iterator[Callable[..., LiveCollector]]:
+    started: list[LiveCollector] = []
+
+    def start(api_key: str | None = None) -> LiveCollector:
+        live = LiveCollector(tmp_path / f"collector-{len(started)}.db", api_key=api_key)
+        started.append(live.__enter__())
+        return live
+
+    yield start
+    for live in started:
+        live.__exit__()
+
+
+@pytest.fixture
+def sdk_provider(collector: LiveCollector) -> Iterator[Callable[..., TracerProvider]]:
+    """TracerProviders exporting to the live collector the way apps do: OTLP/HTTP, gzip."""
+    providers: list[TracerProvider] = []
+
+    def make(service: str = "sdk-app", **resource: str) -> TracerProvider:
+        provider = TracerProvider(resource=Resource.create({"service.name": service, **resource}))
+        exporter = OTLPSpanExporter(
+            endpoint=f"{collector.url}/v1/traces", compression=Compression.Gzip, timeout=10
+        )
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        providers.append(provider)
+        return provider
+
+    yield make
+    for provider in providers:
+        provider.shutdown()
