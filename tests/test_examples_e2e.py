@@ -1,0 +1,67 @@
+"""End to end: the examples export to the local collector, one session per user.
+
+The FastAPI example runs through `neatlogs-web demo` itself (collector, app
+and simulated users as subprocesses); the Flask example runs under waitress
+against a collector started here. Users find their session by cookie, by
+signed header and by conversation id in the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from neatlogs_web.cli import main
+from neatlogs_web.demo import simulate_users
+from tests.collector.conftest import LiveCollector
+from tests.servers import free_port, run_example
+
+
+def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    status = main(
+        [
+            "demo",
+            "--users",
+            "6",
+            "--turns",
+            "2",
+            "--duration",
+            "60",
+            "--port",
+            str(port),
+            "--no-wait",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"Open http://127.0.0.1:{port}/" in out
+    assert "6 users, 12 turns, 0 failed requests" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("user-")]
+    assert len(rows) == 6
+    assert {row[1] for row in rows} == {"cookie", "header", "conversation"}
+    # Per turn: the turn trace, the background summary, FastAPI's request trace.
+    assert all(row[3:5] == ["2", "6"] for row in rows), rows
+
+
+def test_flask_example_sessions_land_in_the_collector(tmp_path: Path) -> None:
+    with LiveCollector(tmp_path / "spans.db") as collector:
+        env = {
+            "NEATLOGS_ENDPOINT": collector.url,
+            "NEATLOGS_SECRET_KEY": "e2e",
+            "PYTHONPATH": "examples/flask",
+        }
+        command = ["waitress", "--listen=127.0.0.1:{port}", "--threads=8", "app:app"]
+        with run_example(command, env) as base:
+            users = asyncio.run(simulate_users(base, users=6, turns=2, duration_s=60))
+        # waitress died of SIGTERM; init()'s handler flushed first.
+        listing = collector.get("/api/sessions", limit="100").json()["sessions"]
+    by_id = {entry["session_id"]: entry for entry in listing}
+    assert len(by_id) == 6
+    for user in users:
+        assert user.failures == 0 and user.turns == 2
+        # Per turn: the turn trace and the summary traced on a thread started by hand.
+        assert by_id[user.session_id]["trace_count"] == 4, (user.mode, by_id[user.session_id])
+    assert {user.mode for user in users} == {"cookie", "header", "conversation"}
