@@ -1,13 +1,16 @@
 # Two commands do all the setup on a fresh machine with Python 3.11+ and make:
 #   make test   create .venv, install with test extras, run ruff, mypy and pytest
 #   make demo   create .venv and run the local collector, the example app and simulated users
+#   make reliability   the long reliability and security suite; rewrites docs/reliability.md
+#   make bench   ours against bare apps and peer middlewares; rewrites docs/benchmarks.md
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test demo lint typecheck pytest browser clean
+.PHONY: test demo reliability bench lint typecheck pytest browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,5 +43,17 @@ test: lint typecheck pytest
 demo: $(STAMP)
 	$(BIN)/neatlogs-web demo
 
+# Minutes, not seconds: 500 clients per server, export faults, 10,000 fuzz examples per target.
+reliability: $(STAMP)
+	$(BIN)/python -m tests.reliability
+
+$(BENCH_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+# A few minutes; the first run also builds a 1,000,000-span collector store in .bench-cache/.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache

@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from typing import Final
 
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -54,6 +54,13 @@ class ExportStats:
         self.export_failures = 0
         self._dropped_since_log = 0
         self._last_drop_log = 0.0
+        self._failed_since_log = 0
+        self._last_failure_log = 0.0
+
+    def queued(self) -> None:
+        """Count one span entering the export queue (once per span: kept cheap)."""
+        with self._lock:
+            self.spans_queued += 1
 
     def add(self, **counts: int) -> None:
         with self._lock:
@@ -78,6 +85,28 @@ class ExportStats:
             total,
         )
 
+    def failed(self, count: int) -> None:
+        """Count spans an export lost (error status, timeout); log counts at most every 10 s.
+
+        The exporter logs each failure, but not how many spans it cost.
+        """
+        now = time.monotonic()
+        with self._lock:
+            self.spans_failed += count
+            self.export_failures += 1
+            self._failed_since_log += count
+            if now - self._last_failure_log < _DROP_LOG_INTERVAL_S:
+                return
+            self._last_failure_log = now
+            recent, self._failed_since_log = self._failed_since_log, 0
+            total = self.spans_failed
+        logger.warning(
+            "neatlogs_web could not export %d spans (%d lost in total): the receiver "
+            "answered with an error or did not answer in time",
+            recent,
+            total,
+        )
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {
@@ -92,22 +121,37 @@ class ExportStats:
 
 
 class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting what enters and what a full queue drops."""
+    """The SDK's batch processor, counting what enters and what a full queue drops.
 
-    def __init__(self, exporter: SpanExporter, stats: ExportStats, **options: float) -> None:
+    ``stamp``, when given, runs as this processor's ``on_start`` (the SDK's is a
+    no-op): the provider then calls one processor per span event, not two.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        stats: ExportStats,
+        *,
+        stamp: SpanProcessor | None = None,
+        **options: float,
+    ) -> None:
         super().__init__(exporter, **options)  # type: ignore[arg-type]
+        if stamp is not None:
+            self.on_start = stamp.on_start  # type: ignore[method-assign]
         self._stats = stats
         self._max_queue_size = int(options.get("max_queue_size") or 2048)
+        # The SDK's deque lives as long as the processor: look it up once, not per span.
+        self._queue: Sized | None = getattr(getattr(self, "_batch_processor", None), "_queue", None)
 
     def on_end(self, span: ReadableSpan) -> None:
         # The SDK drops the oldest span silently (bar one log line) when its
         # deque is full; look before adding so the operator can count drops.
-        queue = getattr(getattr(self, "_batch_processor", None), "_queue", None)
+        queue = self._queue
         if queue is not None and len(queue) >= self._max_queue_size:
             self._stats.dropped()
         else:
-            self._stats.add(spans_queued=1)
-        super().on_end(span)
+            self._stats.queued()
+        BatchSpanProcessor.on_end(self, span)
 
 
 def is_transport_span(span: ReadableSpan) -> bool:
@@ -159,7 +203,7 @@ class PipelineExporter(SpanExporter):
             if self._markers:
                 self._send_markers(batch)
         else:
-            self._stats.add(spans_failed=len(batch), export_failures=1)
+            self._stats.failed(len(batch))
         return result
 
     def _send_markers(self, batch: Sequence[ReadableSpan]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from opentelemetry import trace as otel_trace
+from opentelemetry.context import get_current as current_otel_context
 
 from neatlogs_web import identity, sdk
 from neatlogs_web.context import SessionBinding, bind, current_request_binding
@@ -35,10 +36,12 @@ def open_binding(
         _end_user_id(end_user, request) if end_user is not None else None,
         resolution.previous_session_id,
     )
-    active = otel_trace.get_current_span()
-    if active.is_recording():
-        sdk.stamp_span(active, binding)
-        binding.request_span = active
+    context = current_otel_context()
+    if context:  # an empty context has no active span: skip the lookup
+        active = otel_trace.get_current_span(context)
+        if active.is_recording():
+            sdk.stamp_span(active, binding)
+            binding.request_span = active
     return binding
 
 
@@ -85,19 +88,13 @@ def _end_user_id(end_user: Callable[[RequestT], str | None], request: RequestT) 
     return value
 
 
-def needs_response_headers(policy: SessionPolicy, resolution: Resolution) -> bool:
-    return (
-        resolution.set_cookie is not None
-        or resolution.echo_token is not None
-        or policy.expose_trace_id
-    )
-
-
 def response_headers(
     policy: SessionPolicy, resolution: Resolution, binding: SessionBinding
 ) -> list[tuple[str, str]]:
     """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token and the latest
-    turn's trace id, as needed. Called when the response starts."""
+    turn's trace id, as needed. Called when the response starts; the middlewares
+    wrap the response only when ``set_cookie``, ``echo_token`` or
+    ``policy.expose_trace_id`` is set (checked inline: it runs on every request)."""
     headers = []
     if resolution.set_cookie is not None:
         headers.append(("Set-Cookie", resolution.set_cookie))

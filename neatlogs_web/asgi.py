@@ -10,11 +10,14 @@ request.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Unpack
 
+from opentelemetry.context import get_current as current_otel_context
+
 from neatlogs_web import identity, sdk
-from neatlogs_web._request import needs_response_headers, open_binding, response_headers
+from neatlogs_web._request import open_binding, response_headers
 from neatlogs_web.context import SessionBinding, bind, unbind
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
@@ -64,6 +67,21 @@ class NeatlogsSessionMiddleware:
             if policy.wants_conversation_header and policy.conversation_header_lower
             else None
         )
+        self._excluding = bool(policy.exclude_exact or policy.exclude_prefixes)
+        self._cookie_alone = policy.cookie_decides_alone
+        body_headers = (b"content-type", b"content-length") if policy.reads_json_body else ()
+        # The header names this policy reads: one set lookup per request header.
+        self._wanted = frozenset(
+            name
+            for name in (
+                self._cookie_header,
+                self._session_header,
+                self._conversation_header,
+                self._baggage_header,
+                *body_headers,
+            )
+            if name is not None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -73,46 +91,76 @@ class NeatlogsSessionMiddleware:
         if (
             scope_type not in ("http", "websocket")
             or _SCOPE_BINDING_KEY in scope
-            or self.policy.is_excluded(scope["path"])
+            or (self._excluding and self.policy.is_excluded(scope["path"]))
         ):
             await self.app(scope, receive, send)
             return
 
         policy = self.policy
-        inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        wanted = self._wanted
+        cookie = session_header = conversation_header = baggage = None
         content_type = content_length = None
         for name, value in scope["headers"]:
-            if name == self._cookie_header:
+            if name not in wanted:
+                continue
+            if name == b"cookie":
                 # Several Cookie headers (HTTP/2) are one list.
                 decoded = value.decode("latin-1")
-                inputs.cookie = f"{inputs.cookie}; {decoded}" if inputs.cookie else decoded
+                cookie = f"{cookie}; {decoded}" if cookie else decoded
             elif name == self._session_header:
-                inputs.session_header = value.decode("latin-1")
+                session_header = value.decode("latin-1")
             elif name == self._conversation_header:
-                inputs.conversation_header = value.decode("latin-1")
+                conversation_header = value.decode("latin-1")
             elif name == self._baggage_header:
-                inputs.baggage = value.decode("latin-1")
+                baggage = value.decode("latin-1")
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value
-        https = scope.get("scheme") in ("https", "wss")
 
-        resolution = policy.resolve(inputs, https=https)
-        if isinstance(resolution, NeedsBody):
-            if scope_type == "http" and policy.needs_body(content_type, scope["method"]):
-                receive = await self._read_json_field(inputs, receive, content_length)
-            resolution = policy.resolve(inputs, https=https, resume_at=resolution.resume_at)
-        assert isinstance(resolution, Resolution)
+        resolution = None
+        if (
+            cookie is not None
+            and session_header is None
+            and conversation_header is None
+            and baggage is None
+            and self._cookie_alone
+        ):
+            # A returning user: the decision for this cookie is usually remembered.
+            remembered = policy.remembered_cookies.get(cookie)
+            if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
+                resolution = remembered[2]
+        if resolution is None:
+            inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+            inputs.cookie = cookie
+            inputs.session_header = session_header
+            inputs.conversation_header = conversation_header
+            inputs.baggage = baggage
+            https = scope.get("scheme") in ("https", "wss")
+            resolved = policy.resolve(inputs, https=https)
+            if isinstance(resolved, NeedsBody):
+                if scope_type == "http" and policy.needs_body(content_type, scope["method"]):
+                    receive = await self._read_json_field(inputs, receive, content_length)
+                resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
+            assert isinstance(resolved, Resolution)
+            resolution = resolved
 
-        binding = open_binding(resolution, self.end_user, scope)
+        if self.end_user is None and not current_otel_context():
+            # open_binding()'s common case inline: no end user, no active span to stamp.
+            binding = SessionBinding(resolution.session_id, None, resolution.previous_session_id)
+        else:
+            binding = open_binding(resolution, self.end_user, scope)
         scope[_SCOPE_BINDING_KEY] = binding
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state[SCOPE_STATE_KEY] = resolution.session_id
 
-        if needs_response_headers(policy, resolution):
+        if (
+            resolution.set_cookie is not None
+            or resolution.echo_token is not None
+            or policy.expose_trace_id
+        ):
             send = self._add_session_headers(send, resolution, binding)
         token = bind(binding)
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -51,6 +52,7 @@ TRACE_ID_HEADER: Final = "X-Neatlogs-Trace-Id"
 # Allowed clock skew between processes that share a key.
 _FUTURE_SKEW_S: Final = 300
 _VERIFIED_CACHE_SIZE: Final = 16384
+_REMEMBERED_HEADER_LENGTH: Final = 1024
 _CUSTOM_ID_LIMIT: Final = 1024
 
 _ID_RE: Final = re.compile(r"[A-Za-z0-9._:@/+=\-]{1,128}")
@@ -272,6 +274,10 @@ class Resolution:
     echo_token: str | None = None
 
 
+#: A remembered decision: (valid from, valid until, resolution), wall-clock seconds.
+Remembered = tuple[float, float, Resolution]
+
+
 @dataclass(frozen=True, slots=True)
 class NeedsBody:
     """Resolution reached the JSON-body step: read the body and resume."""
@@ -279,13 +285,22 @@ class NeedsBody:
     resume_at: int
 
 
-@dataclass(frozen=True, slots=True)
 class _Candidate:
-    session_id: str
-    token: VerifiedToken | None = None
+    """A valid value a source found, before the policy decides what to do with it."""
+
+    __slots__ = ("raw", "session_id", "token")
+
+    def __init__(
+        self, session_id: str, token: VerifiedToken | None = None, raw: str | None = None
+    ) -> None:
+        self.session_id = session_id
+        self.token = token
+        #: What the decision is remembered under (the token, or the whole Cookie header).
+        self.raw = raw
 
 
-_Step = Callable[[RequestInputs], _Candidate | None]
+# A step returns a Resolution directly when it remembered the decision for its input.
+_Step = Callable[[RequestInputs], "_Candidate | Resolution | None"]
 _JSON_STEP: Final = "json"
 
 
@@ -397,6 +412,17 @@ class SessionPolicy:
         # enough that the signed timestamp tracks activity to within 10%.
         limits = [v / 2 for v in (max_age,) if v] + [v / 10 for v in (idle_timeout,) if v]
         self.refresh_after = min(limits) if limits else None
+        # A returning token's decision ("bind it, change nothing") holds while its age
+        # stays within every limit above; until then it is remembered per source, so a
+        # returning request neither verifies, checks nor allocates.
+        ages = [v for v in (max_age, idle_timeout, self.refresh_after) if v is not None]
+        self._steady_age = min(ages) if ages else math.inf
+        self._decided: dict[str, dict[str, Remembered]] = {"header": {}, "cookie": {}}
+        #: ``Cookie`` header -> (valid from, valid until, decision), wall-clock seconds.
+        #: When ``cookie_decides_alone`` and a request has no other session input, a
+        #: current entry is what :meth:`resolve` would return: the middlewares check it
+        #: inline (a dict lookup and a clock read) before building ``RequestInputs``.
+        self.remembered_cookies = self._decided["cookie"]
 
         attributes = f"; Path={cookie_path}"
         if max_age is not None:
@@ -415,6 +441,18 @@ class SessionPolicy:
         self._steps = self._build_steps()
         self.wants_conversation_header = (
             self.conversation_header_lower is not None and "conversation" in sources
+        )
+        # When every step before the cookie reads a header, a request without those
+        # headers is decided by its cookie alone: see remembered_cookies.
+        self.reads_json_body = _JSON_STEP in self._steps
+        header_steps = (
+            self._from_session_header,
+            self._from_conversation_header,
+            self._from_baggage,
+        )
+        cookie_at = self._step_sources.index("cookie") if self.wants_cookie else -1
+        self.cookie_decides_alone = cookie_at >= 0 and all(
+            step in header_steps for step in self._steps[:cookie_at]
         )
 
     # -- per request ---------------------------------------------------------
@@ -436,6 +474,7 @@ class SessionPolicy:
         steps = self._steps
         for index in range(resume_at, len(steps)):
             step = steps[index]
+            candidate: _Candidate | Resolution | None
             if step is _JSON_STEP:
                 if index != resume_at:
                     return NeedsBody(index)
@@ -443,6 +482,8 @@ class SessionPolicy:
             else:
                 candidate = step(inputs)  # type: ignore[operator]
             if candidate is not None:
+                if isinstance(candidate, Resolution):
+                    return candidate
                 return self._decide(candidate, index, https)
         return self.new_session(https)
 
@@ -482,7 +523,19 @@ class SessionPolicy:
             fresh = self.signer.sign(candidate.session_id)
             cookie = self.cookie_header(fresh, https) if source == "cookie" else None
             return Resolution(candidate.session_id, source, None, cookie, fresh)
-        return Resolution(candidate.session_id, source)
+        resolution = Resolution(candidate.session_id, source)
+        decided = self._decided.get(source)
+        if decided is not None and candidate.raw is not None:
+            if len(decided) >= _VERIFIED_CACHE_SIZE:
+                decided.pop(next(iter(decided)), None)
+            # Valid while -skew <= age <= every limit: the checks above and in _signed.
+            signed_at = token.signed_at
+            decided[candidate.raw] = (
+                signed_at - _FUTURE_SKEW_S,
+                signed_at + self._steady_age,
+                resolution,
+            )
+        return resolution
 
     def _build_steps(self) -> list[_Step | str]:
         steps: list[_Step | str] = []
@@ -521,7 +574,15 @@ class SessionPolicy:
             return None
         return _Candidate(value)
 
-    def _signed(self, source: str, value: str) -> _Candidate | None:
+    def _remembered(self, source: str, key: str) -> Resolution | None:
+        """The decision remembered for ``key`` if the token's age still allows it."""
+        decided = self._decided[source].get(key)
+        if decided is not None and decided[0] <= time.time() <= decided[1]:
+            return decided[2]
+        return None
+
+    def _signed(self, source: str, value: str, key: str | None) -> _Candidate | None:
+        """Verify a token; ``key`` is what the decision will be remembered under."""
         if len(value) > MAX_TOKEN_LENGTH:
             reject(source, "oversized")
             return None
@@ -543,7 +604,7 @@ class SessionPolicy:
         if age < -_FUTURE_SKEW_S:
             reject(source, "future_timestamp")
             return None
-        return _Candidate(verified.session_id, verified)
+        return _Candidate(verified.session_id, verified, key)
 
     def _from_path(self, inputs: RequestInputs) -> _Candidate | None:
         for template in self.conversation_templates:
@@ -577,13 +638,16 @@ class SessionPolicy:
             return None
         return self._plain("conversation_json", value)
 
-    def _from_session_header(self, inputs: RequestInputs) -> _Candidate | None:
+    def _from_session_header(self, inputs: RequestInputs) -> _Candidate | Resolution | None:
         value = inputs.session_header
         if value is None:
             return None
+        remembered = self._remembered("header", value)
+        if remembered is not None:
+            return remembered
         if self.trust_plain_header and not self._is_our_token(value):
             return self._plain("header", value)
-        return self._signed("header", value)
+        return self._signed("header", value, value)
 
     def _is_our_token(self, value: str) -> bool:
         return (
@@ -592,14 +656,21 @@ class SessionPolicy:
             and self.signer.verify(value) is not None
         )
 
-    def _from_cookie(self, inputs: RequestInputs) -> _Candidate | None:
+    def _from_cookie(self, inputs: RequestInputs) -> _Candidate | Resolution | None:
         header = inputs.cookie
         if not header:
             return None
+        # Keyed by the whole header, which a browser repeats verbatim: a hit skips
+        # parsing too. Long headers are not remembered, to bound the memory used.
+        short = len(header) <= _REMEMBERED_HEADER_LENGTH
+        if short:
+            remembered = self._remembered("cookie", header)
+            if remembered is not None:
+                return remembered
         value = find_cookie(header, self.cookie_name)
         if value is None:
             return None
-        return self._signed("cookie", value)
+        return self._signed("cookie", value, header if short else None)
 
     def _from_baggage(self, inputs: RequestInputs) -> _Candidate | None:
         header = inputs.baggage

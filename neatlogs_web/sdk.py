@@ -17,7 +17,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -88,7 +88,14 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         binding = current_binding()
-        if binding is not None:
+        if binding is None:
+            return
+        if binding.end_user_id is None and binding.previous_session_id is None:
+            # stamp_span's common case inline: this runs for every span started.
+            session_id = binding.session_id
+            for key in self.session_keys:
+                span.set_attribute(key, session_id)
+        else:
             stamp_span(span, binding, self.session_keys)
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -210,7 +217,7 @@ def init(
         provider = TracerProvider(
             resource=resource, sampler=session_sampler(sample_rate) if sample_rate < 1 else None
         )
-        provider.add_span_processor(SessionSpanProcessor(keys))
+        stamper = SessionSpanProcessor(keys)
         stats = _export.ExportStats()
         inner = _export.build_exporter(
             exporter, endpoint=endpoint, api_key=api_key, timeout_s=export_timeout_s
@@ -228,6 +235,7 @@ def init(
                 _export.CountingBatchSpanProcessor(
                     pipeline_exporter,
                     stats,
+                    stamp=stamper,
                     max_queue_size=max_queue_size,
                     max_export_batch_size=max_export_batch_size,
                     schedule_delay_millis=schedule_delay_ms,
@@ -235,6 +243,8 @@ def init(
                 )
             )
             pipeline_exporter.marker_tracer = provider.get_tracer("neatlogs.internal")
+        else:
+            provider.add_span_processor(stamper)
         if set_global_provider:
             _install_global_provider(provider)
         _pipeline = _Pipeline(
@@ -356,7 +366,8 @@ class trace:
         links: list[Link] = []
         parent = current
         top_level = current.get(_IN_TRACE_KEY) is None
-        if top_level and not (pipeline is not None and pipeline.join_request_trace):
+        # An empty context has no span to link: skip the lookup (scripts, workers).
+        if top_level and current and not (pipeline is not None and pipeline.join_request_trace):
             outer = otel_trace.get_current_span(current).get_span_context()
             if outer.is_valid:
                 links.append(Link(outer))
@@ -375,11 +386,10 @@ class trace:
             binding = current_request_binding()
             if binding is not None:
                 binding.last_trace_id = span.get_span_context().trace_id
-        self._token = otel_context.attach(
-            otel_context.set_value(
-                _IN_TRACE_KEY, True, otel_trace.set_span_in_context(span, current)
-            )
-        )
+        inner = otel_trace.set_span_in_context(span, current)
+        if top_level:  # nested, the marker is already in the context
+            inner = otel_context.set_value(_IN_TRACE_KEY, True, inner)
+        self._token = otel_context.attach(inner)
         return span
 
     def __exit__(
@@ -393,7 +403,7 @@ class trace:
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         span.end()
-        otel_context.detach(cast(Any, self._token))
+        otel_context.detach(self._token)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> Span:
         return self.__enter__()

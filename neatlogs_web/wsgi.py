@@ -10,12 +10,16 @@ never inherits a previous request's session.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
+from opentelemetry.context import get_current as current_otel_context
+
 from neatlogs_web import identity
-from neatlogs_web._request import needs_response_headers, open_binding, response_headers
-from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web._request import open_binding, response_headers
+from neatlogs_web.context import SessionBinding, bind, reset_binding
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
 if TYPE_CHECKING:
@@ -62,42 +66,73 @@ class NeatlogsSessionMiddleware:
             if policy.wants_conversation_header and policy.conversation_header_lower
             else None
         )
+        self._excluding = bool(policy.exclude_exact or policy.exclude_prefixes)
+        self._cookie_alone = policy.cookie_decides_alone
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         policy = self.policy
-        if _ENVIRON_BINDING_KEY in environ or policy.is_excluded(path):
+        if _ENVIRON_BINDING_KEY in environ or (self._excluding and policy.is_excluded(path)):
             return self.app(environ, start_response)
 
-        inputs = RequestInputs(path, environ.get("QUERY_STRING", ""))
-        if policy.wants_cookie:
-            inputs.cookie = environ.get("HTTP_COOKIE")
-        if self._session_key is not None:
-            inputs.session_header = environ.get(self._session_key)
-        if self._conversation_key is not None:
-            inputs.conversation_header = environ.get(self._conversation_key)
-        if policy.wants_baggage:
-            inputs.baggage = environ.get("HTTP_BAGGAGE")
-        https = environ.get("wsgi.url_scheme") == "https"
+        cookie = environ.get("HTTP_COOKIE") if policy.wants_cookie else None
+        session_header = environ.get(self._session_key) if self._session_key is not None else None
+        conversation_header = (
+            environ.get(self._conversation_key) if self._conversation_key is not None else None
+        )
+        baggage = environ.get("HTTP_BAGGAGE") if policy.wants_baggage else None
 
-        resolution = policy.resolve(inputs, https=https)
-        if isinstance(resolution, NeedsBody):
-            if policy.needs_body(environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")):
-                self._read_json_field(inputs, environ)
-            resolution = policy.resolve(inputs, https=https, resume_at=resolution.resume_at)
-        assert isinstance(resolution, Resolution)
+        resolution = None
+        if (
+            cookie is not None
+            and session_header is None
+            and conversation_header is None
+            and baggage is None
+            and self._cookie_alone
+        ):
+            # A returning user: the decision for this cookie is usually remembered.
+            remembered = policy.remembered_cookies.get(cookie)
+            if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
+                resolution = remembered[2]
+        if resolution is None:
+            inputs = RequestInputs(path, environ.get("QUERY_STRING", ""))
+            inputs.cookie = cookie
+            inputs.session_header = session_header
+            inputs.conversation_header = conversation_header
+            inputs.baggage = baggage
+            https = environ.get("wsgi.url_scheme") == "https"
+            resolved = policy.resolve(inputs, https=https)
+            if isinstance(resolved, NeedsBody):
+                if policy.needs_body(
+                    environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")
+                ):
+                    self._read_json_field(inputs, environ)
+                resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
+            assert isinstance(resolved, Resolution)
+            resolution = resolved
 
-        binding = open_binding(resolution, self.end_user, environ)
+        if self.end_user is None and not current_otel_context():
+            # open_binding()'s common case inline: no end user, no active span to stamp.
+            binding = SessionBinding(resolution.session_id, None, resolution.previous_session_id)
+        else:
+            binding = open_binding(resolution, self.end_user, environ)
         environ[_ENVIRON_BINDING_KEY] = binding
         environ[ENVIRON_KEY] = resolution.session_id
-        if needs_response_headers(policy, resolution):
+        if (
+            resolution.set_cookie is not None
+            or resolution.echo_token is not None
+            or policy.expose_trace_id
+        ):
             start_response = self._add_session_headers(start_response, resolution, binding)
 
         token = bind(binding)
         try:
             result = self.app(environ, start_response)
         finally:
-            unbind(token)
+            reset_binding(token)
+        if result.__class__ is list or result.__class__ is tuple:
+            # A plain list or tuple has no close() and no code left to run later.
+            return result
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # Servers send these with sendfile(); wrapping would defeat that.
@@ -138,24 +173,28 @@ class NeatlogsSessionMiddleware:
 class _BoundResponse:
     """The app's response iterable, with the session bound around each step."""
 
-    __slots__ = ("_binding", "_iterable", "_iterator")
+    __slots__ = ("_binding", "_iterable")
 
     def __init__(self, iterable: Iterable[bytes], binding: SessionBinding) -> None:
         self._iterable = iterable
         self._binding = binding
-        self._iterator: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
-        token = bind(self._binding)
+        # A generator: cheaper per chunk than a __next__ method, and the app
+        # iterator's exhaustion ends it without raising through our frames.
+        # iter() and each next() of the app's iterator run bound; the binding is
+        # reset before each yield, so no token lives across one.
+        binding = self._binding
+        token: Token[SessionBinding | None] | None = bind(binding)
         try:
-            if self._iterator is None:
-                self._iterator = iter(self._iterable)
-            return next(self._iterator)
+            for chunk in self._iterable:
+                reset_binding(token)  # type: ignore[arg-type]
+                token = None
+                yield chunk
+                token = bind(binding)
         finally:
-            unbind(token)
+            if token is not None:
+                reset_binding(token)
 
     def close(self) -> None:
         close = getattr(self._iterable, "close", None)
@@ -165,4 +204,4 @@ class _BoundResponse:
         try:
             close()
         finally:
-            unbind(token)
+            reset_binding(token)

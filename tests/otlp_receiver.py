@@ -54,11 +54,13 @@ class Received:
 class OTLPReceiver:
     """Start with ``with OTLPReceiver() as receiver:``; ``receiver.url`` is the endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.received = Received()
         self.lock = threading.Lock()
         self.status = 200
         self.delay_s = 0.0
+        #: Sent as ``Retry-After`` with a non-200 status when set.
+        self.retry_after: str | None = None
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -71,6 +73,8 @@ class OTLPReceiver:
                     time.sleep(receiver.delay_s)
                 if receiver.status != 200:
                     self.send_response(receiver.status)
+                    if receiver.retry_after is not None:
+                        self.send_header("Retry-After", receiver.retry_after)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
@@ -86,7 +90,7 @@ class OTLPReceiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -3,6 +3,11 @@
 Each message is one ``trace("turn")`` with child spans for retrieval (run in
 the thread pool), the LLM call (streamed to the client as server-sent events)
 and a tool step; a background task traces a summary after the response.
+``/ws`` is the same chat over a WebSocket: each text message is a turn in the
+session of the handshake (cookie or signed header), answered with one message
+per word and a final ``[DONE] <n> words``.
+``/`` serves a chat page (``static/``) that keeps each browser tab's signed
+session token in ``sessionStorage`` and sends it in the session header.
 
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 uvicorn app:app --app-dir examples/fastapi
 
@@ -14,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
-from fastapi import BackgroundTasks, FastAPI
-from fastapi.responses import StreamingResponse
+from fastapi import BackgroundTasks, FastAPI, WebSocket
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -34,8 +41,12 @@ app.add_middleware(
     NeatlogsSessionMiddleware,
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
-    exclude_paths=["/healthz"],
+    exclude_paths=["/healthz", "/static/"],
 )
+
+
+STATIC = Path(__file__).resolve().parent / "static"
+app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
 class ChatMessage(BaseModel):
@@ -94,9 +105,24 @@ async def chat_in_conversation(
     return chat_response(body, background)
 
 
+@app.websocket("/ws")
+async def chat_socket(websocket: WebSocket) -> None:
+    """Turns over a WebSocket: the handshake's session covers every message."""
+    await websocket.accept()
+    async for message in websocket.iter_text():
+        async for event in reply(message):
+            await websocket.send_text(event.removeprefix("data: ").rstrip("\n"))
+
+
 @app.get("/session")
 async def current_session() -> dict[str, str | None]:
     return {"session_id": neatlogs_web.current_session_id()}
+
+
+@app.get("/", include_in_schema=False)
+async def chat_page() -> FileResponse:
+    """A chat page that keeps each tab's session token in sessionStorage."""
+    return FileResponse(STATIC / "index.html")
 
 
 @app.get("/healthz")

@@ -1,0 +1,142 @@
+"""Interleaved timing: every variant of a suite once per round, many rounds, medians.
+
+Machine load drifts over seconds; measuring variant A for a minute and then B
+would put that drift into the comparison. Running each variant for a short
+batch in every round (rotating the order) exposes all variants to the same
+drift, and per-round differences against the suite's baseline cancel most of
+it. Figures are medians over rounds, so one disturbed round does not move them.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+#: Runs ``n`` operations and returns the elapsed seconds.
+Runner = Callable[[int], float]
+
+
+@dataclass
+class Variant:
+    """One way of serving the same request (or starting the same span)."""
+
+    key: str
+    label: str
+    #: Builds the app and returns its runner; called only for selected variants,
+    #: so a run without the peer packages installed can still measure ours.
+    make: Callable[[], Runner]
+    #: Key of the variant whose time this one's overhead is measured against.
+    baseline: str | None = None
+    note: str = ""
+
+
+@dataclass
+class Measurement:
+    """Per-round microseconds per operation of one variant, and derived figures."""
+
+    variant: Variant
+    per_round_us: list[float] = field(default_factory=list)
+    #: Per-round difference to the baseline, measured in the same round.
+    overhead_per_round_us: list[float] = field(default_factory=list)
+
+    @property
+    def median_us(self) -> float:
+        return statistics.median(self.per_round_us)
+
+    @property
+    def overhead_us(self) -> float | None:
+        if not self.overhead_per_round_us:
+            return None
+        return statistics.median(self.overhead_per_round_us)
+
+    @property
+    def spread_us(self) -> float:
+        """Median absolute deviation of the per-round times: how noisy the rounds were."""
+        median = self.median_us
+        return statistics.median(abs(value - median) for value in self.per_round_us)
+
+
+@dataclass
+class Settings:
+    rounds: int
+    #: Seconds one variant runs per round; the operation count is calibrated to it.
+    batch_s: float
+    warmup_s: float
+
+
+FULL = Settings(rounds=60, batch_s=0.015, warmup_s=0.3)
+QUICK = Settings(rounds=3, batch_s=0.005, warmup_s=0.02)
+# Suites whose spans go through a batch processor: its export thread wakes every
+# 512 spans, so a batch must span several exports for rounds to be comparable.
+_SPAN_HEAVY = {"trace", "fastapi"}
+
+
+def for_suite(suite: str, settings: Settings) -> Settings:
+    """``settings``, with longer and fewer batches for span-heavy suites (full runs)."""
+    if suite not in _SPAN_HEAVY or settings is QUICK:
+        return settings
+    return Settings(rounds=30, batch_s=0.1, warmup_s=settings.warmup_s)
+
+
+def _calibrate(runner: Runner, target_s: float, warmup_s: float) -> int:
+    """How many operations fill ``target_s``; warms caches on the way."""
+    n = 16
+    spent = 0.0
+    per_op = 0.0
+    while True:
+        elapsed = runner(n)
+        spent += elapsed
+        per_op = elapsed / n
+        if spent >= warmup_s and elapsed >= target_s / 4:
+            break
+        n *= 2
+    return max(8, int(target_s / per_op)) if per_op > 0 else n
+
+
+def measure(
+    variants: Sequence[Variant],
+    settings: Settings,
+    progress: Callable[[str], None] = lambda _: None,
+) -> dict[str, Measurement]:
+    """Run ``variants`` interleaved for ``settings.rounds`` rounds."""
+    runners = {variant.key: variant.make() for variant in variants}
+    counts = {}
+    for variant in variants:
+        counts[variant.key] = _calibrate(runners[variant.key], settings.batch_s, settings.warmup_s)
+    results = {variant.key: Measurement(variant) for variant in variants}
+    for round_index in range(settings.rounds):
+        shift = round_index % len(variants)
+        order = [*variants[shift:], *variants[:shift]]
+        this_round: dict[str, float] = {}
+        for variant in order:
+            gc.collect()
+            n = counts[variant.key]
+            this_round[variant.key] = runners[variant.key](n) / n * 1e6
+        for key, value in this_round.items():
+            result = results[key]
+            result.per_round_us.append(value)
+            baseline = result.variant.baseline
+            if baseline is not None and baseline in this_round:
+                result.overhead_per_round_us.append(value - this_round[baseline])
+        progress(f"round {round_index + 1}/{settings.rounds}")
+    return results
+
+
+#: "cpu": the process's CPU time (all its threads, so a batch processor's export
+#: thread counts too); time the machine spends on other processes does not, which
+#: keeps figures steady on a shared machine. "wall": elapsed time.
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.process_time, "wall": time.perf_counter}
+_clock = CLOCKS["cpu"]
+
+
+def use_clock(name: str) -> None:
+    global _clock
+    _clock = CLOCKS[name]
+
+
+def now() -> float:
+    """The clock every in-process runner uses."""
+    return _clock()

@@ -1,0 +1,105 @@
+"""A Flask extension: the WSGI middleware configured from ``app.config``.
+
+Flask apps keep their settings in ``app.config`` and their keys in
+``SECRET_KEY`` / ``SECRET_KEY_FALLBACKS``; extensions follow the
+``init_app(app)`` convention so one object serves an app factory. After
+routing, the view argument naming the conversation (``conversation_id`` by
+default) becomes the request's session, for the view and for its streamed
+body (``stream_with_context`` or a plain generator) alike.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from flask import Flask, request
+
+from neatlogs_web._request import bind_session
+from neatlogs_web.identity import SessionOptions
+from neatlogs_web.wsgi import NeatlogsSessionMiddleware
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+else:
+    WSGIEnvironment = Any
+
+__all__ = ["NeatlogsFlask"]
+
+#: ``app.config`` key prefix: ``NEATLOGS_COOKIE_NAME``, ``NEATLOGS_EXCLUDE_PATHS``, ...
+CONFIG_PREFIX: Final = "NEATLOGS_"
+_OPTION_NAMES: Final = frozenset(SessionOptions.__optional_keys__)
+_DEFAULT_CONVERSATION_ARG: Final = "conversation_id"
+
+Keys = str | bytes | Sequence[str | bytes]
+
+
+class NeatlogsFlask:
+    """Per-request sessions for a Flask app: ``NeatlogsFlask(app)`` or ``init_app(app)``.
+
+    Options (keyword arguments here or in ``init_app``, which win over
+    ``app.config["NEATLOGS_<OPTION>"]``): every middleware option, plus
+    ``secret_key`` (default ``NEATLOGS_SECRET_KEY`` from the config, else
+    from the environment, so services that share it verify each other's
+    tokens, else Flask's ``SECRET_KEY`` with ``SECRET_KEY_FALLBACKS``),
+    ``end_user`` (a callable
+    from the WSGI environ) and ``conversation_arg`` (the view argument bound
+    as the session; ``None`` to bind none).
+    """
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        self.options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask, **options: Any) -> None:
+        """Install the middleware on ``app.wsgi_app`` and the view-argument binding."""
+        settings = _from_config(app.config)
+        settings.update(self.options)
+        settings.update(options)
+        conversation_arg = settings.pop("conversation_arg", _DEFAULT_CONVERSATION_ARG)
+        secret_key = settings.pop("secret_key", None)
+        if not secret_key and not os.environ.get("NEATLOGS_SECRET_KEY"):
+            secret_key = _flask_keys(app.config)
+        end_user = cast(
+            "Callable[[WSGIEnvironment], str | None] | None", settings.pop("end_user", None)
+        )
+        unknown = settings.keys() - _OPTION_NAMES
+        if unknown:
+            raise ValueError(f"unknown neatlogs_web option(s): {', '.join(sorted(unknown))}")
+        app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app,
+            secret_key=secret_key,
+            end_user=end_user,
+            **cast(SessionOptions, settings),
+        )
+        if conversation_arg is not None:
+            app.before_request(_bind_view_arg(conversation_arg))
+        app.extensions["neatlogs_web"] = self
+
+
+def _from_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    names = (*_OPTION_NAMES, "secret_key", "end_user", "conversation_arg")
+    return {
+        name: config[CONFIG_PREFIX + name.upper()]
+        for name in names
+        if CONFIG_PREFIX + name.upper() in config
+    }
+
+
+def _flask_keys(config: Mapping[str, Any]) -> list[str | bytes] | None:
+    """Flask's own key and its rotation list: the first signs, all verify."""
+    secret = config.get("SECRET_KEY")
+    if not secret:
+        return None
+    return [secret, *(config.get("SECRET_KEY_FALLBACKS") or ())]
+
+
+def _bind_view_arg(name: str) -> Callable[[], None]:
+    def bind_conversation() -> None:
+        value = (request.view_args or {}).get(name)
+        if value is not None:
+            bind_session(str(value))
+
+    return bind_conversation

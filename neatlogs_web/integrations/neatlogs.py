@@ -1,0 +1,102 @@
+"""Bridge to the neatlogs SDK: its request identity follows our session.
+
+Apps that already trace with ``neatlogs.init()`` / ``neatlogs.trace()`` /
+``@neatlogs.span`` / ``neatlogs.wrap()`` export through the SDK's own
+pipeline, which reads the session and end user from ``neatlogs.identify()``
+when a root span starts. These wrappers enter ``neatlogs.identify()`` with
+the request's resolved session (and end-user id) around the app, so those
+apps get per-request sessions without touching their handlers. Install them
+inside ``NeatlogsSessionMiddleware``, which resolves the session first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import neatlogs
+
+from neatlogs_web.context import current_binding
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+else:
+    StartResponse = WSGIApplication = WSGIEnvironment = Any
+
+__all__ = ["NeatlogsIdentityMiddleware", "NeatlogsIdentityWSGIMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class NeatlogsIdentityMiddleware:
+    """ASGI: run each request and WebSocket inside ``neatlogs.identify(...)``.
+
+    ::
+
+        app.add_middleware(NeatlogsIdentityMiddleware)      # inner: added first
+        app.add_middleware(NeatlogsSessionMiddleware, ...)  # outer: resolves the session
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        binding = current_binding()
+        if binding is None or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        with neatlogs.identify(session_id=binding.session_id, end_user_id=binding.end_user_id):
+            await self.app(scope, receive, send)
+
+
+class NeatlogsIdentityWSGIMiddleware:
+    """WSGI: the app call and each step of its response inside ``neatlogs.identify(...)``.
+
+    ::
+
+        app.wsgi_app = NeatlogsIdentityWSGIMiddleware(app.wsgi_app)
+        app.wsgi_app = NeatlogsSessionMiddleware(app.wsgi_app, ...)
+    """
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        binding = current_binding()
+        if binding is None:
+            return self.app(environ, start_response)
+        session_id, end_user_id = binding.session_id, binding.end_user_id
+        with neatlogs.identify(session_id=session_id, end_user_id=end_user_id):
+            result = self.app(environ, start_response)
+        return _IdentifiedResponse(result, session_id, end_user_id)
+
+
+class _IdentifiedResponse:
+    """The response iterable, identified around each ``next()`` and ``close()``.
+
+    A streamed body runs after the app call returned, possibly on another
+    thread: identity is entered per step, never held across a ``yield``.
+    """
+
+    def __init__(self, iterable: Iterable[bytes], session_id: str, end_user_id: str | None) -> None:
+        self._iterable = iterable
+        self._iterator: Iterator[bytes] | None = None
+        self._identity = {"session_id": session_id, "end_user_id": end_user_id}
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        with neatlogs.identify(**self._identity):
+            if self._iterator is None:
+                self._iterator = iter(self._iterable)
+            return next(self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._iterable, "close", None)
+        if close is not None:
+            with neatlogs.identify(**self._identity):
+                close()

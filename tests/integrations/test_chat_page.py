@@ -1,0 +1,79 @@
+"""The example's chat page in a real browser: one conversation per tab.
+
+Debian's chromium, driven by Playwright, opens the FastAPI example (run as a
+user starts it, exporting to a real receiver) in two tabs of one browser
+profile. The tabs share the cookie jar, but the page sends the token it keeps
+in ``sessionStorage`` in the session header, so each tab's turns land in its
+own session, also after a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.otlp_receiver import OTLPReceiver
+from tests.servers import run_example
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+EXAMPLE = ["uvicorn", "app:app", "--app-dir", "examples/fastapi", "--port", "{port}"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def say(page: Page, message: str) -> None:
+    """Send a message and wait until its streamed reply is complete."""
+    page.fill("#message", message)
+    page.click("button[type=submit]")
+    reply = page.locator("#transcript p.reply").last
+    expect(reply).to_have_attribute("data-done", "true", timeout=20_000)
+    expect(reply).to_contain_text(f"You said: {message}")
+
+
+def test_two_tabs_are_two_sessions(browser: Browser) -> None:
+    with OTLPReceiver() as receiver:
+        with run_example(EXAMPLE, {"NEATLOGS_ENDPOINT": receiver.url}) as base:
+            context = browser.new_context()
+            tabs = [context.new_page(), context.new_page()]
+            for tab in tabs:
+                tab.goto(base + "/")
+            # The page load set the example's cookie, shared by both tabs.
+            assert [c["name"] for c in context.cookies()] == ["neatlogs_session"]
+            for turn in range(2):
+                for index, tab in enumerate(tabs):
+                    say(tab, f"tab{index} turn{turn}")
+            tabs[0].reload()
+            say(tabs[0], "tab0 turn2")
+            shown = [tab.text_content("#session") for tab in tabs]
+            context.close()
+        messages = {f"tab0 turn{t}" for t in range(3)} | {f"tab1 turn{t}" for t in range(2)}
+        spans = receiver.wait_for(
+            lambda s: messages <= {x.attributes.get("message") for x in s if x.name == "turn"}
+        )
+
+    sessions: dict[str, set[str]] = {"tab0": set(), "tab1": set()}
+    for span in spans:
+        if span.name == "turn" and span.attributes["message"] in messages:
+            tab = span.attributes["message"].split()[0]
+            sessions[tab].add(span.attributes["session.id"])
+    assert all(len(found) == 1 for found in sessions.values()), sessions
+    assert sessions["tab0"] != sessions["tab1"]
+    # What each tab shows is the session its turns were traced in.
+    assert shown == [next(iter(sessions["tab0"])), next(iter(sessions["tab1"]))]

@@ -1,0 +1,192 @@
+"""Outbound propagation with httpx: the session and trace follow the call.
+
+The two-service example runs as a user starts it (two uvicorn processes, one
+shared key, one real OTLP receiver): the tool service's spans carry the
+caller's session and continue the caller's trace. An echo server shows what
+is sent to allowed and to other hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from neatlogs_web.integrations.httpx import propagate
+from tests.otlp_receiver import OTLPReceiver
+from tests.servers import run_example, run_uvicorn
+from tests.tokens import make_token, session_of
+
+SHARED_KEY = "shared-between-services"
+HEADER = "x-neatlogs-session-id"
+
+
+def uvicorn_command(app: str) -> list[str]:
+    return ["uvicorn", app, "--app-dir", "examples/services", "--port", "{port}"]
+
+
+def test_tool_service_spans_land_in_the_callers_session_and_trace() -> None:
+    with OTLPReceiver() as receiver:
+        env = {"NEATLOGS_ENDPOINT": receiver.url, "NEATLOGS_SECRET_KEY": SHARED_KEY}
+        with (
+            run_example(uvicorn_command("tool:app"), env) as tool_url,
+            run_example(uvicorn_command("api:app"), {**env, "TOOL_URL": tool_url}) as api_url,
+        ):
+            sessions = []
+            for user in range(2):
+                with httpx.Client(base_url=api_url, timeout=30) as http:
+                    for turn in range(2):
+                        response = http.post("/chat", json={"message": f"u{user} t{turn} x"})
+                        assert response.status_code == 200
+                        if HEADER in response.headers:
+                            sessions.append(session_of(response.headers[HEADER]))
+                        # The tool service saw the caller's session too.
+                        assert response.json()["tool"]["session_id"] == sessions[-1]
+            conversation = httpx.post(f"{api_url}/chat/conv-7", json={"message": "hi"})
+            assert conversation.json()["tool"]["session_id"] == "conv-7"
+
+        def complete(spans: list[Any]) -> bool:
+            return sum(s.name == "tool" for s in spans) == 5 and (
+                sum(s.name == "call_tool" for s in spans) == 5
+            )
+
+        spans = receiver.wait_for(complete, timeout_s=20)
+
+    assert len(set(sessions)) == 2
+    service = {"example-api", "example-tool"}
+    assert {s.resource["service.name"] for s in spans} == service
+    by_id = {s.span_id: s for s in spans}
+    tool_roots = [s for s in spans if s.name == "tool"]
+    assert len(tool_roots) == 5
+    for tool in tool_roots:
+        # The tool's turn is a root in its own service, linked to the request
+        # span FastAPI continued from the caller's traceparent.
+        assert tool.resource["service.name"] == "example-tool"
+        assert tool.parent_span_id == ""
+        (linked_trace, linked_span), *_ = tool.links
+        # Up from the linked FastAPI span to the first span of the caller.
+        chain = [by_id[linked_span]]
+        while chain[-1].resource["service.name"] == "example-tool":
+            chain.append(by_id[chain[-1].parent_span_id])
+        *tool_request_spans, caller = chain
+        assert caller.name == "call_tool"
+        assert {s.trace_id for s in chain} == {linked_trace}
+        session_id = caller.attributes["session.id"]
+        assert tool.attributes["session.id"] == session_id
+        for span in tool_request_spans:
+            assert span.attributes["session.id"] == session_id
+    tool_sessions = sorted(s.attributes["session.id"] for s in tool_roots)
+    assert tool_sessions == sorted([*[sessions[0]] * 2, *[sessions[1]] * 2, "conv-7"])
+
+
+def echo_app() -> Starlette:
+    async def echo(request: Request) -> JSONResponse:
+        return JSONResponse(dict(request.headers))
+
+    return Starlette(routes=[Route("/", echo)])
+
+
+@pytest.fixture
+def echo_urls() -> Iterator[tuple[str, str]]:
+    """Two servers: one allowed to receive the session, one not."""
+    with run_uvicorn(echo_app()) as allowed, run_uvicorn(echo_app()) as other:
+        yield allowed, other
+
+
+def host_port(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.host}:{parsed.port}"
+
+
+def test_only_allowed_hosts_get_the_session_trace_and_baggage(
+    tracing: OTLPReceiver, echo_urls: tuple[str, str]
+) -> None:
+    allowed, other = echo_urls
+    client = propagate(
+        httpx.Client(timeout=10), [host_port(allowed)], secret_key=SHARED_KEY, baggage=True
+    )
+    with client, neatlogs_web.session("conv/1"), neatlogs_web.trace("turn") as span:
+        sent = client.get(allowed, headers={"baggage": "tenant=a"}).json()
+        elsewhere = client.get(other, headers={"baggage": "tenant=a"}).json()
+    assert session_of(sent[HEADER]) == "conv/1"
+    trace_id = f"{span.get_span_context().trace_id:032x}"
+    assert sent["traceparent"].split("-")[1] == trace_id
+    assert sent["baggage"] == "tenant=a,session.id=conv%2F1"
+    assert HEADER not in elsewhere
+    assert "traceparent" not in elsewhere
+    assert elsewhere["baggage"] == "tenant=a"
+
+
+def test_async_client_sends_the_session_bound_where_each_request_is_sent(
+    tracing: OTLPReceiver, echo_urls: tuple[str, str]
+) -> None:
+    allowed, _ = echo_urls
+
+    async def calls() -> list[dict[str, str]]:
+        async with propagate(
+            httpx.AsyncClient(timeout=10), [host_port(allowed)], secret_key=SHARED_KEY
+        ) as client:
+
+            async def call(session_id: str) -> dict[str, str]:
+                with neatlogs_web.session(session_id):
+                    return dict((await client.get(allowed)).json())
+
+            sent = list(await asyncio.gather(*(call(f"user-{i}") for i in range(4))))
+            # No session bound: nothing to sign, nothing sent.
+            sent.append(dict((await client.get(allowed)).json()))
+            return sent
+
+    *per_user, unbound = asyncio.run(calls())
+    assert [session_of(s[HEADER]) for s in per_user] == [f"user-{i}" for i in range(4)]
+    assert HEADER not in unbound
+
+
+def test_allowed_hosts_match_host_port_and_subdomain_wildcards() -> None:
+    client = propagate(httpx.Client(), ["*.svc.internal", "tools", "api:443"], secret_key="k")
+    hook = client.event_hooks["request"][0]
+    with neatlogs_web.session("s"):
+        for url, expected in [
+            ("http://a.svc.internal/x", True),
+            ("http://svc.internal/x", False),
+            ("http://evilsvc.internal/x", False),
+            ("http://tools:8080/x", True),
+            ("http://tools.evil/x", False),
+            ("https://api/x", True),
+            ("http://api/x", False),
+        ]:
+            request = client.build_request("GET", url)
+            hook(request)
+            assert (HEADER in request.headers) is expected, url
+    client.close()
+
+
+def test_a_downstream_with_the_key_in_its_rotation_list_binds_the_session() -> None:
+    async def whoami(request: Request) -> JSONResponse:
+        return JSONResponse({"session_id": neatlogs_web.current_session_id()})
+
+    downstream = Starlette(routes=[Route("/", whoami)])
+    downstream.add_middleware(NeatlogsSessionMiddleware, secret_key=["new-key", SHARED_KEY])
+    with run_uvicorn(downstream) as base:
+        client = propagate(httpx.Client(timeout=10), [host_port(base)], secret_key=SHARED_KEY)
+        with client, neatlogs_web.session("rotated"):
+            assert client.get(base).json()["session_id"] == "rotated"
+        # A token from a key the downstream does not know is skipped.
+        forged = make_token("forged", "unknown-key")
+        seen = httpx.get(base, headers={HEADER: forged}).json()["session_id"]
+        assert seen != "forged"
+
+
+def test_allowed_hosts_must_be_a_list() -> None:
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        propagate(httpx.Client(), "tools.internal")
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        propagate(httpx.Client(), [])

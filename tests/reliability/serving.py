@@ -1,0 +1,130 @@
+"""Servers as a user runs them, in subprocesses on 127.0.0.1, with their output in a file.
+
+A long run logs more than a pipe holds, so output goes to a file the
+scenario reads afterwards (for the operator's drop log line, for instance).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.servers import ROOT, free_port
+
+#: Spans one ``/turn`` request of the served app makes: the turn and its child.
+SPANS_PER_TURN = 2
+SERVED_ASGI = "tests.reliability.served_app:asgi_app"
+SERVED_WSGI = "tests.reliability.served_app:wsgi_app"
+EXAMPLE_ASGI = "examples/fastapi:app:app"
+EXAMPLE_WSGI = "examples/flask:app:app"
+
+
+def command(server: str, app: str, port: int, workers: int = 2) -> tuple[list[str], dict[str, str]]:
+    """argv (after ``python -m``) and extra environment for ``server`` running ``app``.
+
+    ``app`` is ``"[directory:]module:attribute"``; the directory goes on ``PYTHONPATH``.
+    """
+    directory, _, target = app.rpartition(":")
+    directory, _, module = directory.rpartition(":")
+    target = f"{module}:{target}"
+    env = {"PYTHONPATH": str(ROOT / directory)} if directory else {}
+    bind = f"127.0.0.1:{port}"
+    gunicorn = ["gunicorn", "-b", bind, "-w", str(workers), "--log-level", "warning"]
+    if server == "uvicorn":
+        argv = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+        return [*argv, "--log-level", "warning", "--no-access-log"], env
+    if server == "gunicorn-uvicorn":
+        return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", target], env
+    if server == "gunicorn-sync":
+        return [*gunicorn, "-k", "sync", target], env
+    if server == "gunicorn-gthread":
+        return [*gunicorn, "-k", "gthread", "--threads", "8", target], env
+    if server == "waitress":
+        return ["waitress", f"--listen={bind}", "--threads=16", target], env
+    raise ValueError(f"unknown server {server!r}")
+
+
+@dataclass
+class Served:
+    base: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def pids(self) -> list[int]:
+        """The processes that run the app: the workers, or the server itself."""
+        children = psutil.Process(self.process.pid).children()
+        return [child.pid for child in children] or [self.process.pid]
+
+    def rss(self) -> int:
+        """Resident memory of every process that runs the app, in bytes."""
+        return sum(psutil.Process(pid).memory_info().rss for pid in self.pids())
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, as a process manager stops a server; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+
+@contextmanager
+def serve(
+    server: str,
+    app: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    workers: int = 2,
+    health_path: str = "/healthz",
+) -> Iterator[Served]:
+    """Run ``app`` under ``server``; SIGTERM it on the way out if still running."""
+    port = free_port()
+    argv, extra_env = command(server, app, port, workers)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *argv],
+            cwd=ROOT,
+            env={**os.environ, **extra_env, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(f"http://127.0.0.1:{port}", process, log_path)
+    try:
+        _wait_until_up(served, health_path)
+        yield served
+    finally:
+        if process.poll() is None:
+            served.stop()
+
+
+def _wait_until_up(served: Served, health_path: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if served.process.poll() is not None:
+            raise RuntimeError(f"server exited at start:\n{served.log()}")
+        try:
+            if httpx.get(served.base + health_path, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    served.process.kill()
+    raise TimeoutError(f"server did not come up in {timeout_s}s:\n{served.log()}")

@@ -1,0 +1,81 @@
+"""A returning user's decision is remembered, and still lapses exactly on time.
+
+Both middlewares skip verification for a token they have already accepted
+(the per-request fast path); these tests prove the remembered decision still
+honours the refresh age and ``max_age``, for the cookie and the signed header.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from neatlogs_web import identity
+from tests.apps import SECRET
+from tests.test_middleware import HEADER, client_for
+from tests.tokens import make_token
+
+MAX_AGE = 100  # so the token is refreshed once older than 50 s
+
+
+def as_input(source: str, token: str) -> dict[str, str]:
+    if source == "cookie":
+        return {"cookie": f"neatlogs_session={token}; theme=dark"}
+    return {HEADER: token}
+
+
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["cookie", "header"])
+def source(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_a_returning_token_is_verified_once(
+    kind: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    verified: list[str] = []
+    real_verify = identity.SessionSigner.verify
+
+    def counting_verify(self: identity.SessionSigner, token: str) -> Any:
+        verified.append(token)
+        return real_verify(self, token)
+
+    monkeypatch.setattr(identity.SessionSigner, "verify", counting_verify)
+    token = make_token("returning-1", SECRET)
+    with client_for(kind) as http:
+        sessions = [
+            http.get("/whoami", headers=as_input(source, token)).json()["session_id"]
+            for _ in range(3)
+        ]
+
+    assert sessions == ["returning-1"] * 3
+    assert verified == [token]
+
+
+def test_a_remembered_token_is_still_refreshed_then_expired_on_time(
+    kind: str, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = time.time()
+    token = make_token("returning-2", SECRET)
+    with client_for(kind, max_age=MAX_AGE) as http:
+        fresh = http.get("/whoami", headers=as_input(source, token))
+        assert fresh.json()["session_id"] == "returning-2"
+        assert "set-cookie" not in fresh.headers
+
+        monkeypatch.setattr(time, "time", lambda: start + MAX_AGE * 0.6)
+        due = http.get("/whoami", headers=as_input(source, token))
+        assert due.json()["session_id"] == "returning-2"
+        assert due.headers[HEADER] != token  # re-signed with a new timestamp
+        assert ("set-cookie" in due.headers) is (source == "cookie")
+
+        expired_before = identity.rejection_counts().get(f"{source}.expired", 0)
+        monkeypatch.setattr(time, "time", lambda: start + MAX_AGE + 5)
+        expired = http.get("/whoami", headers=as_input(source, token))
+        assert expired.json()["session_id"] != "returning-2"
+        assert identity.rejection_counts()[f"{source}.expired"] == expired_before + 1
