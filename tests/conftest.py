@@ -5,9 +5,22 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace as otel_trace
 from opentelemetry.util._once import Once
+from playwright.sync_api import Browser, sync_playwright
 
 import neatlogs_web
 from tests.otlp_receiver import OTLPReceiver
+
+# Debian's chromium, as CI installs it; flags keep it off the (closed) network.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def reset_global_tracer_provider() -> None:
@@ -38,3 +51,13 @@ def _no_tracing_leaks() -> Iterator[None]:
     yield
     neatlogs_web.shutdown()
     assert neatlogs_web.current_session_id() is None, "a session binding leaked out of a test"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """A headless chromium per test module, driven by Playwright (closed before the
+    module's neighbours run, so its event loop never meets theirs)."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
