@@ -126,7 +126,7 @@ def _code_hash() -> str:
     digest = hashlib.sha256()
     for module in (store, otlp, grouping):
         digest.update(Path(str(module.__file__)).read_bytes())
-    digest.update(__file__.encode())
+    digest.update(Path(__file__).read_bytes())  # the store's shape is defined here
     return digest.hexdigest()[:16]
 
 

@@ -239,8 +239,8 @@ def _wsgi_remains(results: RunResults) -> str:
         "consumed later, or on another thread), and Flask always returns a werkzeug "
         "`ClosingIterator`, so the wrap cannot be skipped (it is for plain lists and tuples). "
         "In a profile the wrap (a generator, a bind and reset per step, the bound `close()`) "
-        "is about half of the overhead; the per-request binding and the remembered-decision "
-        "lookup are the rest."
+        "is the largest part, about 40 %; the per-request binding, the look at the "
+        "OpenTelemetry context and the remembered-decision lookup are the rest."
     )
 
 
@@ -315,6 +315,8 @@ def render(results: RunResults) -> str:
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m benchmarks`); do not edit by hand. "
+        "`python -m benchmarks --quick` is a smoke run of under a minute, and `--only` picks "
+        "suites or variants (`--only asgi,wsgi.ours_cookie`). "
         "Every figure comes from one run, variants interleaved round by round "
         f"({settings.rounds} rounds of about {settings.batch_s * 1000:.0f} ms per variant; "
         "the span-heavy trace() and FastAPI suites use fewer, longer rounds so each spans "

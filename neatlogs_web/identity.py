@@ -405,8 +405,9 @@ class SessionPolicy:
         self.conversation_templates = tuple(_compile_template(t) for t in conversation_paths)
 
         exclude = tuple(exclude_paths)
-        self.exclude_exact = frozenset(p for p in exclude if not p.endswith(("/", "*")))
-        self.exclude_prefixes = tuple(p.rstrip("*") for p in exclude if p.endswith(("/", "*")))
+        # "/static/*" is a prefix; anything else, "/" included, is an exact path.
+        self.exclude_exact = frozenset(p for p in exclude if not p.endswith("*"))
+        self.exclude_prefixes = tuple(p[:-1] for p in exclude if p.endswith("*"))
 
         # Refresh the token long before it lapses; with an idle timeout, often
         # enough that the signed timestamp tracks activity to within 10%.

@@ -114,3 +114,10 @@ def test_with_current_session_carries_into_threads_and_executors(tracing: OTLPRe
     spans = tracing.wait_for(lambda s: len(s) >= 10)
     stamped = {s.name for s in spans if s.attributes.get("session.id") == "threaded"}
     assert stamped == {f"pool-{i}" for i in range(8)} | {"t"}
+
+
+def test_exclude_paths_are_exact_unless_they_end_in_a_star(kind: str) -> None:
+    with client_for(kind, exclude_paths=["/", "/stre*"]) as http:
+        assert json_body(http.get("/healthz"))["session_id"] is not None  # not excluded now
+        assert "set-cookie" not in http.get("/stream").headers  # prefix match
+        assert json_body(http.get("/whoami"))["session_id"] is not None  # "/" is exact

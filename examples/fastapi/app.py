@@ -41,7 +41,7 @@ app.add_middleware(
     NeatlogsSessionMiddleware,
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
-    exclude_paths=["/healthz", "/static/"],
+    exclude_paths=["/", "/healthz", "/static/*"],
 )
 
 
