@@ -146,13 +146,20 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_demo(
-        users=args.users,
-        turns=args.turns,
-        duration_s=args.duration,
-        collector_port=args.port,
-        wait=args.wait,
-    )
+    try:
+        return run_demo(
+            users=args.users,
+            turns=args.turns,
+            duration_s=args.duration,
+            collector_port=args.port,
+            wait=args.wait,
+        )
+    except RuntimeError as exc:
+        print(
+            f"neatlogs-web demo: {exc} (is port {args.port} taken? try --port)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def _positive_int(text: str) -> int:

@@ -9,6 +9,7 @@ signed header and by conversation id in the path.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,13 @@ def test_flask_example_sessions_land_in_the_collector(tmp_path: Path) -> None:
         # Per turn: the turn trace and the summary traced on a thread started by hand.
         assert by_id[user.session_id]["trace_count"] == 4, (user.mode, by_id[user.session_id])
     assert {user.mode for user in users} == {"cookie", "header", "conversation"}
+
+
+def test_demo_on_a_taken_port_says_what_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["demo", "--users", "1", "--port", str(port), "--no-wait"])
+    assert status == 1
+    assert f"is port {port} taken? try --port" in capsys.readouterr().err
