@@ -40,22 +40,53 @@ _TRANSPORT_SCOPES: Final = ("fastapi", "opentelemetry.instrumentation.")
 _DROP_LOG_INTERVAL_S: Final = 10.0
 
 
+_DROPPED_MESSAGE: Final = (
+    "neatlogs_web dropped %d spans because the export queue was full "
+    "(%d dropped in total): the receiver is down or too slow, or raise max_queue_size"
+)
+_FAILED_MESSAGE: Final = (
+    "neatlogs_web could not export %d spans (%d lost in total): the receiver "
+    "answered with an error or did not answer in time"
+)
+
+
+class _LossTally:
+    """Spans lost one way, and when their count was last reported.
+
+    A receiver that is down loses spans continuously: reporting at most every
+    10 s keeps the operator informed without flooding the log.
+    """
+
+    __slots__ = ("_last_report", "_since_report", "total")
+
+    def __init__(self) -> None:
+        self.total = 0
+        self._since_report = 0
+        self._last_report = 0.0
+
+    def add(self, count: int, now: float) -> tuple[int, int] | None:
+        """Count ``count`` more; ``(recent, total)`` when a report is due."""
+        self.total += count
+        self._since_report += count
+        if now - self._last_report < _DROP_LOG_INTERVAL_S:
+            return None
+        self._last_report = now
+        recent, self._since_report = self._since_report, 0
+        return recent, self.total
+
+
 class ExportStats:
     """Counters of what happened to ended spans; read by ``neatlogs_web.stats()``."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.spans_queued = 0
-        self.spans_dropped = 0
         self.spans_exported = 0
-        self.spans_failed = 0
         self.spans_filtered = 0
         self.markers_sent = 0
         self.export_failures = 0
-        self._dropped_since_log = 0
-        self._last_drop_log = 0.0
-        self._failed_since_log = 0
-        self._last_failure_log = 0.0
+        self._dropped = _LossTally()
+        self._failed = _LossTally()
 
     def queued(self) -> None:
         """Count one span entering the export queue (once per span: kept cheap)."""
@@ -68,52 +99,32 @@ class ExportStats:
                 setattr(self, name, getattr(self, name) + value)
 
     def dropped(self) -> None:
-        """Count a span the full queue had to drop; log counts at most every 10 s."""
-        now = time.monotonic()
-        with self._lock:
-            self.spans_dropped += 1
-            self._dropped_since_log += 1
-            if now - self._last_drop_log < _DROP_LOG_INTERVAL_S:
-                return
-            self._last_drop_log = now
-            recent, self._dropped_since_log = self._dropped_since_log, 0
-            total = self.spans_dropped
-        logger.warning(
-            "neatlogs_web dropped %d spans because the export queue was full "
-            "(%d dropped in total): the receiver is down or too slow, or raise max_queue_size",
-            recent,
-            total,
-        )
+        """Count a span the full queue had to drop."""
+        self._lose(self._dropped, 1, _DROPPED_MESSAGE)
 
     def failed(self, count: int) -> None:
-        """Count spans an export lost (error status, timeout); log counts at most every 10 s.
+        """Count spans an export lost (error status, timeout).
 
         The exporter logs each failure, but not how many spans it cost.
         """
+        with self._lock:
+            self.export_failures += 1
+        self._lose(self._failed, count, _FAILED_MESSAGE)
+
+    def _lose(self, tally: _LossTally, count: int, message: str) -> None:
         now = time.monotonic()
         with self._lock:
-            self.spans_failed += count
-            self.export_failures += 1
-            self._failed_since_log += count
-            if now - self._last_failure_log < _DROP_LOG_INTERVAL_S:
-                return
-            self._last_failure_log = now
-            recent, self._failed_since_log = self._failed_since_log, 0
-            total = self.spans_failed
-        logger.warning(
-            "neatlogs_web could not export %d spans (%d lost in total): the receiver "
-            "answered with an error or did not answer in time",
-            recent,
-            total,
-        )
+            report = tally.add(count, now)
+        if report is not None:
+            logger.warning(message, *report)
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {
                 "spans_queued": self.spans_queued,
                 "spans_exported": self.spans_exported,
-                "spans_failed": self.spans_failed,
-                "spans_dropped": self.spans_dropped,
+                "spans_failed": self._failed.total,
+                "spans_dropped": self._dropped.total,
                 "spans_filtered": self.spans_filtered,
                 "markers_sent": self.markers_sent,
                 "export_failures": self.export_failures,
