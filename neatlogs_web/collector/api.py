@@ -11,14 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .otlp import SPAN_KINDS, STATUS_CODES
-from .store import SessionRow, SpanRow, Store, TokenTotals, TraceRow
+from .otlp import SPAN_KINDS, STATUS_CODES, Span
+from .store import SessionRow, Store, TokenTotals, TraceRow
+
+RowT = TypeVar("RowT", SessionRow, TraceRow)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -57,12 +59,11 @@ class Api:
             workflow=params.get("workflow") or None,
             before=before,
         )
-        page = rows[:limit]
-        more = len(rows) > limit
+        page, after = _page(rows, limit)
         return JSONResponse(
             {
                 "sessions": [session_json(row) for row in page],
-                "next": _encode_cursor(page[-1].last_ns, page[-1].session_id) if more else None,
+                "next": _encode_cursor(after.last_ns, after.session_id) if after else None,
             }
         )
 
@@ -87,12 +88,11 @@ class Api:
         except BadQuery as exc:
             return _error(400, str(exc))
         rows = self._store.traces(limit=limit + 1, without_session=session == "none", before=before)
-        page = rows[:limit]
-        more = len(rows) > limit
+        page, after = _page(rows, limit)
         return JSONResponse(
             {
                 "traces": [trace_json(row) for row in page],
-                "next": _encode_cursor(page[-1].start_ns, page[-1].trace_id) if more else None,
+                "next": _encode_cursor(after.start_ns, after.trace_id) if after else None,
             }
         )
 
@@ -139,7 +139,7 @@ def trace_json(row: TraceRow) -> dict[str, Any]:
     }
 
 
-def span_json(span: SpanRow) -> dict[str, Any]:
+def span_json(span: Span) -> dict[str, Any]:
     """A span as the API shows it; ids are lowercase hex, as in OTLP JSON."""
     return {
         "span_id": span.span_id,
@@ -191,6 +191,13 @@ def _limit(raw: str | None) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def _page(rows: list[RowT], limit: int) -> tuple[list[RowT], RowT | None]:
+    """The first ``limit`` rows (fetched ``limit + 1``), and the row a next page
+    starts after, or ``None`` when this is the last page."""
+    page = rows[:limit]
+    return page, page[-1] if len(rows) > limit else None
 
 
 def _encode_cursor(ns: int, key: str) -> str:

@@ -168,25 +168,6 @@ class TraceRow:
     complete: bool
 
 
-@dataclass(frozen=True, slots=True)
-class SpanRow:
-    """One stored span with its JSON columns parsed."""
-
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict[str, Any]
-    events: list[dict[str, Any]]
-    links: list[dict[str, Any]]
-    resource: dict[str, Any]
-    scope: dict[str, Any]
-
-
 def default_db_path() -> Path:
     """Where the collector keeps its database unless told: the user's data directory."""
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -424,7 +405,7 @@ class Store:
         with self._reading() as connection:
             return [_trace_row(row) for row in connection.execute(sql, params)]
 
-    def trace(self, trace_id: str) -> tuple[TraceRow, list[SpanRow]] | None:
+    def trace(self, trace_id: str) -> tuple[TraceRow, list[Span]] | None:
         """A trace and its spans by start time (markers left out), or None if unknown."""
         with self._reading() as connection:
             row = connection.execute(
@@ -434,7 +415,8 @@ class Store:
             if row is None:
                 return None
             spans = connection.execute(
-                "SELECT s.span_id, s.parent_span_id, s.name, s.kind, s.start_ns, s.end_ns,"
+                "SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind,"
+                " s.start_ns, s.end_ns,"
                 " s.status_code, s.status_message, s.attributes, s.events, s.links,"
                 " r.body, c.body"
                 " FROM spans AS s"
@@ -623,19 +605,20 @@ def _trace_row(row: Sequence[Any]) -> TraceRow:
     )
 
 
-def _span_row(row: Sequence[Any]) -> SpanRow:
-    return SpanRow(
-        span_id=row[0],
-        parent_span_id=row[1],
-        name=row[2],
-        kind=row[3],
-        start_ns=row[4],
-        end_ns=row[5],
-        status_code=row[6],
-        status_message=row[7],
-        attributes=json.loads(row[8]),
-        events=json.loads(row[9]),
-        links=json.loads(row[10]),
-        resource=json.loads(row[11]),
-        scope=json.loads(row[12]),
+def _span_row(row: Sequence[Any]) -> Span:
+    return Span(
+        trace_id=row[0],
+        span_id=row[1],
+        parent_span_id=row[2],
+        name=row[3],
+        kind=row[4],
+        start_ns=row[5],
+        end_ns=row[6],
+        status_code=row[7],
+        status_message=row[8],
+        attributes=json.loads(row[9]),
+        events=json.loads(row[10]),
+        links=json.loads(row[11]),
+        resource=json.loads(row[12]),
+        scope=json.loads(row[13]),
     )
