@@ -131,11 +131,14 @@ class NeatlogsSessionMiddleware:
             if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
                 resolution = remembered[2]
         if resolution is None:
-            inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
-            inputs.cookie = cookie
-            inputs.session_header = session_header
-            inputs.conversation_header = conversation_header
-            inputs.baggage = baggage
+            inputs = RequestInputs(
+                scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+                cookie,
+                session_header,
+                conversation_header,
+                baggage,
+            )
             https = scope.get("scheme") in ("https", "wss")
             resolved = policy.resolve(inputs, https=https)
             if isinstance(resolved, NeedsBody):

@@ -249,13 +249,22 @@ class RequestInputs:
         "session_header",
     )
 
-    def __init__(self, path: str, query: str) -> None:
+    def __init__(
+        self,
+        path: str,
+        query: str,
+        cookie: str | None = None,
+        session_header: str | None = None,
+        conversation_header: str | None = None,
+        baggage: str | None = None,
+    ) -> None:
         self.path = path
         self.query = query
-        self.cookie: str | None = None
-        self.session_header: str | None = None
-        self.baggage: str | None = None
-        self.conversation_header: str | None = None
+        self.cookie = cookie
+        self.session_header = session_header
+        self.conversation_header = conversation_header
+        self.baggage = baggage
+        #: Set by the protocol glue only if resolution reaches the JSON-body step.
         self.json_value: object = None
 
 

@@ -95,11 +95,14 @@ class NeatlogsSessionMiddleware:
             if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
                 resolution = remembered[2]
         if resolution is None:
-            inputs = RequestInputs(path, environ.get("QUERY_STRING", ""))
-            inputs.cookie = cookie
-            inputs.session_header = session_header
-            inputs.conversation_header = conversation_header
-            inputs.baggage = baggage
+            inputs = RequestInputs(
+                path,
+                environ.get("QUERY_STRING", ""),
+                cookie,
+                session_header,
+                conversation_header,
+                baggage,
+            )
             https = environ.get("wsgi.url_scheme") == "https"
             resolved = policy.resolve(inputs, https=https)
             if isinstance(resolved, NeedsBody):
