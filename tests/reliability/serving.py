@@ -109,10 +109,33 @@ def serve(
     served = Served(f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_until_up(served, health_path)
+        if server.startswith("gunicorn"):
+            _wait_for_workers(served, workers)
         yield served
     finally:
         if process.poll() is None:
             served.stop()
+
+
+def _wait_for_workers(served: Served, workers: int, timeout_s: float = 30.0) -> None:
+    """Wait until every gunicorn worker has loaded the app.
+
+    The health check passes as soon as one worker serves; a scenario that
+    starts then can run entirely on that worker. ``init()`` starts the export
+    thread when the app is imported, so a worker with a second thread has
+    loaded it.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            children = psutil.Process(served.process.pid).children()
+            ready = [child for child in children if child.num_threads() > 1]
+        except psutil.NoSuchProcess:
+            ready = []
+        if len(ready) >= workers:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{workers} workers did not load the app in {timeout_s}s:\n{served.log()}")
 
 
 def _wait_until_up(served: Served, health_path: str, timeout_s: float = 30.0) -> None:
