@@ -5,6 +5,12 @@ would put that drift into the comparison. Running each variant for a short
 batch in every round (rotating the order) exposes all variants to the same
 drift, and per-round differences against the suite's baseline cancel most of
 it. Figures are medians over rounds, so one disturbed round does not move them.
+
+Where one object sits in memory also moves a figure: two identical bare Flask
+apps built in one process differ by a microsecond or more, steadily, through
+dict probe lengths and cache lines. So each variant is built several times and
+its instances take turns across rounds; no variant owes its figure to one
+lucky or unlucky build.
 """
 
 from __future__ import annotations
@@ -65,9 +71,11 @@ class Settings:
     #: Seconds one variant runs per round; the operation count is calibrated to it.
     batch_s: float
     warmup_s: float
+    #: Separately built apps per variant, used in turn across rounds.
+    instances: int = 1
 
 
-FULL = Settings(rounds=60, batch_s=0.015, warmup_s=0.3)
+FULL = Settings(rounds=60, batch_s=0.015, warmup_s=0.3, instances=4)
 QUICK = Settings(rounds=3, batch_s=0.005, warmup_s=0.02)
 # Suites whose spans go through a batch processor: its export thread wakes every
 # 512 spans, so a batch must span several exports for rounds to be comparable.
@@ -78,6 +86,7 @@ def for_suite(suite: str, settings: Settings) -> Settings:
     """``settings``, with longer and fewer batches for span-heavy suites (full runs)."""
     if suite not in _SPAN_HEAVY or settings is QUICK:
         return settings
+    # One instance each: every build starts its own batch processor and export thread.
     return Settings(rounds=30, batch_s=0.1, warmup_s=settings.warmup_s)
 
 
@@ -102,10 +111,15 @@ def measure(
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Measurement]:
     """Run ``variants`` interleaved for ``settings.rounds`` rounds."""
-    runners = {variant.key: variant.make() for variant in variants}
+    runners = {
+        variant.key: [variant.make() for _ in range(settings.instances)] for variant in variants
+    }
     counts = {}
     for variant in variants:
-        counts[variant.key] = _calibrate(runners[variant.key], settings.batch_s, settings.warmup_s)
+        first, *others = runners[variant.key]
+        counts[variant.key] = _calibrate(first, settings.batch_s, settings.warmup_s)
+        for runner in others:
+            _calibrate(runner, settings.batch_s, settings.warmup_s)  # warm it the same way
     results = {variant.key: Measurement(variant) for variant in variants}
     for round_index in range(settings.rounds):
         shift = round_index % len(variants)
@@ -114,7 +128,9 @@ def measure(
         for variant in order:
             gc.collect()
             n = counts[variant.key]
-            this_round[variant.key] = runners[variant.key](n) / n * 1e6
+            instances = runners[variant.key]
+            runner = instances[round_index % len(instances)]
+            this_round[variant.key] = runner(n) / n * 1e6
         for key, value in this_round.items():
             result = results[key]
             result.per_round_us.append(value)

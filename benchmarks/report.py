@@ -318,9 +318,16 @@ def render(results: RunResults) -> str:
         "`python -m benchmarks --quick` is a smoke run of under a minute, and `--only` picks "
         "suites or variants (`--only asgi,wsgi.ours_cookie`). "
         "Every figure comes from one run, variants interleaved round by round "
-        f"({settings.rounds} rounds of about {settings.batch_s * 1000:.0f} ms per variant; "
-        "the span-heavy trace() and FastAPI suites use fewer, longer rounds so each spans "
-        "several exports of the batch processor), reported as the median over rounds. "
+        f"({settings.rounds} rounds of about {settings.batch_s * 1000:.0f} ms per variant"
+        + (
+            f", each variant built as {settings.instances} separate apps that take turns, "
+            "since where an app sits in memory moves its figure by a microsecond or more"
+            if settings.instances > 1
+            else ""
+        )
+        + "; the span-heavy trace() and FastAPI suites use fewer, longer rounds so each spans "
+        "several exports of the batch processor, with one app each), reported as the median "
+        "over rounds. "
         "In-process figures are "
         + (
             "the process's CPU time (all its threads), so load from other processes on a "

@@ -68,51 +68,37 @@ class NeatlogsSessionMiddleware:
         )
         self._excluding = bool(policy.exclude_exact or policy.exclude_prefixes)
         self._cookie_alone = policy.cookie_decides_alone
+        # A request carrying none of these is decided by its cookie alone.
+        self._other_input_keys = frozenset(
+            key
+            for key in (
+                self._session_key,
+                self._conversation_key,
+                "HTTP_BAGGAGE" if policy.wants_baggage else None,
+            )
+            if key is not None
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
         policy = self.policy
-        if _ENVIRON_BINDING_KEY in environ or (self._excluding and policy.is_excluded(path)):
+        if _ENVIRON_BINDING_KEY in environ or (
+            self._excluding and policy.is_excluded(environ.get("PATH_INFO", ""))
+        ):
             return self.app(environ, start_response)
 
         cookie = environ.get("HTTP_COOKIE") if policy.wants_cookie else None
-        session_header = environ.get(self._session_key) if self._session_key is not None else None
-        conversation_header = (
-            environ.get(self._conversation_key) if self._conversation_key is not None else None
-        )
-        baggage = environ.get("HTTP_BAGGAGE") if policy.wants_baggage else None
-
         resolution = None
         if (
             cookie is not None
-            and session_header is None
-            and conversation_header is None
-            and baggage is None
             and self._cookie_alone
+            and environ.keys().isdisjoint(self._other_input_keys)
         ):
             # A returning user: the decision for this cookie is usually remembered.
             remembered = policy.remembered_cookies.get(cookie)
             if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
                 resolution = remembered[2]
         if resolution is None:
-            inputs = RequestInputs(
-                path,
-                environ.get("QUERY_STRING", ""),
-                cookie,
-                session_header,
-                conversation_header,
-                baggage,
-            )
-            https = environ.get("wsgi.url_scheme") == "https"
-            resolved = policy.resolve(inputs, https=https)
-            if isinstance(resolved, NeedsBody):
-                if policy.needs_body(
-                    environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")
-                ):
-                    self._read_json_field(inputs, environ)
-                resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
-            assert isinstance(resolved, Resolution)
-            resolution = resolved
+            resolution = self._resolve(environ, cookie)
 
         if self.end_user is None and not current_otel_context():
             # open_binding()'s common case inline: no end user, no active span to stamp.
@@ -133,14 +119,38 @@ class NeatlogsSessionMiddleware:
             result = self.app(environ, start_response)
         finally:
             reset_binding(token)
-        if result.__class__ is list or result.__class__ is tuple:
-            # A plain list or tuple has no close() and no code left to run later.
+        body_class = result.__class__
+        if (
+            body_class is list
+            or body_class is tuple
+            or body_class is environ.get("wsgi.file_wrapper")
+        ):
+            # A plain list or tuple has no close() and no code left to run later;
+            # servers send a file wrapper with sendfile(), which wrapping would defeat.
             return result
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-            # Servers send these with sendfile(); wrapping would defeat that.
-            return result
-        return _BoundResponse(result, binding)
+        body = _bound_body(result, binding)
+        next(body)  # to the first yield: from here close() reaches the app's close()
+        return body
+
+    def _resolve(self, environ: WSGIEnvironment, cookie: str | None) -> Resolution:
+        """The full resolution, for requests no remembered decision covers."""
+        policy = self.policy
+        inputs = RequestInputs(
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", ""),
+            cookie,
+            environ.get(self._session_key) if self._session_key is not None else None,
+            environ.get(self._conversation_key) if self._conversation_key is not None else None,
+            environ.get("HTTP_BAGGAGE") if policy.wants_baggage else None,
+        )
+        https = environ.get("wsgi.url_scheme") == "https"
+        resolved = policy.resolve(inputs, https=https)
+        if isinstance(resolved, NeedsBody):
+            if policy.needs_body(environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")):
+                self._read_json_field(inputs, environ)
+            resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
+        assert isinstance(resolved, Resolution)
+        return resolved
 
     def _add_session_headers(
         self, start_response: StartResponse, resolution: Resolution, binding: SessionBinding
@@ -173,38 +183,34 @@ class NeatlogsSessionMiddleware:
         inputs.json_value = identity.parse_json_field(body, field)
 
 
-class _BoundResponse:
-    """The app's response iterable, with the session bound around each step."""
+def _bound_body(iterable: Iterable[bytes], binding: SessionBinding) -> Iterator[bytes]:
+    """The app's response iterable, with the session bound around each step.
 
-    __slots__ = ("_binding", "_iterable")
-
-    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding) -> None:
-        self._iterable = iterable
-        self._binding = binding
-
-    def __iter__(self) -> Iterator[bytes]:
-        # A generator: cheaper per chunk than a __next__ method, and the app
-        # iterator's exhaustion ends it without raising through our frames.
-        # iter() and each next() of the app's iterator run bound; the binding is
-        # reset before each yield, so no token lives across one.
-        binding = self._binding
-        token: Token[SessionBinding | None] | None = bind(binding)
-        try:
-            for chunk in self._iterable:
-                reset_binding(token)  # type: ignore[arg-type]
-                token = None
-                yield chunk
+    ``iter()``, each ``next()`` and ``close()`` of the app's iterable run bound;
+    the binding is reset before each ``yield``, so no token lives across one.
+    The middleware advances this generator to its first ``yield`` before
+    handing it to the server: from then on the generator's own ``close()``
+    (or its end, or its collection) runs the ``finally`` that closes the app's
+    iterable, so no wrapper object with a ``close()`` method is needed.
+    """
+    token: Token[SessionBinding | None] | None = None
+    try:
+        yield b""  # the priming step, consumed by the middleware
+        token = bind(binding)
+        for chunk in iterable:
+            reset_binding(token)
+            token = None
+            yield chunk
+            token = bind(binding)
+        # Exhausted, and still bound: the app's close() below runs in this binding.
+    finally:
+        close = getattr(iterable, "close", None)
+        if close is not None:
+            if token is None:
                 token = bind(binding)
-        finally:
-            if token is not None:
+            try:
+                close()
+            finally:
                 reset_binding(token)
-
-    def close(self) -> None:
-        close = getattr(self._iterable, "close", None)
-        if close is None:
-            return
-        token = bind(self._binding)
-        try:
-            close()
-        finally:
+        elif token is not None:
             reset_binding(token)

@@ -6,6 +6,7 @@ spans they produce are exported to a real OTLP receiver and decoded.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,3 +205,57 @@ def test_removed_key_is_rejected(kind: str, tracing: OTLPReceiver) -> None:
         response = http.get("/whoami", headers={"cookie": f"neatlogs_session={old_token}"})
     assert json_body(response)["session_id"] != "rotated"
     assert identity.rejection_counts()["cookie.bad_signature"] == before + 1
+
+
+def _wsgi_body_app(body: Any) -> Any:
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return body(environ) if callable(body) else body
+
+    return NeatlogsSessionMiddleware(app, secret_key=SECRET)
+
+
+def _wsgi_call(app: Any, environ: dict[str, Any] | None = None) -> Any:
+    from werkzeug.test import EnvironBuilder
+
+    request_environ = EnvironBuilder(
+        path="/", headers={"Cookie": f"neatlogs_session={make_token('wsgi-body', SECRET)}"}
+    ).get_environ()
+    request_environ.update(environ or {})
+    return app(request_environ, lambda status, headers, exc_info=None: None)
+
+
+@pytest.mark.parametrize("iterated", [0, 1, 2], ids=["unstarted", "abandoned", "exhausted"])
+def test_wsgi_body_close_runs_once_in_the_session_however_far_the_server_read(
+    iterated: int,
+) -> None:
+    from tests.apps import ClosingBody
+
+    ClosingBody.closed_with.clear()
+    result = _wsgi_call(_wsgi_body_app(ClosingBody([b"a:", b"b:"])))
+    chunks = iter(result)
+    read = [next(chunks) for _ in range(iterated)]
+    if iterated == 2:
+        assert next(chunks, None) is None
+    result.close()
+    result.close()  # a second close() must not reach the app again
+
+    assert read == [b"a:wsgi-body\n", b"b:wsgi-body\n"][:iterated]
+    assert ClosingBody.closed_with == ["wsgi-body"]
+    assert neatlogs_web.current_session_id() is None
+
+
+def test_wsgi_file_wrapper_and_plain_lists_reach_the_server_unwrapped() -> None:
+    from wsgiref.util import FileWrapper
+
+    def file_body(environ: dict[str, Any]) -> Any:
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"file"))
+
+    wrapped = _wsgi_call(_wsgi_body_app(file_body), {"wsgi.file_wrapper": FileWrapper})
+    assert type(wrapped) is FileWrapper
+    wrapped.close()
+
+    listed = [b"listed"]
+    assert _wsgi_call(_wsgi_body_app(listed)) is listed

@@ -36,8 +36,18 @@ def source(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["body_step_first", "cookie_alone"])
+def options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """With conversation steps (path, JSON body) before the cookie, the policy
+    decides; without them, a request with only a cookie takes the middlewares'
+    inline remembered path."""
+    if request.param == "body_step_first":
+        return {}
+    return {"conversation_json_field": None, "conversation_paths": ()}
+
+
 def test_a_returning_token_is_verified_once(
-    kind: str, source: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, source: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verified: list[str] = []
     real_verify = identity.SessionSigner.verify
@@ -48,7 +58,7 @@ def test_a_returning_token_is_verified_once(
 
     monkeypatch.setattr(identity.SessionSigner, "verify", counting_verify)
     token = make_token("returning-1", SECRET)
-    with client_for(kind) as http:
+    with client_for(kind, **options) as http:
         sessions = [
             http.get("/whoami", headers=as_input(source, token)).json()["session_id"]
             for _ in range(3)
@@ -59,11 +69,11 @@ def test_a_returning_token_is_verified_once(
 
 
 def test_a_remembered_token_is_still_refreshed_then_expired_on_time(
-    kind: str, source: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, source: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     start = time.time()
     token = make_token("returning-2", SECRET)
-    with client_for(kind, max_age=MAX_AGE) as http:
+    with client_for(kind, max_age=MAX_AGE, **options) as http:
         fresh = http.get("/whoami", headers=as_input(source, token))
         assert fresh.json()["session_id"] == "returning-2"
         assert "set-cookie" not in fresh.headers
