@@ -3,7 +3,8 @@
 Ingest is decode + store of OTLP protobuf export requests of 512 spans each,
 the batch size ``init()`` sends, into a fresh SQLite file. The session API is
 ``GET /api/sessions/{id}`` through the collector's ASGI app for a session of
-10,000 traces in a store of 1,000,000 spans. That store takes a while to
+10,000 traces in a store of 1,000,000 spans: its first page of turns, as the
+page asks for it, and every page in turn with ``after``. That store takes a while to
 build, so it is kept under ``.bench-cache/``, keyed by a hash of the
 collector's storage code: a schema change builds it again.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import shutil
 import statistics
 import tempfile
@@ -20,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = ROOT / ".bench-cache"
@@ -51,6 +54,10 @@ class CollectorResult:
     shape: StoreShape
     session_bytes: int
     store_built_s: float | None
+    #: Every page of the session's traces, 500 a page, followed with ``after``.
+    all_pages_ms: float
+    all_pages: int
+    all_pages_traces: int
 
 
 def _export_requests(shape: StoreShape) -> Iterator[bytes]:
@@ -183,34 +190,43 @@ def _measure_ingest(workdir: Path, batches: int) -> float:
     return len(bodies) * BATCH_SIZE / elapsed
 
 
-def _measure_session_api(path: Path, rounds: int) -> tuple[list[float], int]:
-    """Milliseconds per ``GET /api/sessions/{id}``, through the collector's ASGI app."""
-    from neatlogs_web.collector.app import create_app
-    from neatlogs_web.collector.store import Store
+class _SessionApi:
+    """``GET /api/sessions/{id}`` through the collector's ASGI app, timed."""
 
-    store = Store(path)
-    app = create_app(store)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": f"/api/sessions/{TARGET_SESSION}",
-        "raw_path": f"/api/sessions/{TARGET_SESSION}".encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 4318),
-    }
+    def __init__(self, path: Path) -> None:
+        from neatlogs_web.collector.app import create_app
+        from neatlogs_web.collector.store import Store
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        self.store = Store(path)
+        self.app = create_app(self.store)
+        self.loop = asyncio.new_event_loop()
 
-    async def one() -> tuple[float, int]:
+    def close(self) -> None:
+        self.loop.close()
+        self.store.close()
+
+    def get(self, query: str = "") -> tuple[float, bytes]:
+        """Milliseconds for one answer, and its body."""
+        path = f"/api/sessions/{TARGET_SESSION}"
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "root_path": "",
+            "query_string": query.encode(),
+            "headers": [(b"host", b"127.0.0.1")],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 4318),
+        }
         body = bytearray()
         status = 0
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
 
         async def send(message: dict[str, Any]) -> None:
             nonlocal status
@@ -220,24 +236,36 @@ def _measure_session_api(path: Path, rounds: int) -> tuple[list[float], int]:
                 body.extend(message.get("body", b""))
 
         started = time.perf_counter()
-        await app(dict(scope), receive, send)
+        self.loop.run_until_complete(self.app(scope, receive, send))
         elapsed = time.perf_counter() - started
         if status != 200:
             raise RuntimeError(f"session API answered {status}: {bytes(body[:200])!r}")
-        return elapsed * 1000, len(body)
+        return elapsed * 1000, bytes(body)
 
-    loop = asyncio.new_event_loop()
-    try:
-        loop.run_until_complete(one())  # warm the page cache and the app
+    def first_page(self, rounds: int) -> tuple[list[float], int]:
+        self.get()  # warm the page cache and the app
         timings = []
         size = 0
         for _ in range(rounds):
-            elapsed_ms, size = loop.run_until_complete(one())
+            elapsed_ms, body = self.get()
             timings.append(elapsed_ms)
-    finally:
-        loop.close()
-        store.close()
-    return timings, size
+            size = len(body)
+        return timings, size
+
+    def all_pages(self) -> tuple[float, int, int]:
+        """Milliseconds to walk every page, the pages, and the traces they held."""
+        total_ms = 0.0
+        pages = traces = 0
+        query = "limit=500"
+        while True:
+            elapsed_ms, body = self.get(query)
+            answer = json.loads(body)
+            total_ms += elapsed_ms
+            pages += 1
+            traces += len(answer["traces"])
+            if answer["next"] is None:
+                return total_ms, pages, traces
+            query = "limit=500&" + urlencode({"after": answer["next"]})
 
 
 def run(*, quick: bool) -> CollectorResult:
@@ -247,7 +275,14 @@ def run(*, quick: bool) -> CollectorResult:
         batches = 8 if quick else 100
         ingest = _measure_ingest(workdir, batches)
         path, built_s = _cached_store(shape, workdir, use_cache=not quick)
-        timings, size = _measure_session_api(path, 3 if quick else 15)
+        api = _SessionApi(path)
+        try:
+            timings, size = api.first_page(3 if quick else 15)
+            all_pages_ms, pages, traces = api.all_pages()
+        finally:
+            api.close()
+        if traces != shape.session_traces:
+            raise RuntimeError(f"the pages held {traces} traces, not {shape.session_traces}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return CollectorResult(
@@ -258,4 +293,7 @@ def run(*, quick: bool) -> CollectorResult:
         shape=shape,
         session_bytes=size,
         store_built_s=built_s,
+        all_pages_ms=all_pages_ms,
+        all_pages=pages,
+        all_pages_traces=traces,
     )

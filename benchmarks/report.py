@@ -158,7 +158,7 @@ def targets(results: RunResults) -> list[Target]:
         found.append(
             Target(
                 "session_api",
-                "Collector GET /api/sessions/{id}, " + collector.shape.label,
+                "Collector GET /api/sessions/{id} (first page), " + collector.shape.label,
                 f"{collector.session_ms:.1f} ms",
                 "<= 100 ms" + ("" if full else " (at 10,000 traces; this store is smaller)"),
                 collector.session_ms <= 100,
@@ -418,9 +418,11 @@ def _collector_table(result: CollectorResult) -> list[str]:
         "| --- | ---: |",
         f"| ingest, {result.ingest_batches} requests of 512 spans into a fresh store "
         f"| {result.ingest_spans_per_s:,.0f} spans/s |",
-        f"| `GET /api/sessions/{{id}}`, {result.shape.label} ({built}), "
+        f"| `GET /api/sessions/{{id}}`, first page of turns, {result.shape.label} ({built}), "
         f"{result.session_bytes:,} bytes of JSON, median of {len(result.session_ms_per_round)} "
         f"| {result.session_ms:.1f} ms |",
+        f"| every page of that session, 500 turns a page with `after`: {result.all_pages} "
+        f"requests, {result.all_pages_traces:,} traces, in total | {result.all_pages_ms:.0f} ms |",
     ]
 
 

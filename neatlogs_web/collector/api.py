@@ -2,8 +2,9 @@
 
 Routes: `GET /api/sessions`, `GET /api/sessions/{session_id}`, `GET /api/traces`
 (`?session=none` for traces in no session) and `GET /api/traces/{trace_id}`. Times are
-RFC 3339 UTC with microseconds; durations are milliseconds; lists page with an opaque
-`before` cursor, returned as `next` (null on the last page).
+RFC 3339 UTC with microseconds; durations are milliseconds. Lists page with an opaque
+cursor returned as `next` (null on the last page): newest-first lists take it back as
+`before`, a session's traces, oldest first, as `after`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .store import SessionRow, Store, TokenTotals, TraceRow
 RowT = TypeVar("RowT", SessionRow, TraceRow)
 
 DEFAULT_LIMIT = 50
+#: A session's turns per page: enough for most conversations in one answer.
+SESSION_TRACES_LIMIT = 200
 MAX_LIMIT = 500
 
 
@@ -68,13 +71,26 @@ class Api:
         )
 
     def get_session(self, request: Request) -> JSONResponse:
-        """One session with its traces (turns) in time order."""
+        """One session with a page of its traces (turns) in time order."""
         session_id: str = request.path_params["session_id"]
-        found = self._store.session(session_id)
+        params = request.query_params
+        try:
+            limit = _limit(params.get("limit"), SESSION_TRACES_LIMIT)
+            after = _decode_cursor(params.get("after"), "after")
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        found = self._store.session(session_id, limit=limit + 1, after=after)
         if found is None:
             return _error(404, f"no session {session_id!r}")
         row, traces = found
-        return JSONResponse({**session_json(row), "traces": [trace_json(t) for t in traces]})
+        page, last = _page(traces, limit)
+        return JSONResponse(
+            {
+                **session_json(row),
+                "traces": [trace_json(t) for t in page],
+                "next": _encode_cursor(last.start_ns, last.trace_id) if last else None,
+            }
+        )
 
     def list_traces(self, request: Request) -> JSONResponse:
         """Traces by start, newest first; `session=none` keeps those in no session."""
@@ -185,9 +201,9 @@ def _tokens(tokens: TokenTotals) -> dict[str, int | None] | None:
     return {"input": tokens.input, "output": tokens.output, "total": tokens.total}
 
 
-def _limit(raw: str | None) -> int:
+def _limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     if raw is None or raw == "":
-        return DEFAULT_LIMIT
+        return default
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
@@ -204,14 +220,14 @@ def _encode_cursor(ns: int, key: str) -> str:
     return base64.urlsafe_b64encode(f"{ns}:{key}".encode()).decode()
 
 
-def _decode_cursor(raw: str | None) -> tuple[int, str] | None:
+def _decode_cursor(raw: str | None, name: str = "before") -> tuple[int, str] | None:
     if not raw:
         return None
     try:
         ns, key = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
         return int(ns), key
     except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise BadQuery("before must be a 'next' value from a previous answer") from exc
+        raise BadQuery(f"{name} must be a 'next' value from a previous answer") from exc
 
 
 def _error(status_code: int, message: str) -> JSONResponse:

@@ -121,6 +121,8 @@ GROUP BY session_id
 """
 
 _INTERN_CACHE_LIMIT = 10_000
+#: Ids per ``IN (...)`` query, well under SQLite's bound-parameter limit.
+_IN_CHUNK = 500
 
 
 class StoreError(RuntimeError):
@@ -239,8 +241,15 @@ class Store:
         deltas: dict[str, _TraceDelta] = {}
         names: set[tuple[str, str]] = set()
         interned: dict[int, int] = {}  # id() of a batch's shared dict -> row id
-        stored = 0
+        # Spans already stored (a retried export) or repeated within the batch are
+        # skipped here, so every row below is new and one executemany inserts them all.
+        known = self._stored_span_ids(connection, {span.trace_id for span in spans})
+        rows = []
         for span in spans:
+            key = (span.trace_id, span.span_id)
+            if key in known:
+                continue
+            known.add(key)
             resource_id = interned.get(id(span.resource))
             if resource_id is None:
                 resource_id = self._intern(connection, "resources", span.resource)
@@ -250,8 +259,7 @@ class Store:
                 scope_id = self._intern(connection, "scopes", span.scope)
                 interned[id(span.scope)] = scope_id
             marker = grouping.is_marker(span)
-            cursor = connection.execute(
-                _INSERT_SPAN,
+            rows.append(
                 (
                     span.trace_id,
                     span.span_id,
@@ -268,22 +276,36 @@ class Store:
                     resource_id,
                     scope_id,
                     marker,
-                ),
+                )
             )
-            if cursor.rowcount != 1:
-                continue
-            stored += 1
             delta = deltas.get(span.trace_id)
             if delta is None:
                 delta = deltas[span.trace_id] = _TraceDelta()
             delta.add(span, marker)
             if not marker:
                 names.add((span.name, span.trace_id))
+        connection.executemany(_INSERT_SPAN, rows)
         connection.executemany("INSERT OR IGNORE INTO span_names VALUES (?, ?)", names)
         touched_sessions = self._update_traces(connection, deltas)
         connection.executemany("DELETE FROM sessions WHERE session_id = ?", touched_sessions)
         connection.executemany(_RECOMPUTE_SESSION, touched_sessions)
-        return stored
+        return len(rows)
+
+    def _stored_span_ids(
+        self, connection: sqlite3.Connection, trace_ids: set[str]
+    ) -> set[tuple[str, str]]:
+        """(trace id, span id) of every span already stored in these traces."""
+        found: set[tuple[str, str]] = set()
+        ids = list(trace_ids)
+        for chunk_start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[chunk_start : chunk_start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                connection.execute(
+                    f"SELECT trace_id, span_id FROM spans WHERE trace_id IN ({marks})", chunk
+                )
+            )
+        return found
 
     def _intern(self, connection: sqlite3.Connection, table: str, value: dict[str, Any]) -> int:
         body = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -304,8 +326,8 @@ class Store:
         """Merge the batch into the trace rows; return the sessions whose totals changed."""
         existing: dict[str, tuple[Any, ...]] = {}
         ids = list(deltas)
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start : chunk_start + 500]
+        for chunk_start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[chunk_start : chunk_start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
             for row in connection.execute(
                 f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})", chunk
@@ -367,19 +389,27 @@ class Store:
         with self._reading() as connection:
             return [_session_row(row) for row in connection.execute(sql, params)]
 
-    def session(self, session_id: str) -> tuple[SessionRow, list[TraceRow]] | None:
-        """A session and its traces in time order, or None if no trace is in it."""
+    def session(
+        self, session_id: str, *, limit: int, after: tuple[int, str] | None = None
+    ) -> tuple[SessionRow, list[TraceRow]] | None:
+        """A session and up to ``limit`` of its traces in time order, or None if no
+        trace is in it. ``after`` is the (start_ns, trace_id) of the last trace of the
+        previous page; the session index serves each page without reading the rest.
+        """
+        sql = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE session_id = ? AND span_count > 0"
+        params: list[Any] = [session_id]
+        if after is not None:
+            sql += " AND (start_ns, trace_id) > (?, ?)"
+            params += list(after)
+        sql += " ORDER BY start_ns, trace_id LIMIT ?"
+        params.append(limit)
         with self._reading() as connection:
             row = connection.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,)
             ).fetchone()
             if row is None:
                 return None
-            traces = connection.execute(
-                f"SELECT {_TRACE_COLUMNS} FROM traces"
-                " WHERE session_id = ? AND span_count > 0 ORDER BY start_ns, trace_id",
-                (session_id,),
-            ).fetchall()
+            traces = connection.execute(sql, params).fetchall()
         return _session_row(row), [_trace_row(trace) for trace in traces]
 
     def traces(

@@ -206,6 +206,40 @@ def test_sessions_are_newest_activity_first_and_page_with_next(client: TestClien
     assert pages == 3
 
 
+def test_a_sessions_traces_page_in_time_order_with_after(client: TestClient) -> None:
+    # Two traces share a start time: the trace id orders them, so no page repeats or skips one.
+    for index, start_ms in enumerate([0, 1000, 1000, 2000, 3000, 4000, 5000]):
+        send(client, otlp.span(f"turn-{index}", start_ms=start_ms, attributes={"session.id": "p"}))
+
+    whole = client.get("/api/sessions/p").json()
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        params = {"limit": "3", **({"after": cursor} if cursor else {})}
+        body = client.get("/api/sessions/p", params=params).json()
+        pages.append([t["trace_id"] for t in body["traces"]])
+        assert body["trace_count"] == 7  # the summary is the whole session's on every page
+        cursor = body["next"]
+        if cursor is None:
+            break
+
+    assert whole["next"] is None
+    assert [len(page) for page in pages] == [3, 3, 1]
+    paged = [trace_id for page in pages for trace_id in page]
+    assert paged == [t["trace_id"] for t in whole["traces"]]
+    assert len(set(paged)) == 7
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "after=%%%", "after=bm90LWEtY3Vyc29y"])
+def test_bad_session_page_parameters_are_400(client: TestClient, query: str) -> None:
+    send(client, otlp.span("turn", attributes={"session.id": "q"}))
+
+    response = client.get(f"/api/sessions/q?{query}")
+
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
 def test_activity_in_an_old_session_moves_it_to_the_top(client: TestClient) -> None:
     seed_sessions(client, 3)
     send(client, otlp.span("later", start_ms=60_000, attributes={"session.id": "session-0"}))

@@ -175,6 +175,36 @@ def test_sessions_turns_spans_and_attributes(seeded: LiveCollector, page: Page) 
     expect(page.locator(".details h2")).to_have_text("llm.chat")
 
 
+def test_a_long_session_shows_its_turns_a_page_at_a_time(
+    collector: LiveCollector, page: Page
+) -> None:
+    base = time.time_ns() - 600 * 1_000_000_000
+    send(
+        collector,
+        *[
+            otlp.span(
+                f"turn {index}",
+                base_ns=base,
+                start_ms=index * 1000,
+                attributes={"session.id": "long-chat"},
+            )
+            for index in range(205)
+        ],
+    )
+    page.goto(collector.url + "/#/sessions/long-chat")
+
+    turns = page.locator(".tl-row.turn")
+    expect(turns).to_have_count(200)
+    more = page.locator("#more-turns")
+    expect(more).to_have_text("Show more turns (200 of 205 shown)")
+
+    more.click()
+    expect(turns).to_have_count(205)
+    expect(turns.nth(204).locator(".tl-name")).to_have_text("turn 204")
+    expect(turns.nth(204).locator(".tl-index")).to_have_text("205")
+    expect(more).to_have_count(0)
+
+
 def test_search_and_live_refresh_keep_the_selection(seeded: LiveCollector, page: Page) -> None:
     page.goto(seeded.url + "/#/sessions/chat-bob")
     expect(page.locator(".session-item.selected")).to_contain_text("chat-bob")

@@ -14,6 +14,7 @@ const state = {
   viewKey: "",
   route: null,
   polling: null,
+  turnPages: 1, // pages of the open session's turns shown; "Show more turns" adds one
 };
 
 // ---------------------------------------------------------------- DOM helpers
@@ -213,7 +214,7 @@ async function refreshView() {
   const route = state.route;
   let data;
   try {
-    if (route.kind === "session") data = await getJSON(`api/sessions/${encodeURIComponent(route.id)}`);
+    if (route.kind === "session") data = await getSession(route.id, state.turnPages);
     else if (route.kind === "trace") data = await getJSON(`api/traces/${encodeURIComponent(route.id)}`);
     else if (route.kind === "no-session") data = await getJSON("api/traces?session=none&limit=200");
     else data = null;
@@ -233,6 +234,18 @@ async function refreshView() {
   else if (route.kind === "no-session") view.replaceChildren(...renderOrphans(data));
   else view.replaceChildren(renderHome());
   view.scrollTop = scroll;
+}
+
+// A session with its first `pages` pages of turns; the API pages a long session's turns.
+async function getSession(id, pages) {
+  const url = `api/sessions/${encodeURIComponent(id)}`;
+  const session = await getJSON(url);
+  for (let page = 1; page < pages && session.next; page++) {
+    const more = await getJSON(`${url}?after=${encodeURIComponent(session.next)}`);
+    session.traces = session.traces.concat(more.traces);
+    session.next = more.next;
+  }
+  return session;
 }
 
 function renderHome() {
@@ -319,7 +332,22 @@ function renderSession(session) {
       ),
     );
   });
-  return [header, timeline(total, rows, "turns")];
+  const more = session.next
+    ? h(
+        "button",
+        {
+          type: "button",
+          class: "more",
+          id: "more-turns",
+          onclick: () => {
+            state.turnPages += 1;
+            refreshView().catch(() => {});
+          },
+        },
+        `Show more turns (${traces.length} of ${session.trace_count} shown)`,
+      )
+    : null;
+  return [header, timeline(total, rows, "turns"), more].filter(Boolean);
 }
 
 function renderOrphans(data) {
@@ -538,6 +566,7 @@ async function refresh() {
 
 function onRoute() {
   state.route = parseRoute();
+  state.turnPages = 1;
   state.viewKey = "";
   state.listKey = "";
   $("view").scrollTop = 0;
