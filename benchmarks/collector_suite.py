@@ -207,21 +207,10 @@ class _SessionApi:
 
     def get(self, query: str = "") -> tuple[float, bytes]:
         """Milliseconds for one answer, and its body."""
-        path = f"/api/sessions/{TARGET_SESSION}"
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": query.encode(),
-            "headers": [(b"host", b"127.0.0.1")],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 4318),
-        }
+        from benchmarks.asgi_suite import make_scope
+
+        scope = make_scope(f"/api/sessions/{TARGET_SESSION}")
+        scope["query_string"] = query.encode()
         body = bytearray()
         status = 0
 
