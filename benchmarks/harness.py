@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
 
 #: Runs ``n`` operations and returns the elapsed seconds.
 Runner = Callable[[int], float]
@@ -45,6 +48,9 @@ class Measurement:
 
     variant: Variant
     per_round_us: list[float] = field(default_factory=list)
+    #: Python bytecodes one operation runs on the measuring thread: a count that
+    #: does not depend on the machine or its load, unlike the times.
+    bytecodes: int | None = None
     #: Per-round difference to the baseline, measured in the same round.
     overhead_per_round_us: list[float] = field(default_factory=list)
 
@@ -57,6 +63,11 @@ class Measurement:
         if not self.overhead_per_round_us:
             return None
         return statistics.median(self.overhead_per_round_us)
+
+    def extra_bytecodes(self, baseline: Measurement | None) -> int | None:
+        if baseline is None or self.bytecodes is None or baseline.bytecodes is None:
+            return None
+        return self.bytecodes - baseline.bytecodes
 
     @property
     def spread_us(self) -> float:
@@ -105,6 +116,26 @@ def _calibrate(runner: Runner, target_s: float, warmup_s: float) -> int:
     return max(8, int(target_s / per_op)) if per_op > 0 else n
 
 
+def count_bytecodes(runner: Runner) -> int:
+    """Bytecodes one more operation runs on this thread, counted by opcode tracing."""
+    count = 0
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            count += 1
+        return tracer
+
+    runner(1)  # anything done once (a first-request cache) is done before counting
+    sys.settrace(tracer)
+    try:
+        runner(1)
+    finally:
+        sys.settrace(None)
+    return count
+
+
 def measure(
     variants: Sequence[Variant],
     settings: Settings,
@@ -120,7 +151,10 @@ def measure(
         counts[variant.key] = _calibrate(first, settings.batch_s, settings.warmup_s)
         for runner in others:
             _calibrate(runner, settings.batch_s, settings.warmup_s)  # warm it the same way
-    results = {variant.key: Measurement(variant) for variant in variants}
+    results = {
+        variant.key: Measurement(variant, bytecodes=count_bytecodes(runners[variant.key][0]))
+        for variant in variants
+    }
     for round_index in range(settings.rounds):
         shift = round_index % len(variants)
         order = [*variants[shift:], *variants[:shift]]

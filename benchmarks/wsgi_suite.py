@@ -29,7 +29,9 @@ BASE_HEADERS = {
 def make_environ(path: str, headers: dict[str, str]) -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
-    return EnvironBuilder(path=path, headers={**BASE_HEADERS, **headers}).get_environ()
+    return EnvironBuilder(
+        path=path, headers=list({**BASE_HEADERS, **headers}.items())
+    ).get_environ()
 
 
 def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -97,7 +99,7 @@ def flask_app(secret_key: str | None = None) -> Any:
 
 def flask_session_cookie(app: Any) -> str:
     serializer = app.session_interface.get_signing_serializer(app)
-    return "session=" + serializer.dumps({"user": "u-1"})
+    return "session=" + str(serializer.dumps({"user": "u-1"}))
 
 
 def build() -> list[Variant]:

@@ -86,19 +86,16 @@ class NeatlogsSessionMiddleware:
         ):
             return self.app(environ, start_response)
 
-        cookie = environ.get("HTTP_COOKIE") if policy.wants_cookie else None
         resolution = None
-        if (
-            cookie is not None
-            and self._cookie_alone
-            and environ.keys().isdisjoint(self._other_input_keys)
-        ):
+        if self._cookie_alone:
             # A returning user: the decision for this cookie is usually remembered.
-            remembered = policy.remembered_cookies.get(cookie)
-            if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
-                resolution = remembered[2]
+            cookie = environ.get("HTTP_COOKIE")
+            if cookie is not None and environ.keys().isdisjoint(self._other_input_keys):
+                remembered = policy.remembered_cookies.get(cookie)
+                if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
+                    resolution = remembered[2]
         if resolution is None:
-            resolution = self._resolve(environ, cookie)
+            resolution = self._resolve(environ)
 
         if self.end_user is None and not current_otel_context():
             # open_binding()'s common case inline: no end user, no active span to stamp.
@@ -132,13 +129,13 @@ class NeatlogsSessionMiddleware:
         next(body)  # to the first yield: from here close() reaches the app's close()
         return body
 
-    def _resolve(self, environ: WSGIEnvironment, cookie: str | None) -> Resolution:
+    def _resolve(self, environ: WSGIEnvironment) -> Resolution:
         """The full resolution, for requests no remembered decision covers."""
         policy = self.policy
         inputs = RequestInputs(
             environ.get("PATH_INFO", ""),
             environ.get("QUERY_STRING", ""),
-            cookie,
+            environ.get("HTTP_COOKIE") if policy.wants_cookie else None,
             environ.get(self._session_key) if self._session_key is not None else None,
             environ.get(self._conversation_key) if self._conversation_key is not None else None,
             environ.get("HTTP_BAGGAGE") if policy.wants_baggage else None,
