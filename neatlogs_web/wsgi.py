@@ -116,18 +116,14 @@ class NeatlogsSessionMiddleware:
             result = self.app(environ, start_response)
         finally:
             reset_binding(token)
-        body_class = result.__class__
-        if (
-            body_class is list
-            or body_class is tuple
-            or body_class is environ.get("wsgi.file_wrapper")
-        ):
-            # A plain list or tuple has no close() and no code left to run later;
-            # servers send a file wrapper with sendfile(), which wrapping would defeat.
+        if result.__class__ is list or result.__class__ is tuple:
+            # A plain list or tuple has no close() and no code left to run later.
             return result
-        body = _bound_body(result, binding)
-        next(body)  # to the first yield: from here close() reaches the app's close()
-        return body
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # Servers send these with sendfile(); wrapping would defeat that.
+            return result
+        return _BoundResponse(result, binding)
 
     def _resolve(self, environ: WSGIEnvironment) -> Resolution:
         """The full resolution, for requests no remembered decision covers."""
@@ -180,34 +176,44 @@ class NeatlogsSessionMiddleware:
         inputs.json_value = identity.parse_json_field(body, field)
 
 
-def _bound_body(iterable: Iterable[bytes], binding: SessionBinding) -> Iterator[bytes]:
+class _BoundResponse:
     """The app's response iterable, with the session bound around each step.
 
-    ``iter()``, each ``next()`` and ``close()`` of the app's iterable run bound;
-    the binding is reset before each ``yield``, so no token lives across one.
-    The middleware advances this generator to its first ``yield`` before
-    handing it to the server: from then on the generator's own ``close()``
-    (or its end, or its collection) runs the ``finally`` that closes the app's
-    iterable, so no wrapper object with a ``close()`` method is needed.
+    ``close()`` is a method of its own, not a generator's ``finally``: a server
+    calls it once the response is complete (PEP 3333), and the app's
+    ``close()`` must run then, not inside the last ``next()``.
     """
-    token: Token[SessionBinding | None] | None = None
-    try:
-        yield b""  # the priming step, consumed by the middleware
-        token = bind(binding)
-        for chunk in iterable:
-            reset_binding(token)
-            token = None
-            yield chunk
-            token = bind(binding)
-        # Exhausted, and still bound: the app's close() below runs in this binding.
-    finally:
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            if token is None:
+
+    __slots__ = ("_binding", "_iterable")
+
+    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding) -> None:
+        self._iterable = iterable
+        self._binding = binding
+
+    def __iter__(self) -> Iterator[bytes]:
+        # A generator: cheaper per chunk than a __next__ method, and the app
+        # iterator's exhaustion ends it without raising through our frames.
+        # iter() and each next() of the app's iterator run bound; the binding is
+        # reset before each yield, so no token lives across one.
+        binding = self._binding
+        token: Token[SessionBinding | None] | None = bind(binding)
+        try:
+            for chunk in self._iterable:
+                reset_binding(token)  # type: ignore[arg-type]
+                token = None
+                yield chunk
                 token = bind(binding)
-            try:
-                close()
-            finally:
+        finally:
+            if token is not None:
                 reset_binding(token)
-        elif token is not None:
+
+    def close(self) -> None:
+        close = getattr(self._iterable, "close", None)
+        if close is None:
+            return
+        self._iterable = ()  # a second close() from the server reaches the app once
+        token = bind(self._binding)
+        try:
+            close()
+        finally:
             reset_binding(token)

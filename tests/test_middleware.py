@@ -239,6 +239,8 @@ def test_wsgi_body_close_runs_once_in_the_session_however_far_the_server_read(
     read = [next(chunks) for _ in range(iterated)]
     if iterated == 2:
         assert next(chunks, None) is None
+    # The app's close() waits for the server's: the response is complete only then.
+    assert ClosingBody.closed_with == []
     result.close()
     result.close()  # a second close() must not reach the app again
 
@@ -250,12 +252,14 @@ def test_wsgi_body_close_runs_once_in_the_session_however_far_the_server_read(
 def test_wsgi_file_wrapper_and_plain_lists_reach_the_server_unwrapped() -> None:
     from wsgiref.util import FileWrapper
 
-    def file_body(environ: dict[str, Any]) -> Any:
-        return environ["wsgi.file_wrapper"](io.BytesIO(b"file"))
+    class ChunkedFileWrapper(FileWrapper):
+        """An app's own subclass of the server's wrapper: servers still sendfile() it."""
 
-    wrapped = _wsgi_call(_wsgi_body_app(file_body), {"wsgi.file_wrapper": FileWrapper})
-    assert type(wrapped) is FileWrapper
-    wrapped.close()
+    for wrapper_class in (FileWrapper, ChunkedFileWrapper):
+        app = _wsgi_body_app(lambda environ, cls=wrapper_class: cls(io.BytesIO(b"file")))
+        wrapped = _wsgi_call(app, {"wsgi.file_wrapper": FileWrapper})
+        assert type(wrapped) is wrapper_class
+        wrapped.close()
 
     listed = [b"listed"]
     assert _wsgi_call(_wsgi_body_app(listed)) is listed
