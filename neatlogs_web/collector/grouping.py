@@ -24,6 +24,7 @@ WORKFLOW_KEYS = ("neatlogs.workflow_name", "service.name")
 _INPUT_KEYS = ("gen_ai.usage.input_tokens", "llm.token_count.prompt")
 _OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "llm.token_count.completion")
 _TOTAL_KEYS = ("llm.token_count.total",)
+_TOKEN_KEYS = frozenset(_INPUT_KEYS + _OUTPUT_KEYS + _TOTAL_KEYS)
 
 MARKER_NAME = "neatlogs.trace.complete"
 
@@ -59,6 +60,8 @@ def tokens_of(span: Span) -> Tokens | None:
     both conventions report the same usage twice.
     """
     attributes = span.attributes
+    if attributes.keys().isdisjoint(_TOKEN_KEYS):
+        return None  # most spans: no usage at all, so no key-by-key search
     input_tokens = _first_int(attributes, _INPUT_KEYS)
     output_tokens = _first_int(attributes, _OUTPUT_KEYS)
     total = _first_int(attributes, _TOTAL_KEYS)

@@ -522,9 +522,8 @@ class _TraceDelta:
     earliest: Span | None = None
 
     def add(self, span: Span, marker: bool) -> None:
-        session_id = grouping.session_of(span)
         if self.session_id is None:
-            self.session_id = session_id
+            self.session_id = grouping.session_of(span)
         if self.workflow is None:
             self.workflow = grouping.workflow_of(span.resource)
         if marker:
