@@ -217,9 +217,10 @@ WHY_MISSED: dict[str, str] = {
         "(one key) halves the stamping."
     ),
     "ingest": (
-        "A profile of one 512-span request: OTLP protobuf decode about 40 %, the per-span "
-        "summaries (tokens, status, names) and the JSON of attributes about a third, SQLite "
-        "(one `executemany` of the new spans, the trace and session rows) the rest."
+        "A profile of one 512-span request: OTLP protobuf decode nearly half, SQLite (one "
+        "`executemany` of the new spans, the trace and session rows) about a quarter, the "
+        "per-span summaries and the JSON of attributes the rest. Ingest is timed on the wall "
+        "clock, so a busy machine shows here first: see the load average above."
     ),
     "session_api": (
         "A page reads at most `limit` trace rows through the `(session_id, start_ns, "
