@@ -7,6 +7,7 @@ spans they produce are exported to a real OTLP receiver and decoded.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,3 +264,56 @@ def test_wsgi_file_wrapper_and_plain_lists_reach_the_server_unwrapped() -> None:
 
     listed = [b"listed"]
     assert _wsgi_call(_wsgi_body_app(listed)) is listed
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(b"cookie", b"theme=dark"), (b"cookie", b"neatlogs_session={token}")],
+        [(b"accept", b"text/html"), (b"accept", b"*/*"), (b"cookie", b"neatlogs_session={token}")],
+        [(b"cookie", b"neatlogs_session={token}")],
+    ],
+    ids=["two_cookie_headers", "repeated_other_header", "one_cookie_header"],
+)
+def test_asgi_cookie_is_found_however_the_headers_repeat(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """HTTP/2 may split cookies over several headers; the session is found each time,
+    on the first request and on the returning ones."""
+    import asyncio
+
+    app = make_asgi_app(conversation_json_field=None, conversation_paths=())
+    token = make_token("repeated-headers", SECRET).encode()
+    scope_headers = [(name, value.replace(b"{token}", token)) for name, value in headers]
+
+    async def whoami() -> dict[str, Any]:
+        body = bytearray()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            body.extend(message.get("body", b""))
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "2",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/whoami",
+            "raw_path": b"/whoami",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"host", b"testserver"), *scope_headers],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)
+        return dict(json.loads(bytes(body)))
+
+    async def three_requests() -> list[dict[str, Any]]:
+        return [await whoami() for _ in range(3)]
+
+    answers = asyncio.run(three_requests())
+    assert [answer["session_id"] for answer in answers] == ["repeated-headers"] * 3
