@@ -18,7 +18,7 @@ from opentelemetry.context import get_current as current_otel_context
 
 from neatlogs_web import identity, sdk
 from neatlogs_web._request import open_binding, response_headers
-from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web.context import SessionBinding, bind, reset_binding
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
@@ -169,7 +169,12 @@ class NeatlogsSessionMiddleware:
         try:
             await self.app(scope, receive, send)
         finally:
-            unbind(token)
+            # context.unbind() inline, saving a call on every request: a coroutine
+            # closed by the garbage collector may run this in another context.
+            try:  # noqa: SIM105 - contextlib.suppress costs more than the call saved
+                reset_binding(token)
+            except ValueError:
+                pass
 
     def _add_session_headers(
         self, send: Send, resolution: Resolution, binding: SessionBinding
