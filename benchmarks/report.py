@@ -252,7 +252,7 @@ def _wsgi_remains(results: RunResults) -> str:
                 f"{3000 / ns:.0f}. "
             )
     return text + (
-        "About 30 % of ours is what WSGI itself asks for: the response iterable is wrapped "
+        "About a third of ours is what WSGI itself asks for: the response iterable is wrapped "
         "so the session is bound again around each `next()` and around `close()` (a body "
         "may be consumed later, or on another thread), and Flask always returns a werkzeug "
         "`ClosingIterator`, so the wrap cannot be skipped (it is for plain lists, tuples and "
