@@ -128,11 +128,12 @@ def count_bytecodes(runner: Runner) -> int:
         return tracer
 
     runner(1)  # anything done once (a first-request cache) is done before counting
+    previous = sys.gettrace()  # a coverage tool's or debugger's, put back after
     sys.settrace(tracer)
     try:
         runner(1)
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     return count
 
 

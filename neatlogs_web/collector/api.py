@@ -204,7 +204,8 @@ def _tokens(tokens: TokenTotals) -> dict[str, int | None] | None:
 def _limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone takes "²" and other Unicode digits that int() reads differently.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -224,10 +225,13 @@ def _decode_cursor(raw: str | None, name: str = "before") -> tuple[int, str] | N
     if not raw:
         return None
     try:
-        ns, key = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
-        return int(ns), key
+        ns_text, key = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
+        ns = int(ns_text)
     except (binascii.Error, UnicodeError, ValueError) as exc:
         raise BadQuery(f"{name} must be a 'next' value from a previous answer") from exc
+    if not 0 <= ns < 2**63:  # what SQLite's integers hold; stored times are capped below
+        raise BadQuery(f"{name} must be a 'next' value from a previous answer")
+    return ns, key
 
 
 def _error(status_code: int, message: str) -> JSONResponse:

@@ -121,7 +121,7 @@ GROUP BY session_id
 """
 
 _INTERN_CACHE_LIMIT = 10_000
-#: Ids per ``IN (...)`` query, well under SQLite's bound-parameter limit.
+#: Bound parameters per lookup query, well under SQLite's limit on any build.
 _IN_CHUNK = 500
 
 
@@ -243,7 +243,7 @@ class Store:
         interned: dict[int, int] = {}  # id() of a batch's shared dict -> row id
         # Spans already stored (a retried export) or repeated within the batch are
         # skipped here, so every row below is new and one executemany inserts them all.
-        known = self._stored_span_ids(connection, {span.trace_id for span in spans})
+        known = self._stored_span_ids(connection, [(span.trace_id, span.span_id) for span in spans])
         rows = []
         for span in spans:
             key = (span.trace_id, span.span_id)
@@ -292,17 +292,25 @@ class Store:
         return len(rows)
 
     def _stored_span_ids(
-        self, connection: sqlite3.Connection, trace_ids: set[str]
+        self, connection: sqlite3.Connection, keys: list[tuple[str, str]]
     ) -> set[tuple[str, str]]:
-        """(trace id, span id) of every span already stored in these traces."""
+        """Which of these (trace id, span id) pairs are stored already.
+
+        Only the batch's own pairs are probed, one index lookup each, so a long
+        trace's earlier spans are never read again.
+        """
         found: set[tuple[str, str]] = set()
-        ids = list(trace_ids)
-        for chunk_start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[chunk_start : chunk_start + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk_start in range(0, len(keys), _IN_CHUNK // 2):
+            chunk = keys[chunk_start : chunk_start + _IN_CHUNK // 2]
+            values = ",".join("(?, ?)" for _ in chunk)
+            # CROSS JOIN keeps the batch as the outer loop: one probe of the
+            # (trace_id, span_id) index per pair, never a scan of the table.
             found.update(
                 connection.execute(
-                    f"SELECT trace_id, span_id FROM spans WHERE trace_id IN ({marks})", chunk
+                    f"WITH batch (trace_id, span_id) AS (VALUES {values})"
+                    " SELECT spans.trace_id, spans.span_id FROM batch CROSS JOIN spans"
+                    " ON spans.trace_id = batch.trace_id AND spans.span_id = batch.span_id",
+                    [part for key in chunk for part in key],
                 )
             )
         return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from urllib.parse import quote
 
@@ -230,7 +231,19 @@ def test_a_sessions_traces_page_in_time_order_with_after(client: TestClient) -> 
     assert len(set(paged)) == 7
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "after=%%%", "after=bm90LWEtY3Vyc29y"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=0",
+        "limit=501",
+        "limit=%C2%B2",  # "²" is a digit to str.isdigit(), not to int()
+        "limit=%D9%A3",  # an Arabic-Indic 3
+        "after=%%%",
+        "after=bm90LWEtY3Vyc29y",
+        "after=" + base64.urlsafe_b64encode(b"99999999999999999999:x").decode(),
+        "after=" + base64.urlsafe_b64encode(b"-1:x").decode(),
+    ],
+)
 def test_bad_session_page_parameters_are_400(client: TestClient, query: str) -> None:
     send(client, otlp.span("turn", attributes={"session.id": "q"}))
 
@@ -309,7 +322,14 @@ def test_unknown_ids_are_404_json(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=0", "limit=501", "limit=ten", "before=%%%", "before=bm90LWEtY3Vyc29y"],
+    [
+        "limit=0",
+        "limit=501",
+        "limit=ten",
+        "before=%%%",
+        "before=bm90LWEtY3Vyc29y",
+        "before=" + base64.urlsafe_b64encode(b"99999999999999999999:x").decode(),
+    ],
 )
 def test_bad_list_parameters_are_400(client: TestClient, query: str) -> None:
     response = client.get(f"/api/sessions?{query}")

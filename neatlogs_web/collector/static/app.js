@@ -212,9 +212,12 @@ function renderList(list, hasOrphans) {
 
 async function refreshView() {
   const route = state.route;
+  // A live refresh begun before "Show more turns" must not draw fewer pages
+  // over the new ones: an answer for another page count is dropped.
+  const pages = state.turnPages;
   let data;
   try {
-    if (route.kind === "session") data = await getSession(route.id, state.turnPages);
+    if (route.kind === "session") data = await getSession(route.id, pages);
     else if (route.kind === "trace") data = await getJSON(`api/traces/${encodeURIComponent(route.id)}`);
     else if (route.kind === "no-session") data = await getJSON("api/traces?session=none&limit=200");
     else data = null;
@@ -222,7 +225,7 @@ async function refreshView() {
     if (error.status !== 404) throw error;
     data = { missing: error.message };
   }
-  if (route !== state.route) return; // the user moved on while this was loading
+  if (route !== state.route || pages !== state.turnPages) return; // superseded while loading
   const key = JSON.stringify([route, data]);
   if (key === state.viewKey) return;
   state.viewKey = key;
