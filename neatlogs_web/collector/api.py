@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from starlette.requests import Request
@@ -62,13 +63,8 @@ class Api:
             workflow=params.get("workflow") or None,
             before=before,
         )
-        page, after = _page(rows, limit)
-        return JSONResponse(
-            {
-                "sessions": [session_json(row) for row in page],
-                "next": _encode_cursor(after.last_ns, after.session_id) if after else None,
-            }
-        )
+        page, cursor = _page(rows, limit, _session_key)
+        return JSONResponse({"sessions": [session_json(row) for row in page], "next": cursor})
 
     def get_session(self, request: Request) -> JSONResponse:
         """One session with a page of its traces (turns) in time order."""
@@ -83,13 +79,9 @@ class Api:
         if found is None:
             return _error(404, f"no session {session_id!r}")
         row, traces = found
-        page, last = _page(traces, limit)
+        page, cursor = _page(traces, limit, _trace_key)
         return JSONResponse(
-            {
-                **session_json(row),
-                "traces": [trace_json(t) for t in page],
-                "next": _encode_cursor(last.start_ns, last.trace_id) if last else None,
-            }
+            {**session_json(row), "traces": [trace_json(t) for t in page], "next": cursor}
         )
 
     def list_traces(self, request: Request) -> JSONResponse:
@@ -104,13 +96,8 @@ class Api:
         except BadQuery as exc:
             return _error(400, str(exc))
         rows = self._store.traces(limit=limit + 1, without_session=session == "none", before=before)
-        page, after = _page(rows, limit)
-        return JSONResponse(
-            {
-                "traces": [trace_json(row) for row in page],
-                "next": _encode_cursor(after.start_ns, after.trace_id) if after else None,
-            }
-        )
+        page, cursor = _page(rows, limit, _trace_key)
+        return JSONResponse({"traces": [trace_json(row) for row in page], "next": cursor})
 
     def get_trace(self, request: Request) -> JSONResponse:
         """One trace with every span (the neatlogs completion marker left out)."""
@@ -210,15 +197,26 @@ def _limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     return int(raw)
 
 
-def _page(rows: list[RowT], limit: int) -> tuple[list[RowT], RowT | None]:
-    """The first ``limit`` rows (fetched ``limit + 1``), and the row a next page
-    starts after, or ``None`` when this is the last page."""
+def _page(
+    rows: list[RowT], limit: int, key: Callable[[RowT], tuple[int, str]]
+) -> tuple[list[RowT], str | None]:
+    """The first ``limit`` rows (fetched ``limit + 1``), and the ``next`` cursor: the
+    last row's ``key``, encoded, or ``None`` when this is the last page."""
     page = rows[:limit]
-    return page, page[-1] if len(rows) > limit else None
+    if len(rows) <= limit:
+        return page, None
+    ns, name = key(page[-1])
+    return page, base64.urlsafe_b64encode(f"{ns}:{name}".encode()).decode()
 
 
-def _encode_cursor(ns: int, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{ns}:{key}".encode()).decode()
+def _session_key(row: SessionRow) -> tuple[int, str]:
+    """Where a sessions page (newest activity first) ends."""
+    return row.last_ns, row.session_id
+
+
+def _trace_key(row: TraceRow) -> tuple[int, str]:
+    """Where a traces page (by start, either direction) ends."""
+    return row.start_ns, row.trace_id
 
 
 def _decode_cursor(raw: str | None, name: str = "before") -> tuple[int, str] | None:

@@ -20,10 +20,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import grouping
 from .otlp import STATUS_ERROR, Batch, Span
+
+ItemT = TypeVar("ItemT")
 
 _SCHEMA_VERSION = 1
 
@@ -300,8 +302,7 @@ class Store:
         trace's earlier spans are never read again.
         """
         found: set[tuple[str, str]] = set()
-        for chunk_start in range(0, len(keys), _IN_CHUNK // 2):
-            chunk = keys[chunk_start : chunk_start + _IN_CHUNK // 2]
+        for chunk in _chunks(keys, _IN_CHUNK // 2):
             values = ",".join("(?, ?)" for _ in chunk)
             # CROSS JOIN keeps the batch as the outer loop: one probe of the
             # (trace_id, span_id) index per pair, never a scan of the table.
@@ -333,9 +334,7 @@ class Store:
     ) -> list[tuple[str]]:
         """Merge the batch into the trace rows; return the sessions whose totals changed."""
         existing: dict[str, tuple[Any, ...]] = {}
-        ids = list(deltas)
-        for chunk_start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[chunk_start : chunk_start + _IN_CHUNK]
+        for chunk in _chunks(list(deltas), _IN_CHUNK):
             marks = ",".join("?" * len(chunk))
             for row in connection.execute(
                 f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})", chunk
@@ -589,6 +588,13 @@ class _TraceDelta:
             _add(old[12], self.total_tokens),
             int(bool(old[13]) or self.complete),
         )
+
+
+def _chunks(items: list[ItemT], size: int) -> Iterator[list[ItemT]]:
+    """``items`` in slices of at most ``size``: one query each, under SQLite's
+    bound-parameter limit."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _min(a: int | None, b: int | None) -> int | None:
