@@ -5,8 +5,8 @@
 become root traces or child spans that carry it.
 """
 
-from neatlogs_web._request import bind_session
 from neatlogs_web._version import __version__
+from neatlogs_web.binding import bind_session, confirm_conversation
 from neatlogs_web.context import (
     current_end_user_id,
     current_session_id,
@@ -28,6 +28,7 @@ __all__ = [
     "SessionSpanProcessor",
     "__version__",
     "bind_session",
+    "confirm_conversation",
     "current_end_user_id",
     "current_session_id",
     "flush",

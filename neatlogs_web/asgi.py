@@ -5,23 +5,29 @@ app in another task and cuts contextvars). The binding is set before the app
 is awaited and reset after it returns, so it covers the streamed body,
 Starlette background tasks (run inside ``await app(...)``), a WebSocket
 connection and ``run_in_threadpool`` calls, and never leaks into another
-request.
+request. What to bind is decided by the shared resolver; this module only
+reads the request and changes the response, the ASGI way.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final, Unpack
 
-from opentelemetry.context import get_current as current_otel_context
-
-from neatlogs_web import identity, sdk
-from neatlogs_web._request import open_binding, response_headers
-from neatlogs_web.context import SessionBinding, bind, reset_binding
-from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
+from neatlogs_web import sdk
+from neatlogs_web._counters import internal_error, reject
+from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._signing import SecretKeys
+from neatlogs_web._sources import RequestInputs
+from neatlogs_web.binding import open_binding
+from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web.options import SessionConfig, SessionOptions
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
+
+logger = logging.getLogger("neatlogs_web")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,151 +47,114 @@ class NeatlogsSessionMiddleware:
     """Resolve each request's session and bind it while the app runs.
 
     ``end_user`` is an optional callable from the ASGI scope to an end-user
-    id, stamped as ``neatlogs.end_user.id``. Other options: see
-    :class:`neatlogs_web.identity.SessionOptions` and the README.
+    id, stamped as ``neatlogs.end_user.id``. The other options are
+    :class:`neatlogs_web.options.SessionConfig`'s (see the README's table).
     """
 
     def __init__(
         self,
         app: ASGIApp,
-        secret_key: str | bytes | list[str | bytes] | None = None,
+        secret_key: SecretKeys | None = None,
         *,
         end_user: Callable[[Scope], str | None] | None = None,
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.policy = identity.SessionPolicy(secret_key=secret_key, **options)
         self.end_user = end_user
-        policy = self.policy
-        self._cookie_header = b"cookie" if policy.wants_cookie else None
-        self._session_header = (
-            policy.header_name_lower.encode("latin-1") if policy.wants_session_header else None
-        )
-        self._baggage_header = b"baggage" if policy.wants_baggage else None
-        self._conversation_header = (
-            policy.conversation_header_lower.encode("latin-1")
-            if policy.wants_conversation_header and policy.conversation_header_lower
-            else None
-        )
-        self._excluding = bool(policy.exclude_exact or policy.exclude_prefixes)
-        self._cookie_alone = policy.cookie_decides_alone
-        body_headers = (b"content-type", b"content-length") if policy.reads_json_body else ()
-        # The header names this policy reads: one set lookup per request header.
-        self._wanted = frozenset(
-            name
-            for name in (
-                self._cookie_header,
-                self._session_header,
-                self._conversation_header,
-                self._baggage_header,
-                *body_headers,
-            )
-            if name is not None
-        )
+        #: A configuration error kept to stop the server through the lifespan protocol.
+        self.startup_error: Exception | None = None
+        try:
+            config = SessionConfig.from_options(type(self).__name__, secret_key, options)
+            self.resolver = resolver = SessionResolver(config)
+        except (TypeError, ValueError) as error:
+            if not _server_is_running():
+                raise
+            # Starlette builds add_middleware() classes inside the server's first
+            # call, the lifespan: raised there, uvicorn reads the error as
+            # "lifespan unsupported" and then serves a 500 per request. Failing
+            # the lifespan startup instead stops the server with this message.
+            logger.error("neatlogs_web: %s", error)
+            self.startup_error = error
+            return
+        # Request header -> the RequestInputs field it fills, for the sources in use.
+        wanted = {
+            b"cookie": "cookie" if resolver.reads_cookie else None,
+            config.header_name.lower().encode("latin-1"): (
+                "session_header" if resolver.reads_session_header else None
+            ),
+            b"baggage": "baggage" if resolver.reads_baggage else None,
+        }
+        if resolver.reads_conversation_header:
+            assert config.conversation_header is not None
+            wanted[config.conversation_header.lower().encode("latin-1")] = "conversation_header"
+        self._wanted = {name: field for name, field in wanted.items() if field is not None}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type == "lifespan":
+            if self.startup_error is not None:
+                await _fail_startup(receive, send, self.startup_error)
+                return
             await self.app(scope, receive, _flush_at_shutdown(send))
             return
-        if (
-            scope_type not in ("http", "websocket")
-            or _SCOPE_BINDING_KEY in scope
-            or (self._excluding and self.policy.is_excluded(scope["path"]))
-        ):
+        if scope_type not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.startup_error is not None:
+            raise self.startup_error
+        resolver = self.resolver
+        if _SCOPE_BINDING_KEY in scope or resolver.is_excluded(scope["path"]):
             await self.app(scope, receive, send)
             return
 
-        policy = self.policy
-        wanted = self._wanted
-        cookie = session_header = conversation_header = baggage = None
-        content_type = content_length = None
-        for name, value in scope["headers"]:
-            if name not in wanted:
-                continue
-            if name == b"cookie":
-                # Several Cookie headers (HTTP/2) are one list.
-                decoded = value.decode("latin-1")
-                cookie = f"{cookie}; {decoded}" if cookie else decoded
-            elif name == self._session_header:
-                session_header = value.decode("latin-1")
-            elif name == self._conversation_header:
-                conversation_header = value.decode("latin-1")
-            elif name == self._baggage_header:
-                baggage = value.decode("latin-1")
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"content-length":
-                content_length = value
-
-        resolution = None
-        if (
-            cookie is not None
-            and session_header is None
-            and conversation_header is None
-            and baggage is None
-            and self._cookie_alone
-        ):
-            # A returning user: the decision for this cookie is usually remembered.
-            remembered = policy.remembered_cookies.get(cookie)
-            if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
-                resolution = remembered[2]
-        if resolution is None:
-            inputs = RequestInputs(
-                scope["path"],
-                scope.get("query_string", b"").decode("latin-1"),
-                cookie,
-                session_header,
-                conversation_header,
-                baggage,
-            )
+        try:
+            inputs = self._request_inputs(scope)
             https = scope.get("scheme") in ("https", "wss")
-            resolved = policy.resolve(inputs, https=https)
+            resolved = resolver.resolve(inputs, https=https)
             if isinstance(resolved, NeedsBody):
-                if scope_type == "http" and policy.needs_body(content_type, scope["method"]):
-                    receive = await self._read_json_field(inputs, receive, content_length)
-                resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
+                receive = await self._read_json_field(scope, inputs, receive)
+                resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
             assert isinstance(resolved, Resolution)
             resolution = resolved
-
-        if self.end_user is None and not current_otel_context():
-            # open_binding()'s common case inline: no end user, no active span to stamp.
-            binding = SessionBinding(resolution.session_id, None, resolution.previous_session_id)
-        else:
             binding = open_binding(resolution, self.end_user, scope)
-        scope[_SCOPE_BINDING_KEY] = binding
-        state = scope.get("state")
-        if state is None:
-            state = scope["state"] = {}
-        state[SCOPE_STATE_KEY] = resolution.session_id
+        except Exception:
+            internal_error("resolving an ASGI request's session")
+            resolution = resolver.fallback()
+            binding = SessionBinding(resolution.session_id)
 
-        if (
-            resolution.set_cookie is not None
-            or resolution.echo_token is not None
-            or policy.expose_trace_id
-        ):
+        scope[_SCOPE_BINDING_KEY] = binding
+        scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
+        if resolver.changes_response(resolution):
             send = self._add_session_headers(send, resolution, binding)
         token = bind(binding)
         try:
             await self.app(scope, receive, send)
         finally:
-            # context.unbind() inline, saving a call on every request: a coroutine
-            # closed by the garbage collector may run this in another context.
-            try:  # noqa: SIM105 - contextlib.suppress costs more than the call saved
-                reset_binding(token)
-            except ValueError:
-                pass
+            unbind(token)
+
+    def _request_inputs(self, scope: Scope) -> RequestInputs:
+        inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        wanted = self._wanted
+        for name, value in scope["headers"]:
+            field = wanted.get(name)
+            if field is None:
+                continue
+            text = value.decode("latin-1")
+            if field == "cookie" and inputs.cookie:
+                text = f"{inputs.cookie}; {text}"  # several Cookie headers (HTTP/2) are one list
+            setattr(inputs, field, text)
+        return inputs
 
     def _add_session_headers(
         self, send: Send, resolution: Resolution, binding: SessionBinding
     ) -> Send:
-        policy = self.policy
+        resolver = self.resolver
 
         async def send_with_session(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 extra = [
                     (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in response_headers(policy, resolution, binding)
+                    for name, value in resolver.response_headers(resolution, binding)
                 ]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
@@ -193,13 +162,23 @@ class NeatlogsSessionMiddleware:
         return send_with_session
 
     async def _read_json_field(
-        self, inputs: RequestInputs, receive: Receive, content_length: bytes | None
+        self, scope: Scope, inputs: RequestInputs, receive: Receive
     ) -> Receive:
-        """Read a small body for its JSON field and return a replaying ``receive``."""
-        policy = self.policy
-        limit = policy.json_body_limit
-        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
-            identity.reject("conversation_json", "oversized")
+        """Read a small JSON body for its conversation field; the returned
+        ``receive`` replays what was read, so the app sees the body unchanged."""
+        resolver = self.resolver
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        length = headers.get(b"content-length", b"")
+        limit = resolver.config.json_body_limit
+        if scope["type"] != "http" or not resolver.body_may_hold_conversation(
+            content_type, scope["method"]
+        ):
+            resolver.read_json_body(inputs, None)
+            return receive
+        if length.isdigit() and int(length) > limit:
+            reject("conversation_json", "oversized")
+            resolver.read_json_body(inputs, None)
             return receive
         buffered: list[Message] = []
         body = b""
@@ -210,20 +189,32 @@ class NeatlogsSessionMiddleware:
                 break
             body += message.get("body", b"")
             if len(body) > limit:
-                identity.reject("conversation_json", "oversized")
+                reject("conversation_json", "oversized")
                 break
             if not message.get("more_body", False):
-                field = policy.conversation_json_field
-                assert field is not None
-                inputs.json_value = identity.parse_json_field(body, field)
+                resolver.read_json_body(inputs, body)
                 break
+        if not inputs.body_read:
+            resolver.read_json_body(inputs, None)
 
         async def replay() -> Message:
-            if buffered:
-                return buffered.pop(0)
-            return await receive()
+            return buffered.pop(0) if buffered else await receive()
 
         return replay
+
+
+def _server_is_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def _fail_startup(receive: Receive, send: Send, error: Exception) -> None:
+    message = await receive()
+    if message["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.failed", "message": f"neatlogs_web: {error}"})
 
 
 def _flush_at_shutdown(send: Send) -> Send:

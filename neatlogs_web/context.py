@@ -4,6 +4,7 @@ A server handles many users at once, so the session a span belongs to cannot
 be process-global: it lives in a ``ContextVar`` that the middleware sets per
 request and that asyncio tasks, ``run_in_threadpool`` and ``copy_context()``
 carry along. ``trace()`` and the span processor read it at span start.
+This module is the bottom layer: it imports nothing of ours above the id rules.
 """
 
 from __future__ import annotations
@@ -11,19 +12,17 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Final, ParamSpec, TypeVar
 
-from neatlogs_web import identity
+from neatlogs_web._ids import ID_CHARSET, MAX_ID_LENGTH, is_valid_session_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 __all__ = [
     "SessionBinding",
-    "current_binding",
     "current_end_user_id",
-    "current_request_binding",
     "current_session_id",
     "session",
     "with_current_session",
@@ -41,6 +40,7 @@ class SessionBinding:
     __slots__ = (
         "end_user_id",
         "last_trace_id",
+        "pending_conversation_id",
         "previous_session_id",
         "request_span",
         "session_id",
@@ -51,10 +51,13 @@ class SessionBinding:
         session_id: str,
         end_user_id: str | None = None,
         previous_session_id: str | None = None,
+        pending_conversation_id: str | None = None,
     ) -> None:
         self.session_id = session_id
         self.end_user_id = end_user_id
         self.previous_session_id = previous_session_id
+        #: A conversation id the request named, bound once the app confirms it.
+        self.pending_conversation_id = pending_conversation_id
         #: The framework's request span stamped at binding, re-stamped on rebind.
         self.request_span: object = None
         #: The trace id of the latest root ``trace()`` started under this binding.
@@ -91,7 +94,7 @@ def current_request_binding() -> SessionBinding | None:
 
 def current_session_id() -> str | None:
     """The session id ``trace()`` would stamp on a span started now, or ``None``."""
-    binding = _binding.get() or _default_binding
+    binding = current_binding()
     return None if binding is None else binding.session_id
 
 
@@ -101,29 +104,30 @@ def current_end_user_id() -> str | None:
     return None if binding is None else binding.end_user_id
 
 
-#: Bind a ``SessionBinding`` in the current context; pair with :func:`unbind`.
-#: The ContextVar's own method, so binding a request costs no extra call.
+#: Bind a ``SessionBinding`` in the current context; undo with :func:`unbind`.
 bind: Final = _binding.set
 
 
 def unbind(token: contextvars.Token[SessionBinding | None]) -> None:
     """Restore what was bound before ``token``.
 
-    A token created in another context (a generator resumed elsewhere, a
-    callback run by a server on its own thread) cannot be reset there; the
-    context it belongs to dies with its task, so nothing leaks and we do not
-    raise into the server.
+    A token created in another context (a coroutine closed by the garbage
+    collector, a callback a server runs on its own thread) cannot be reset
+    there; the context it belongs to dies with its task, so nothing leaks and
+    we do not raise into the server.
     """
-    try:  # noqa: SIM105 - cheaper than contextlib.suppress on every request
+    with suppress(ValueError):
         _binding.reset(token)
-    except ValueError:
-        pass
 
 
-#: Undo a :func:`bind` made earlier in the same synchronous frame, with no
-#: ``yield`` or ``await`` between: that is always the same context, so the
-#: ContextVar's own reset cannot fail and saves :func:`unbind`'s extra call.
-reset_binding: Final = _binding.reset
+def check_id(what: str, value: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``value`` is a valid id."""
+    if not isinstance(value, str) or not is_valid_session_id(value):
+        length = len(value) if isinstance(value, str) else type(value).__name__
+        raise ValueError(
+            f"{what} takes 1-{MAX_ID_LENGTH} characters of {ID_CHARSET}, got {length!r} "
+            "that are not: hash or encode the id first"
+        )
 
 
 @contextmanager
@@ -134,14 +138,9 @@ def session(session_id: str, *, end_user_id: str | None = None) -> Iterator[Sess
     them on exit, also on exceptions. Raises ``ValueError`` for an id that is
     not 1-128 characters of ``[A-Za-z0-9._:@/+=-]``.
     """
-    if not identity.is_valid_session_id(session_id):
-        raise ValueError(
-            f"session() takes 1-{identity.MAX_ID_LENGTH} characters of "
-            f"[A-Za-z0-9._:@/+=-], got {len(session_id)} characters that are not: "
-            "hash or encode the id first"
-        )
-    if end_user_id is not None and not identity.is_valid_session_id(end_user_id):
-        raise ValueError("session() end_user_id has the same charset and length rules as ids")
+    check_id("session()", session_id)
+    if end_user_id is not None:
+        check_id("session() end_user_id", end_user_id)
     binding = SessionBinding(session_id, end_user_id)
     token = _binding.set(binding)
     try:

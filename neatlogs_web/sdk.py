@@ -28,7 +28,9 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from neatlogs_web import _export, identity
+from neatlogs_web import _export
+from neatlogs_web._counters import internal_error_counts, rejection_counts
+from neatlogs_web._ids import is_valid_session_id, new_session_id
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     SessionBinding,
@@ -184,7 +186,7 @@ def init(
     arguments = dict(locals())
     if auto_session and session_id is not None:
         raise ValueError("init() takes auto_session or session_id, not both: drop one")
-    if session_id is not None and not identity.is_valid_session_id(session_id):
+    if session_id is not None and not is_valid_session_id(session_id):
         raise ValueError("init(session_id=...) must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
     keys = _resolve_session_keys(session_keys)
     api_key = api_key if api_key is not None else os.environ.get("NEATLOGS_API_KEY") or None
@@ -251,7 +253,7 @@ def init(
             provider, pipeline_exporter, stats, keys, join_request_trace, arguments
         )
         set_default_session(
-            identity.new_session_id() if auto_session else session_id,
+            new_session_id() if auto_session else session_id,
         )
         if not _atexit_registered:
             atexit.register(shutdown)
@@ -340,7 +342,11 @@ def stats() -> dict[str, Any]:
     """Export counters and skipped session values, for an operator's endpoint."""
     pipeline = _pipeline
     export = pipeline.stats.snapshot() if pipeline is not None else {}
-    return {"export": export, "rejected": identity.rejection_counts()}
+    return {
+        "export": export,
+        "rejected": rejection_counts(),
+        "internal_errors": internal_error_counts(),
+    }
 
 
 class trace:

@@ -4,23 +4,24 @@ A WSGI app returns an iterable that the server may consume after the app
 call returned, even on another thread. So the session is bound around the
 app call, and bound again around each ``next()`` and around ``close()``
 (as sentry-sdk does), never held across a ``yield``: a reused worker thread
-never inherits a previous request's session.
+never inherits a previous request's session. What to bind is decided by the
+shared resolver; this module only reads the environ and changes the
+response, the WSGI way.
 """
 
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Callable, Iterable, Iterator
-from contextvars import Token
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from opentelemetry.context import get_current as current_otel_context
-
-from neatlogs_web import identity
-from neatlogs_web._request import open_binding, response_headers
-from neatlogs_web.context import SessionBinding, bind, reset_binding
-from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
+from neatlogs_web._counters import internal_error, reject
+from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._signing import SecretKeys
+from neatlogs_web._sources import RequestInputs
+from neatlogs_web.binding import open_binding
+from neatlogs_web.context import SessionBinding, bind, unbind
+from neatlogs_web.options import SessionConfig, SessionOptions
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -43,81 +44,66 @@ class NeatlogsSessionMiddleware:
     """Resolve each request's session and bind it while the app and its body run.
 
     ``end_user`` is an optional callable from the WSGI environ to an end-user
-    id. Other options: see :class:`neatlogs_web.identity.SessionOptions`.
+    id. The other options are :class:`neatlogs_web.options.SessionConfig`'s
+    (see the README's table).
     """
 
     def __init__(
         self,
         app: WSGIApplication,
-        secret_key: str | bytes | list[str | bytes] | None = None,
+        secret_key: SecretKeys | None = None,
         *,
         end_user: Callable[[WSGIEnvironment], str | None] | None = None,
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.policy = identity.SessionPolicy(secret_key=secret_key, **options)
         self.end_user = end_user
-        policy = self.policy
-        self._session_key = (
-            _environ_key(policy.header_name) if policy.wants_session_header else None
-        )
-        self._conversation_key = (
-            _environ_key(policy.conversation_header_lower)
-            if policy.wants_conversation_header and policy.conversation_header_lower
-            else None
-        )
-        self._excluding = bool(policy.exclude_exact or policy.exclude_prefixes)
-        self._cookie_alone = policy.cookie_decides_alone
-        # A request carrying none of these is decided by its cookie alone.
-        self._other_input_keys = frozenset(
-            key
-            for key in (
-                self._session_key,
-                self._conversation_key,
-                "HTTP_BAGGAGE" if policy.wants_baggage else None,
-            )
-            if key is not None
-        )
+        config = SessionConfig.from_options(type(self).__name__, secret_key, options)
+        self.resolver = resolver = SessionResolver(config)
+        # Environ key -> the RequestInputs field it fills, for the sources in use.
+        wanted = {
+            "HTTP_COOKIE": "cookie" if resolver.reads_cookie else None,
+            _environ_key(config.header_name): (
+                "session_header" if resolver.reads_session_header else None
+            ),
+            "HTTP_BAGGAGE": "baggage" if resolver.reads_baggage else None,
+        }
+        if resolver.reads_conversation_header:
+            assert config.conversation_header is not None
+            wanted[_environ_key(config.conversation_header)] = "conversation_header"
+        self._wanted = [(key, field) for key, field in wanted.items() if field is not None]
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        policy = self.policy
-        if _ENVIRON_BINDING_KEY in environ or (
-            self._excluding and policy.is_excluded(environ.get("PATH_INFO", ""))
-        ):
+        resolver = self.resolver
+        if _ENVIRON_BINDING_KEY in environ or resolver.is_excluded(environ.get("PATH_INFO", "")):
             return self.app(environ, start_response)
 
-        resolution = None
-        if self._cookie_alone:
-            # A returning user: the decision for this cookie is usually remembered.
-            cookie = environ.get("HTTP_COOKIE")
-            if cookie is not None and environ.keys().isdisjoint(self._other_input_keys):
-                remembered = policy.remembered_cookies.get(cookie)
-                if remembered is not None and remembered[0] <= time.time() <= remembered[1]:
-                    resolution = remembered[2]
-        if resolution is None:
-            resolution = self._resolve(environ)
-
-        if self.end_user is None and not current_otel_context():
-            # open_binding()'s common case inline: no end user, no active span to stamp.
-            binding = SessionBinding(resolution.session_id, None, resolution.previous_session_id)
-        else:
+        try:
+            inputs = self._request_inputs(environ)
+            https = environ.get("wsgi.url_scheme") == "https"
+            resolved = resolver.resolve(inputs, https=https)
+            if isinstance(resolved, NeedsBody):
+                self._read_json_field(environ, inputs)
+                resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
+            assert isinstance(resolved, Resolution)
+            resolution = resolved
             binding = open_binding(resolution, self.end_user, environ)
+        except Exception:
+            internal_error("resolving a WSGI request's session")
+            resolution = resolver.fallback()
+            binding = SessionBinding(resolution.session_id)
+
         environ[_ENVIRON_BINDING_KEY] = binding
         environ[ENVIRON_KEY] = resolution.session_id
-        if (
-            resolution.set_cookie is not None
-            or resolution.echo_token is not None
-            or policy.expose_trace_id
-        ):
+        if resolver.changes_response(resolution):
             start_response = self._add_session_headers(start_response, resolution, binding)
-
         token = bind(binding)
         try:
             result = self.app(environ, start_response)
         finally:
-            reset_binding(token)
-        if result.__class__ is list or result.__class__ is tuple:
-            # A plain list or tuple has no close() and no code left to run later.
+            unbind(token)
+        if isinstance(result, list | tuple):
+            # No close() and no code left to run later.
             return result
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
@@ -125,55 +111,48 @@ class NeatlogsSessionMiddleware:
             return result
         return _BoundResponse(result, binding)
 
-    def _resolve(self, environ: WSGIEnvironment) -> Resolution:
-        """The full resolution, for requests no remembered decision covers."""
-        policy = self.policy
-        inputs = RequestInputs(
-            environ.get("PATH_INFO", ""),
-            environ.get("QUERY_STRING", ""),
-            environ.get("HTTP_COOKIE") if policy.wants_cookie else None,
-            environ.get(self._session_key) if self._session_key is not None else None,
-            environ.get(self._conversation_key) if self._conversation_key is not None else None,
-            environ.get("HTTP_BAGGAGE") if policy.wants_baggage else None,
-        )
-        https = environ.get("wsgi.url_scheme") == "https"
-        resolved = policy.resolve(inputs, https=https)
-        if isinstance(resolved, NeedsBody):
-            if policy.needs_body(environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")):
-                self._read_json_field(inputs, environ)
-            resolved = policy.resolve(inputs, https=https, resume_at=resolved.resume_at)
-        assert isinstance(resolved, Resolution)
-        return resolved
+    def _request_inputs(self, environ: WSGIEnvironment) -> RequestInputs:
+        inputs = RequestInputs(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
+        for key, field in self._wanted:
+            value = environ.get(key)
+            if value is not None:
+                setattr(inputs, field, value)
+        return inputs
 
     def _add_session_headers(
         self, start_response: StartResponse, resolution: Resolution, binding: SessionBinding
     ) -> StartResponse:
-        policy = self.policy
+        resolver = self.resolver
 
         def start_response_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            extra = response_headers(policy, resolution, binding)
+            extra = resolver.response_headers(resolution, binding)
             return start_response(status, [*headers, *extra], exc_info)
 
         return start_response_with_session
 
-    def _read_json_field(self, inputs: RequestInputs, environ: WSGIEnvironment) -> None:
-        """Read a small body for its JSON field and put it back for the app."""
+    def _read_json_field(self, environ: WSGIEnvironment, inputs: RequestInputs) -> None:
+        """Read a small JSON body for its conversation field and put it back for the app."""
+        resolver = self.resolver
+        if not resolver.body_may_hold_conversation(
+            environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")
+        ):
+            resolver.read_json_body(inputs, None)
+            return
         length_text = environ.get("CONTENT_LENGTH") or ""
         if not length_text.isdigit():
             # Unknown length (chunked): reading could block on a slow client.
-            identity.reject("conversation_json", "unknown_length")
+            reject("conversation_json", "unknown_length")
+            resolver.read_json_body(inputs, None)
             return
-        length = int(length_text)
-        if length > self.policy.json_body_limit:
-            identity.reject("conversation_json", "oversized")
+        if int(length_text) > resolver.config.json_body_limit:
+            reject("conversation_json", "oversized")
+            resolver.read_json_body(inputs, None)
             return
-        body = environ["wsgi.input"].read(length)
+        body = environ["wsgi.input"].read(int(length_text))
         environ["wsgi.input"] = io.BytesIO(body)
-        field = self.policy.conversation_json_field
-        assert field is not None
-        inputs.json_value = identity.parse_json_field(body, field)
+        resolver.read_json_body(inputs, body)
 
 
 class _BoundResponse:
@@ -191,21 +170,23 @@ class _BoundResponse:
         self._binding = binding
 
     def __iter__(self) -> Iterator[bytes]:
-        # A generator: cheaper per chunk than a __next__ method, and the app
-        # iterator's exhaustion ends it without raising through our frames.
         # iter() and each next() of the app's iterator run bound; the binding is
         # reset before each yield, so no token lives across one.
         binding = self._binding
-        token: Token[SessionBinding | None] | None = bind(binding)
+        token = bind(binding)
         try:
-            for chunk in self._iterable:
-                reset_binding(token)  # type: ignore[arg-type]
-                token = None
-                yield chunk
-                token = bind(binding)
+            iterator = iter(self._iterable)
         finally:
-            if token is not None:
-                reset_binding(token)
+            unbind(token)
+        while True:
+            token = bind(binding)
+            try:
+                chunk = next(iterator, None)
+            finally:
+                unbind(token)
+            if chunk is None:
+                return
+            yield chunk
 
     def close(self) -> None:
         close = getattr(self._iterable, "close", None)
@@ -216,4 +197,4 @@ class _BoundResponse:
         try:
             close()
         finally:
-            reset_binding(token)
+            unbind(token)

@@ -13,7 +13,8 @@ import pytest
 import werkzeug.test
 from starlette.testclient import TestClient
 
-from neatlogs_web import identity
+import neatlogs_web
+from neatlogs_web._ids import is_valid_session_id
 from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
 from tests.otlp_receiver import OTLPReceiver
 from tests.test_middleware import spans_after_flush
@@ -152,13 +153,13 @@ def test_bad_value_is_skipped_counted_and_replaced(
     counted: str,
     tracing: OTLPReceiver,
 ) -> None:
-    before = identity.rejection_counts().get(counted, 0)
+    before = neatlogs_web.stats()["rejected"].get(counted, 0)
     response = send(kind, method, path, headers, body)
     assert response.status_code == 200, response.text
     session_id = json_body(response)["session_id"]
-    assert session_id and identity.is_valid_session_id(session_id)
+    assert session_id and is_valid_session_id(session_id)
     assert "set-cookie" in response.headers, "a new session is issued"
-    assert identity.rejection_counts().get(counted, 0) == before + 1
+    assert neatlogs_web.stats()["rejected"].get(counted, 0) == before + 1
     spans = spans_after_flush(tracing, 1)
     for span in spans:
         assert span.attributes["session.id"] == session_id
@@ -169,16 +170,21 @@ def test_bad_value_is_skipped_counted_and_replaced(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sources": ("cookie", "jwt")}, "unknown session source 'jwt'"),
-        ({"sources": "cookie"}, "sequence of names"),
-        ({"conversation_paths": ["/chat/{id}"]}, "exactly one {conversation_id}"),
-        ({"conversation_paths": ["chat/{conversation_id}"]}, "must start with '/'"),
-        ({"conversation_paths": ["/chat/{conversation_id"]}, "unbalanced"),
-        ({"secret_key": []}, "empty list"),
-        ({"secret_key": ""}, "non-empty"),
-        ({"same_site": "none"}, "secure=True"),
+        ({"sources": ("cookie", "jwt")}, "sources: unknown source 'jwt'"),
+        ({"sources": ("cookie", "cookie")}, "sources lists a name twice"),
+        ({"conversation_paths": ["/chat/{id}"]}, "conversation_paths: template '/chat/{id}'"),
+        ({"conversation_paths": ["chat/{conversation_id}"]}, "conversation_paths: .* '/'"),
+        ({"conversation_paths": ["/chat/{conversation_id"]}, "conversation_paths: .*unbalanced"),
+        ({"secret_key": []}, "secret_key is an empty list"),
+        ({"secret_key": ""}, "secret_key: every key must be a non-empty"),
+        ({"same_site": "none"}, "same_site='none' needs secure=True"),
         ({"same_site": "sideways"}, "same_site must be"),
-        ({"max_age": 0}, "positive"),
+        ({"max_age": 0}, "max_age must be a positive"),
+        ({"idle_timeout": -5}, "idle_timeout must be a positive"),
+        ({"json_body_limit": 0}, "json_body_limit must be a positive"),
+        ({"header_name": "X Session"}, "header_name 'X Session' is not a valid header name"),
+        ({"exclude_paths": ["healthz"]}, "exclude_paths: 'healthz' must start with '/'"),
+        ({"conversation_binding": "later"}, "conversation_binding must be"),
     ],
 )
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -194,6 +200,34 @@ def test_bad_configuration_raises_at_startup(
         middleware(lambda *args: None, **settings)
 
 
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_an_option_typo_names_the_option_and_the_closest_one(kind: str) -> None:
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware as Asgi
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware as Wsgi
+
+    middleware: Any = Asgi if kind == "asgi" else Wsgi
+    with pytest.raises(TypeError) as raised:
+        middleware(lambda *args: None, secret_key=SECRET, conversation_path="/c/{conversation_id}")
+    assert str(raised.value) == (
+        "NeatlogsSessionMiddleware got an unknown option 'conversation_path': "
+        "did you mean 'conversation_paths'?"
+    )
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_list_option_given_as_one_string_is_one_item(kind: str) -> None:
+    options = {"conversation_paths": "/chat/{conversation_id}", "exclude_paths": "/healthz"}
+    if kind == "asgi":
+        with TestClient(make_asgi_app(**options)) as http:
+            assert http.post("/chat/conv-7").json()["session_id"] == "conv-7"
+            assert "set-cookie" not in http.get("/healthz").headers
+    else:
+        client = werkzeug.test.Client(make_wsgi_app(**options))
+        assert client.post("/chat/conv-7").json["session_id"] == "conv-7"
+        assert "Set-Cookie" not in client.get("/healthz").headers
+
+
 def test_same_site_none_with_secure_is_accepted() -> None:
-    policy = identity.SessionPolicy(secret_key=SECRET, same_site="none", secure=True)
-    assert "SameSite=None; Secure" in policy.cookie_header("t", https=False)
+    app = make_asgi_app(same_site="none", secure=True)
+    with TestClient(app) as http:
+        assert "SameSite=None; Secure" in http.get("/whoami").headers["set-cookie"]

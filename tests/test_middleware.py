@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import neatlogs_web
-from neatlogs_web import identity
+from neatlogs_web._signing import SessionSigner
 from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.tokens import make_token, session_of
@@ -195,17 +195,17 @@ def test_key_rotation_old_key_verifies_and_is_resigned(kind: str, tracing: OTLPR
         fresh = cookie_of(response)
         assert session_of(fresh) == "rotated" and fresh != old_token
         # Re-signed with the first key, which alone verifies it now.
-        assert identity.SessionSigner([SECRET.encode()]).verify(fresh) is not None
+        assert SessionSigner([SECRET.encode()]).verify(fresh) is not None
         assert json_body(http.get("/whoami"))["session_id"] == "rotated"
 
 
 def test_removed_key_is_rejected(kind: str, tracing: OTLPReceiver) -> None:
     old_token = make_token("rotated", "old-key")
-    before = identity.rejection_counts().get("cookie.bad_signature", 0)
+    before = neatlogs_web.stats()["rejected"].get("cookie.bad_signature", 0)
     with client_for(kind) as http:
         response = http.get("/whoami", headers={"cookie": f"neatlogs_session={old_token}"})
     assert json_body(response)["session_id"] != "rotated"
-    assert identity.rejection_counts()["cookie.bad_signature"] == before + 1
+    assert neatlogs_web.stats()["rejected"]["cookie.bad_signature"] == before + 1
 
 
 def _wsgi_body_app(body: Any) -> Any:

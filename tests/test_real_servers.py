@@ -14,7 +14,7 @@ import pytest
 from websockets.sync.client import connect
 
 import neatlogs_web
-from neatlogs_web import identity
+from neatlogs_web._ids import is_valid_session_id
 from tests.apps import ClosingBody, json_body, make_asgi_app, make_wsgi_app
 from tests.conftest import reset_global_tracer_provider
 from tests.otlp_receiver import OTLPReceiver
@@ -157,4 +157,4 @@ def test_idle_timeout_starts_a_new_session_linked_to_the_old(
     (turn,) = flushed(tracing, lambda s: len(s) >= 1)
     assert turn.attributes["session.id"] == new_session
     assert turn.attributes["session.previous_id"] == "idle-session"
-    assert identity.is_valid_session_id(new_session)
+    assert is_valid_session_id(new_session)

@@ -9,7 +9,6 @@ from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 
 import neatlogs_web
-from neatlogs_web import identity
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from tests.apps import json_body
 from tests.conftest import reset_global_tracer_provider
@@ -50,11 +49,11 @@ def test_bind_session_after_routing_follows_body_background_and_request_span(
 
 
 def test_bind_session_rejects_invalid_ids_and_counts_them() -> None:
-    before = identity.rejection_counts().get("bind_session.invalid", 0)
+    before = neatlogs_web.stats()["rejected"].get("bind_session.invalid", 0)
     with neatlogs_web.session("kept"):
         assert not neatlogs_web.bind_session("not valid!")
         assert neatlogs_web.current_session_id() == "kept"
-    assert identity.rejection_counts()["bind_session.invalid"] == before + 1
+    assert neatlogs_web.stats()["rejected"]["bind_session.invalid"] == before + 1
 
 
 def test_expose_trace_id_names_the_turn_trace(tracing: OTLPReceiver) -> None:

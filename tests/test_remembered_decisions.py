@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from neatlogs_web import identity
+import neatlogs_web
+from neatlogs_web._signing import SessionSigner
 from tests.apps import SECRET
 from tests.test_middleware import HEADER, client_for
 from tests.tokens import make_token
@@ -50,13 +51,13 @@ def test_a_returning_token_is_verified_once(
     kind: str, source: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     verified: list[str] = []
-    real_verify = identity.SessionSigner.verify
+    real_verify = SessionSigner.verify
 
-    def counting_verify(self: identity.SessionSigner, token: str) -> Any:
+    def counting_verify(self: SessionSigner, token: str) -> Any:
         verified.append(token)
         return real_verify(self, token)
 
-    monkeypatch.setattr(identity.SessionSigner, "verify", counting_verify)
+    monkeypatch.setattr(SessionSigner, "verify", counting_verify)
     token = make_token("returning-1", SECRET)
     with client_for(kind, **options) as http:
         sessions = [
@@ -84,8 +85,8 @@ def test_a_remembered_token_is_still_refreshed_then_expired_on_time(
         assert due.headers[HEADER] != token  # re-signed with a new timestamp
         assert ("set-cookie" in due.headers) is (source == "cookie")
 
-        expired_before = identity.rejection_counts().get(f"{source}.expired", 0)
+        expired_before = neatlogs_web.stats()["rejected"].get(f"{source}.expired", 0)
         monkeypatch.setattr(time, "time", lambda: start + MAX_AGE + 5)
         expired = http.get("/whoami", headers=as_input(source, token))
         assert expired.json()["session_id"] != "returning-2"
-        assert identity.rejection_counts()[f"{source}.expired"] == expired_before + 1
+        assert neatlogs_web.stats()["rejected"][f"{source}.expired"] == expired_before + 1

@@ -10,7 +10,9 @@ import httpx
 import pytest
 
 import neatlogs_web
-from neatlogs_web import identity
+from neatlogs_web import _signing
+from neatlogs_web._resolver import SessionResolver
+from neatlogs_web.options import SessionConfig
 from tests.apps import SECRET, json_body
 from tests.otlp_receiver import OTLPReceiver
 from tests.test_middleware import client_for
@@ -74,18 +76,18 @@ def test_custom_validator_replaces_the_charset_rule(kind: str) -> None:
 
 def test_secret_key_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEATLOGS_SECRET_KEY", "from-env")
-    policy = identity.SessionPolicy()
-    assert policy.signer.verify(make_token("s", "from-env")) is not None
+    resolver = SessionResolver(SessionConfig())
+    assert resolver.signer.verify(make_token("s", "from-env")) is not None
 
 
 def test_missing_secret_key_warns_and_uses_a_process_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEATLOGS_SECRET_KEY", raising=False)
-    monkeypatch.setattr(identity, "_process_key", None)
+    monkeypatch.setattr(_signing, "_process_key", None)
     with pytest.warns(RuntimeWarning, match="NEATLOGS_SECRET_KEY"):
-        first = identity.SessionPolicy()
+        first = SessionResolver(SessionConfig())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        second = identity.SessionPolicy()  # same process key, warned once
+        second = SessionResolver(SessionConfig())  # same process key, warned once
     assert second.signer.verify(first.signer.sign("s")) is not None
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, Path, Query, Request
 
-from neatlogs_web._request import bind_session
+from neatlogs_web.binding import bind_session
 from neatlogs_web.context import current_session_id
 
 __all__ = ["CurrentSession", "bind_session_from", "current_session"]

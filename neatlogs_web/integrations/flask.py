@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from flask import Flask, request
 
-from neatlogs_web._request import bind_session
-from neatlogs_web.identity import SessionOptions
+from neatlogs_web.binding import bind_session
+from neatlogs_web.options import OPTION_NAMES, SessionOptions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
 if TYPE_CHECKING:
@@ -29,7 +29,6 @@ __all__ = ["NeatlogsFlask"]
 
 #: ``app.config`` key prefix: ``NEATLOGS_COOKIE_NAME``, ``NEATLOGS_EXCLUDE_PATHS``, ...
 CONFIG_PREFIX: Final = "NEATLOGS_"
-_OPTION_NAMES: Final = frozenset(SessionOptions.__optional_keys__)
 _DEFAULT_CONVERSATION_ARG: Final = "conversation_id"
 
 Keys = str | bytes | Sequence[str | bytes]
@@ -65,7 +64,7 @@ class NeatlogsFlask:
         end_user = cast(
             "Callable[[WSGIEnvironment], str | None] | None", settings.pop("end_user", None)
         )
-        unknown = settings.keys() - _OPTION_NAMES
+        unknown = settings.keys() - OPTION_NAMES
         if unknown:
             raise ValueError(f"unknown neatlogs_web option(s): {', '.join(sorted(unknown))}")
         app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
@@ -80,7 +79,7 @@ class NeatlogsFlask:
 
 
 def _from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    names = (*_OPTION_NAMES, "secret_key", "end_user", "conversation_arg")
+    names = (*OPTION_NAMES, "secret_key", "end_user", "conversation_arg")
     return {
         name: config[CONFIG_PREFIX + name.upper()]
         for name in names

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 from opentelemetry import propagate as otel_propagate
 
-from neatlogs_web import identity
+from neatlogs_web._signing import SessionSigner, resolve_secret_keys
 from neatlogs_web.context import current_session_id
 
 __all__ = ["propagate"]
@@ -47,7 +47,7 @@ class _Propagator:
             )
         self._exact = frozenset(h for h in hosts if not h.startswith("*."))
         self._suffixes = tuple(h[1:] for h in hosts if h.startswith("*."))
-        self._signer = identity.SessionSigner(identity.resolve_secret_keys(secret_key))
+        self._signer = SessionSigner(resolve_secret_keys(secret_key))
         self._header_name = header_name
         self._baggage = baggage
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from neatlogs_web import identity
+from neatlogs_web._counters import reject
+from neatlogs_web._ids import is_valid_session_id
 from neatlogs_web.context import SessionBinding, bind, current_binding, current_session_id, unbind
 
 __all__ = ["message_session"]
@@ -38,8 +39,8 @@ def message_session(conversation_id: object) -> Iterator[str | None]:
     if conversation_id is None:
         yield current_session_id()
         return
-    if not isinstance(conversation_id, str) or not identity.is_valid_session_id(conversation_id):
-        identity.reject("websocket_message", "invalid")
+    if not isinstance(conversation_id, str) or not is_valid_session_id(conversation_id):
+        reject("websocket_message", "invalid")
         yield current_session_id()
         return
     connection = current_binding()

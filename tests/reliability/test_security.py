@@ -22,8 +22,9 @@ from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_decode
 
 import neatlogs_web
-from neatlogs_web import identity
+from neatlogs_web._signing import SIGNING_SALT, SessionSigner
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
+from neatlogs_web.options import DEFAULT_MAX_AGE
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
 from tests.apps import SECRET, json_body
 from tests.otlp_receiver import OTLPReceiver
@@ -64,7 +65,7 @@ def test_token_issued_by_an_app_with_another_key_is_rejected(kind: str) -> None:
     [
         TimestampSigner(SECRET),  # itsdangerous's default salt: another use of the same key
         TimestampSigner(SECRET, salt="cookie-session"),  # Flask's session cookie salt
-        TimestampSigner(SECRET, salt=identity.SIGNING_SALT, digest_method=hashlib.sha1),
+        TimestampSigner(SECRET, salt=SIGNING_SALT, digest_method=hashlib.sha1),
     ],
     ids=["default-salt", "flask-session-salt", "sha1"],
 )
@@ -112,7 +113,7 @@ def test_key_rotation_reissues_old_tokens_and_drops_removed_keys(kind: str) -> N
         assert response.headers[HEADER] == fresh
         by_header = rotating.get("/whoami", headers={HEADER: old}).headers[HEADER]
     # Both re-issued tokens verify with the new key alone.
-    new_only = identity.SessionSigner([b"new-key"])
+    new_only = SessionSigner([b"new-key"])
     for token in (fresh, by_header):
         verified = new_only.verify(token)
         assert verified is not None and verified.session_id == "rotated-session"
@@ -138,7 +139,7 @@ def test_cookie_flags(kind: str, base_url: str, options: dict[str, Any], secure:
     assert "SameSite=Lax" in flags
     assert "Path=/" in flags
     assert ("Secure" in flags) is secure
-    assert f"Max-Age={identity.DEFAULT_MAX_AGE}" in flags
+    assert f"Max-Age={DEFAULT_MAX_AGE}" in flags
 
 
 def test_same_site_strict_and_none_with_secure(kind: str) -> None:

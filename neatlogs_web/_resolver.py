@@ -1,0 +1,412 @@
+"""Which session a request belongs to: sources in order, trust, and memory.
+
+Sans-IO and shared by both middlewares: the adapters hand over the raw
+request values (``RequestInputs``) and get back a ``Resolution`` saying what
+to bind and what to add to the response. When resolution reaches the
+JSON-body source it returns ``NeedsBody``; the adapter reads the body (async
+or not) and resumes. A returning user's token is decided once and the
+decision remembered until the token's age calls for another look, so the
+common request is a lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, NamedTuple
+
+from neatlogs_web._cache import BoundedCache
+from neatlogs_web._counters import reject
+from neatlogs_web._ids import MAX_ID_LENGTH, is_valid_session_id, new_session_id
+from neatlogs_web._signing import (
+    MAX_TOKEN_LENGTH,
+    TOKEN_RE,
+    VERIFIED_CACHE_SIZE,
+    SessionSigner,
+    VerifiedToken,
+    looks_like_token,
+    resolve_secret_keys,
+)
+from neatlogs_web._sources import (
+    RequestInputs,
+    baggage_session_id,
+    compile_template,
+    find_cookie,
+    json_field,
+    query_value,
+)
+from neatlogs_web.context import SessionBinding
+from neatlogs_web.options import SessionConfig
+
+__all__ = ["NeedsBody", "Resolution", "SessionResolver"]
+
+TRACE_ID_HEADER: Final = "X-Neatlogs-Trace-Id"
+# Allowed clock skew between processes that share a key.
+_FUTURE_SKEW_S: Final = 300
+# Longer Cookie headers are not remembered, to bound the memory used.
+_REMEMBERED_HEADER_LENGTH: Final = 1024
+# An app's own validator replaces the charset rule; input stays bounded.
+_CUSTOM_ID_LIMIT: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the middleware binds and what it adds to the response."""
+
+    session_id: str
+    #: Which source won: "conversation", "header", "cookie", "baggage" or "new".
+    source: str
+    #: Set when an idle timeout started this session.
+    previous_session_id: str | None = None
+    #: A full ``Set-Cookie`` value, only when the cookie must change.
+    set_cookie: str | None = None
+    #: The signed token to echo in the session header, when issued or refreshed.
+    echo_token: str | None = None
+    #: A conversation id the app may confirm (``conversation_binding="when_confirmed"``).
+    pending_conversation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsBody:
+    """Resolution reached the JSON-body source: read the body, then resume here."""
+
+    resume_at: int
+
+
+class _Candidate(NamedTuple):
+    """A valid value a source found, before the policy decides what to do with it."""
+
+    session_id: str
+    token: VerifiedToken | None = None
+    #: What the decision is remembered under (the token, or the whole Cookie header).
+    memo_key: str | None = None
+
+
+class _Remembered(NamedTuple):
+    """A decision that holds while wall-clock time is within [valid_from, valid_until]."""
+
+    valid_from: float
+    valid_until: float
+    resolution: Resolution
+
+
+_Found = _Candidate | Resolution | None
+
+
+class _Step(NamedTuple):
+    source: str
+    read: Callable[[RequestInputs], _Found]
+    reads_body: bool = False
+
+
+class SessionResolver:
+    """The configured sources, in order, and the decisions about what they found."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.signer = SessionSigner(resolve_secret_keys(config.secret_key))
+        self._validator = config.validator or is_valid_session_id
+        self._max_id_length = MAX_ID_LENGTH if config.validator is None else _CUSTOM_ID_LIMIT
+        self._templates = tuple(compile_template(t) for t in config.conversation_paths)
+        self._confirm_conversations = config.conversation_binding == "when_confirmed"
+        self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
+        self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
+        self._steps = self._build_steps()
+        sources = {step.source for step in self._steps}
+        self.reads_cookie = "cookie" in sources
+        self.reads_session_header = "header" in sources
+        self.reads_baggage = "baggage" in sources
+        self.reads_conversation_header = bool(config.conversation_header) and (
+            "conversation" in config.sources
+        )
+        self.reads_body = any(step.reads_body for step in self._steps)
+
+        # Refresh the token long before it lapses; with an idle timeout, often
+        # enough that the signed timestamp tracks activity to within 10%.
+        limits = [v / 2 for v in (config.max_age,) if v] + [
+            v / 10 for v in (config.idle_timeout,) if v
+        ]
+        self._refresh_after = min(limits) if limits else None
+        # A token's decision ("bind it, change nothing") holds while its age is
+        # within every limit above.
+        ages = [v for v in (config.max_age, config.idle_timeout, self._refresh_after) if v]
+        self._steady_age = min(ages) if ages else float("inf")
+        self._remembered: dict[str, BoundedCache[str, _Remembered]] = {
+            "header": BoundedCache(VERIFIED_CACHE_SIZE),
+            "cookie": BoundedCache(VERIFIED_CACHE_SIZE),
+        }
+
+        attributes = f"; Path={config.cookie_path}"
+        if config.max_age is not None:
+            attributes += f"; Max-Age={int(config.max_age)}"
+        if config.cookie_domain:
+            attributes += f"; Domain={config.cookie_domain}"
+        attributes += f"; HttpOnly; SameSite={config.same_site.capitalize()}"
+        self._cookie_attributes = {
+            False: attributes + ("; Secure" if config.secure else ""),
+            True: attributes + ("; Secure" if config.secure is not False else ""),
+        }
+
+    # -- per request ---------------------------------------------------------
+
+    def is_excluded(self, path: str) -> bool:
+        """Excluded paths (health checks, static files) bind nothing."""
+        return path in self._exclude_exact or (
+            bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
+        )
+
+    def resolve(
+        self, inputs: RequestInputs, *, https: bool, resume_at: int = 0
+    ) -> Resolution | NeedsBody:
+        """Try each source in order; the first valid, trusted value wins.
+
+        Returns ``NeedsBody`` when the JSON-body source is reached before the
+        body was read: the caller reads it (``read_json_body``) and calls again
+        with ``resume_at``.
+        """
+        steps = self._steps
+        index = resume_at
+        while index < len(steps):
+            step = steps[index]
+            if step.reads_body and not inputs.body_read:
+                return NeedsBody(index)
+            found = step.read(inputs)
+            index += 1
+            if found is None:
+                continue
+            if step.source == "conversation" and self._confirm_conversations:
+                # Kept for the app to confirm; the session comes from the other sources.
+                assert isinstance(found, _Candidate)
+                inputs.pending_conversation_id = found.session_id
+                while index < len(steps) and steps[index].source == "conversation":
+                    index += 1
+                continue
+            resolution = (
+                found if isinstance(found, Resolution) else self._decide(found, step.source, https)
+            )
+            return self._with_pending(resolution, inputs)
+        return self._with_pending(self.new_session(https), inputs)
+
+    def body_may_hold_conversation(self, content_type: str | None, method: str) -> bool:
+        """Whether reading this request's body for the JSON field makes sense."""
+        return (
+            method in ("POST", "PUT", "PATCH")
+            and content_type is not None
+            and "json" in content_type.lower()
+        )
+
+    def read_json_body(self, inputs: RequestInputs, body: bytes | None) -> None:
+        """Record the JSON field of ``body``; ``None`` means the body was not readable
+        (too large, or of unknown length), counted once by the adapter."""
+        inputs.body_read = True
+        if body is None:
+            return
+        field = self.config.conversation_json_field
+        assert field is not None
+        try:
+            inputs.json_value = json_field(body, field)
+        except ValueError:
+            reject("conversation_json", "not_json")
+
+    def new_session(self, https: bool, previous_session_id: str | None = None) -> Resolution:
+        session_id = new_session_id()
+        token = self.signer.sign(session_id)
+        return Resolution(
+            session_id,
+            "new",
+            previous_session_id,
+            self._cookie_header(token, https) if self.reads_cookie else None,
+            token,
+        )
+
+    @staticmethod
+    def fallback() -> Resolution:
+        """A fresh session that needs nothing that could fail: used when resolution
+        itself failed. It is not persisted (no cookie, no token)."""
+        return Resolution(new_session_id(), "new")
+
+    def changes_response(self, resolution: Resolution) -> bool:
+        """Whether the response needs :meth:`response_headers`."""
+        return (
+            resolution.set_cookie is not None
+            or resolution.echo_token is not None
+            or self.config.expose_trace_id
+        )
+
+    def response_headers(
+        self, resolution: Resolution, binding: SessionBinding
+    ) -> list[tuple[str, str]]:
+        """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token and the latest
+        turn's trace id, as the resolution and the options call for."""
+        headers = []
+        if resolution.set_cookie is not None:
+            headers.append(("Set-Cookie", resolution.set_cookie))
+            headers.append(("Vary", "Cookie"))
+        if resolution.echo_token is not None:
+            headers.append((self.config.header_name, resolution.echo_token))
+        if self.config.expose_trace_id and binding.last_trace_id is not None:
+            headers.append((TRACE_ID_HEADER, f"{binding.last_trace_id:032x}"))
+        return headers
+
+    # -- decisions -----------------------------------------------------------
+
+    def _decide(self, candidate: _Candidate, source: str, https: bool) -> Resolution:
+        token = candidate.token
+        if token is None:
+            return Resolution(candidate.session_id, source)
+        age = time.time() - token.signed_at
+        if self.config.idle_timeout is not None and age > self.config.idle_timeout:
+            return self.new_session(https, previous_session_id=candidate.session_id)
+        if token.old_key or (self._refresh_after is not None and age > self._refresh_after):
+            fresh = self.signer.sign(candidate.session_id)
+            cookie = self._cookie_header(fresh, https) if source == "cookie" else None
+            return Resolution(candidate.session_id, source, None, cookie, fresh)
+        resolution = Resolution(candidate.session_id, source)
+        if candidate.memo_key is not None:
+            # Valid while -skew <= age <= every limit: the checks above and in _signed.
+            self._remembered[source].put(
+                candidate.memo_key,
+                _Remembered(
+                    token.signed_at - _FUTURE_SKEW_S,
+                    token.signed_at + self._steady_age,
+                    resolution,
+                ),
+            )
+        return resolution
+
+    @staticmethod
+    def _with_pending(resolution: Resolution, inputs: RequestInputs) -> Resolution:
+        pending = inputs.pending_conversation_id
+        if pending is None:
+            return resolution
+        return dataclasses.replace(resolution, pending_conversation_id=pending)
+
+    def _build_steps(self) -> list[_Step]:
+        config = self.config
+        conversation = []
+        if self._templates:
+            conversation.append(_Step("conversation", self._from_path))
+        if config.conversation_query:
+            conversation.append(_Step("conversation", self._from_query))
+        if config.conversation_header:
+            conversation.append(_Step("conversation", self._from_conversation_header))
+        if config.conversation_json_field:
+            conversation.append(_Step("conversation", self._from_json, reads_body=True))
+        by_source = {
+            "conversation": conversation,
+            "header": [_Step("header", self._from_session_header)],
+            "cookie": [_Step("cookie", self._from_cookie)],
+            "baggage": [_Step("baggage", self._from_baggage)],
+        }
+        return [step for source in config.sources for step in by_source[source]]
+
+    # -- sources ---------------------------------------------------------------
+
+    def _plain(self, source: str, value: str) -> _Candidate | None:
+        """An untrusted plain id: bounded, then the app's or the charset rule."""
+        if len(value) > self._max_id_length:
+            reject(source, "oversized")
+            return None
+        if not self._validator(value):
+            reject(source, "invalid")
+            return None
+        return _Candidate(value)
+
+    def _recall(self, source: str, key: str) -> Resolution | None:
+        """The decision remembered for ``key`` if the token's age still allows it."""
+        remembered = self._remembered[source].get(key)
+        if remembered is not None and (
+            remembered.valid_from <= time.time() <= remembered.valid_until
+        ):
+            return remembered.resolution
+        return None
+
+    def _signed(self, source: str, value: str, memo_key: str | None) -> _Candidate | None:
+        """Verify a signed token and its age."""
+        if len(value) > MAX_TOKEN_LENGTH:
+            reject(source, "oversized")
+            return None
+        if not TOKEN_RE.fullmatch(value):
+            reject(source, "invalid")
+            return None
+        if value.count(".") < 2:
+            # A plain id where a signed token is expected: trust is opt-in.
+            reject(source, "unsigned")
+            return None
+        verified = self.signer.verify(value)
+        if verified is None:
+            reject(source, "bad_signature")
+            return None
+        age = time.time() - verified.signed_at
+        if self.config.max_age is not None and age > self.config.max_age:
+            reject(source, "expired")
+            return None
+        if age < -_FUTURE_SKEW_S:
+            reject(source, "future_timestamp")
+            return None
+        return _Candidate(verified.session_id, verified, memo_key)
+
+    def _from_path(self, inputs: RequestInputs) -> _Candidate | None:
+        for template in self._templates:
+            match = template.fullmatch(inputs.path)
+            if match is not None:
+                return self._plain("conversation_path", match.group("cid"))
+        return None
+
+    def _from_query(self, inputs: RequestInputs) -> _Candidate | None:
+        name = self.config.conversation_query
+        assert name is not None
+        value = query_value(inputs.query, name)
+        return None if value is None else self._plain("conversation_query", value)
+
+    def _from_conversation_header(self, inputs: RequestInputs) -> _Candidate | None:
+        value = inputs.conversation_header
+        return None if value is None else self._plain("conversation_header", value)
+
+    def _from_json(self, inputs: RequestInputs) -> _Candidate | None:
+        value = inputs.json_value
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            reject("conversation_json", "invalid")
+            return None
+        return self._plain("conversation_json", value)
+
+    def _from_session_header(self, inputs: RequestInputs) -> _Found:
+        value = inputs.session_header
+        if value is None:
+            return None
+        remembered = self._recall("header", value)
+        if remembered is not None:
+            return remembered
+        if self.config.trust_plain_header and not (
+            looks_like_token(value) and self.signer.verify(value) is not None
+        ):
+            return self._plain("header", value)
+        return self._signed("header", value, value)
+
+    def _from_cookie(self, inputs: RequestInputs) -> _Found:
+        header = inputs.cookie
+        if not header:
+            return None
+        # Remembered under the whole header, which a browser repeats verbatim:
+        # a hit skips parsing too.
+        memo_key = header if len(header) <= _REMEMBERED_HEADER_LENGTH else None
+        if memo_key is not None:
+            remembered = self._recall("cookie", memo_key)
+            if remembered is not None:
+                return remembered
+        value = find_cookie(header, self.config.cookie_name)
+        return None if value is None else self._signed("cookie", value, memo_key)
+
+    def _from_baggage(self, inputs: RequestInputs) -> _Candidate | None:
+        header = inputs.baggage
+        value = baggage_session_id(header) if header else None
+        return None if value is None else self._plain("baggage", value)
+
+    def _cookie_header(self, token: str, https: bool) -> str:
+        return f"{self.config.cookie_name}={token}{self._cookie_attributes[https]}"

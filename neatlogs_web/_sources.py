@@ -1,0 +1,145 @@
+"""Where a request may carry a session: the raw values and how to find them.
+
+Everything here reads untrusted input and returns a raw string (or
+``None``); whether a value is valid, and whether it can be trusted, is the
+resolver's decision. The protocol adapters fill in ``RequestInputs`` with
+only the headers the configuration asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Final
+from urllib.parse import parse_qsl, unquote
+
+__all__ = [
+    "RequestInputs",
+    "baggage_session_id",
+    "compile_template",
+    "find_cookie",
+    "json_field",
+    "query_value",
+]
+
+_PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BAGGAGE_KEY: Final = "session.id"
+
+
+class RequestInputs:
+    """The raw, unvalidated values of one request that resolution may use."""
+
+    __slots__ = (
+        "baggage",
+        "body_read",
+        "conversation_header",
+        "cookie",
+        "json_value",
+        "path",
+        "pending_conversation_id",
+        "query",
+        "session_header",
+    )
+
+    def __init__(
+        self,
+        path: str,
+        query: str,
+        cookie: str | None = None,
+        session_header: str | None = None,
+        conversation_header: str | None = None,
+        baggage: str | None = None,
+    ) -> None:
+        self.path = path
+        self.query = query
+        self.cookie = cookie
+        self.session_header = session_header
+        self.conversation_header = conversation_header
+        self.baggage = baggage
+        #: Set by the adapter once it has read the body for the JSON field.
+        self.body_read = False
+        self.json_value: object = None
+        #: A conversation id found but not yet bound (``conversation_binding="when_confirmed"``).
+        self.pending_conversation_id: str | None = None
+
+
+def compile_template(template: str) -> re.Pattern[str]:
+    """``"/chat/{conversation_id}"`` -> a regex matching whole paths, the id in ``cid``.
+
+    Whole paths only: ``/chat/{conversation_id}`` must not match
+    ``/chat/victim/no/such/route``, a request no route will serve.
+    """
+    where = f"conversation_paths: template {template!r}"
+    if not isinstance(template, str) or not template.startswith("/"):
+        raise ValueError(f"{where} must be a string starting with '/'")
+    names = _PLACEHOLDER_RE.findall(template)
+    literals = _PLACEHOLDER_RE.split(template)[::2]
+    if any("{" in part or "}" in part for part in literals):
+        raise ValueError(
+            f"{where} has unbalanced or invalid braces: write placeholders as {{name}}"
+        )
+    if names.count("conversation_id") != 1:
+        raise ValueError(
+            f"{where} needs exactly one {{conversation_id}} placeholder, "
+            "e.g. '/chat/{conversation_id}'"
+        )
+    pattern = ""
+    for index, literal in enumerate(literals):
+        pattern += re.escape(literal)
+        if index < len(names):
+            pattern += "(?P<cid>[^/]+)" if names[index] == "conversation_id" else "[^/]+"
+    return re.compile(pattern)
+
+
+def query_value(query: str, name: str) -> str | None:
+    """The first value of parameter ``name`` in a query string."""
+    if name not in query:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
+
+
+def find_cookie(header: str, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``Cookie`` header, without a full parse."""
+    target = name + "="
+    start = 0
+    while (at := header.find(target, start)) >= 0:
+        # At the start of a cookie-pair, not the tail of another name.
+        if at == 0 or header[at - 1] in " ;":
+            end = header.find(";", at)
+            value = header[at + len(target) : end if end >= 0 else len(header)].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+        start = at + len(target)
+    return None
+
+
+def baggage_session_id(header: str) -> str | None:
+    """The W3C ``baggage`` member ``session.id``, percent-decoded."""
+    if _BAGGAGE_KEY not in header:
+        return None
+    for member in header.split(","):
+        key, _, rest = member.partition("=")
+        if key.strip() == _BAGGAGE_KEY:
+            return unquote(rest.split(";", 1)[0].strip())
+    return None
+
+
+def json_field(body: bytes, field: str) -> object:
+    """The top-level ``field`` of a JSON object body; ``None`` if absent.
+
+    Raises ``ValueError`` for a body that is not a JSON object, however it
+    fails (bad bytes, bad syntax, nesting too deep for the parser).
+    """
+    if not body.lstrip().startswith(b"{"):
+        raise ValueError("not a JSON object")
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, RecursionError) as error:
+        raise ValueError("not a JSON object") from error
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    return document.get(field)

@@ -1,0 +1,111 @@
+"""A request's binding: opened by the middleware, changed by the app after routing.
+
+The middleware opens one ``SessionBinding`` per request from its
+``Resolution``, stamps it on the framework's request span (FastAPI and the
+OpenTelemetry middlewares start theirs before we run: backends that read
+the session from the root, such as Phoenix, still see it), and binds it for
+the request's life. After routing, when the app knows (and has authorized)
+the conversation, ``bind_session()`` or ``confirm_conversation()`` change
+that one binding in place, so the streamed body, background tasks and
+thread-pool calls of the request follow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import get_current as current_otel_context
+
+from neatlogs_web import sdk
+from neatlogs_web._counters import reject
+from neatlogs_web._ids import is_valid_session_id
+from neatlogs_web._resolver import Resolution
+from neatlogs_web.context import SessionBinding, bind, current_request_binding
+
+__all__ = ["bind_session", "confirm_conversation"]
+
+RequestT = TypeVar("RequestT")
+
+
+def open_binding(
+    resolution: Resolution,
+    end_user: Callable[[RequestT], str | None] | None,
+    request: RequestT,
+) -> SessionBinding:
+    """The request's binding, stamped on the framework's active request span."""
+    binding = SessionBinding(
+        resolution.session_id,
+        _end_user_id(end_user, request) if end_user is not None else None,
+        resolution.previous_session_id,
+        resolution.pending_conversation_id,
+    )
+    context = current_otel_context()
+    if context:  # an empty context has no active span
+        active = otel_trace.get_current_span(context)
+        if active.is_recording():
+            sdk.stamp_span(active, binding)
+            binding.request_span = active
+    return binding
+
+
+def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
+    """Rebind the current request to ``session_id``, e.g. a conversation id
+    known only after routing. Returns ``False`` (and counts it) for an invalid id.
+
+    The request's one binding is changed in place, so its streamed body,
+    background tasks and thread-pool calls follow; the framework's request
+    span is re-stamped. Spans already started keep the session they started
+    with. Outside a request, binds ``session_id`` in the current context.
+    """
+    if not isinstance(session_id, str) or not is_valid_session_id(session_id):
+        reject("bind_session", "invalid")
+        return False
+    if end_user_id is not None and not is_valid_session_id(end_user_id):
+        reject("bind_session", "invalid_end_user")
+        end_user_id = None
+    binding = current_request_binding()
+    if binding is None:
+        bind(SessionBinding(session_id, end_user_id))
+        return True
+    binding.session_id = session_id
+    binding.previous_session_id = None
+    binding.pending_conversation_id = None
+    if end_user_id is not None:
+        binding.end_user_id = end_user_id
+    request_span = binding.request_span
+    if isinstance(request_span, otel_trace.Span) and request_span.is_recording():
+        sdk.stamp_span(request_span, binding)
+    return True
+
+
+def confirm_conversation() -> str | None:
+    """Bind the conversation id the request named, now that the app has
+    authorized it; returns it, or ``None`` when the request named none.
+
+    For ``conversation_binding="when_confirmed"``: the middleware finds the
+    conversation id (path, query, header or JSON body) but binds only the
+    browser's own session until the app calls this, so a refused (403) or
+    unrouted (404) request never writes into someone else's conversation.
+    """
+    binding = current_request_binding()
+    if binding is None or binding.pending_conversation_id is None:
+        return None
+    conversation_id = binding.pending_conversation_id
+    bind_session(conversation_id)
+    return conversation_id
+
+
+def _end_user_id(end_user: Callable[[RequestT], str | None], request: RequestT) -> str | None:
+    try:
+        value = end_user(request)
+    except Exception:
+        reject("end_user", "error")
+        return None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_valid_session_id(value):
+        reject("end_user", "invalid")
+        return None
+    return value

@@ -1,0 +1,161 @@
+"""The middleware options: declared once, checked once, at startup.
+
+``SessionConfig`` is the one list of options, with their defaults and the
+rules a value must follow; both middlewares and the Flask extension build
+one. ``SessionOptions`` mirrors it for type checkers, so a typo in
+``add_middleware(NeatlogsSessionMiddleware, ...)`` is caught before the app
+runs; a test keeps the two and the README's table in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypedDict
+
+from neatlogs_web._signing import TOKEN_RE, SecretKeys
+from neatlogs_web._sources import compile_template
+
+__all__ = ["ConversationBinding", "SameSite", "SessionConfig", "SessionOptions", "Validator"]
+
+SameSite = Literal["lax", "strict", "none"]
+ConversationBinding = Literal["on_arrival", "when_confirmed"]
+Validator = Callable[[str], bool]
+
+SOURCES: Final = ("conversation", "header", "cookie", "baggage")
+DEFAULT_SOURCES: Final = ("conversation", "header", "cookie")
+DEFAULT_MAX_AGE: Final = 14 * 24 * 3600
+DEFAULT_JSON_BODY_LIMIT: Final = 64 * 1024
+# RFC 9110 token characters.
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _items(value: str | Iterable[str]) -> tuple[str, ...]:
+    """A list option given as one string is that one item, not its characters."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionConfig:
+    """Every option of the session middlewares (see the README's table)."""
+
+    #: Key, or keys newest first (the first signs, all verify); ``None``: ``NEATLOGS_SECRET_KEY``.
+    secret_key: SecretKeys | None = field(default=None, repr=False)
+    cookie_name: str = "neatlogs_session"
+    #: Token and cookie lifetime in seconds; ``None`` for a browser-session cookie.
+    max_age: int | None = DEFAULT_MAX_AGE
+    #: Seconds of inactivity after which a new session starts.
+    idle_timeout: int | None = None
+    cookie_path: str = "/"
+    cookie_domain: str | None = None
+    #: ``None``: ``Secure`` on https only.
+    secure: bool | None = None
+    same_site: SameSite = "lax"
+    header_name: str = "X-Neatlogs-Session-Id"
+    #: Accept plain ids in the session header (trusted callers only).
+    trust_plain_header: bool = False
+    conversation_paths: Sequence[str] = ()
+    conversation_query: str | None = None
+    conversation_header: str | None = None
+    conversation_json_field: str | None = None
+    json_body_limit: int = DEFAULT_JSON_BODY_LIMIT
+    #: ``"when_confirmed"``: a conversation id found in the request binds only
+    #: once the app confirms it (``neatlogs_web.confirm_conversation()``).
+    conversation_binding: ConversationBinding = "on_arrival"
+    sources: Sequence[str] = DEFAULT_SOURCES
+    exclude_paths: Sequence[str] = ()
+    validator: Validator | None = None
+    expose_trace_id: bool = False
+
+    def __post_init__(self) -> None:
+        normalise = {
+            "conversation_paths": _items(self.conversation_paths),
+            "exclude_paths": _items(self.exclude_paths),
+            "sources": _items(self.sources),
+        }
+        for name, value in normalise.items():
+            object.__setattr__(self, name, value)
+        _check(self)
+
+    @classmethod
+    def from_options(
+        cls, owner: str, secret_key: SecretKeys | None, options: Mapping[str, Any]
+    ) -> SessionConfig:
+        """Build from keyword options; an unknown name is a ``TypeError`` naming
+        ``owner`` (the public class) and the closest known option."""
+        unknown = sorted(options.keys() - OPTION_NAMES)
+        if unknown:
+            name = unknown[0]
+            close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
+            hint = f": did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{owner} got an unknown option {name!r}{hint}")
+        return cls(secret_key=secret_key, **options)
+
+
+def _check(config: SessionConfig) -> None:
+    for name in config.sources:
+        if name not in SOURCES:
+            raise ValueError(f"sources: unknown source {name!r}; choose from {', '.join(SOURCES)}")
+    if len(set(config.sources)) != len(config.sources):
+        raise ValueError(f"sources lists a name twice: {tuple(config.sources)!r}")
+    if config.same_site not in ("lax", "strict", "none"):
+        raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {config.same_site!r}")
+    if config.same_site == "none" and config.secure is not True:
+        raise ValueError(
+            "same_site='none' needs secure=True: browsers drop SameSite=None cookies "
+            "that are not Secure"
+        )
+    for name in ("max_age", "idle_timeout"):
+        value = getattr(config, name)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            raise ValueError(f"{name} must be a positive number of seconds or None")
+    if not isinstance(config.json_body_limit, int) or config.json_body_limit <= 0:
+        raise ValueError("json_body_limit must be a positive number of bytes")
+    if config.conversation_binding not in ("on_arrival", "when_confirmed"):
+        raise ValueError(
+            "conversation_binding must be 'on_arrival' or 'when_confirmed', "
+            f"not {config.conversation_binding!r}"
+        )
+    if not TOKEN_RE.fullmatch(config.cookie_name) or "=" in config.cookie_name:
+        raise ValueError(f"cookie_name {config.cookie_name!r} is not a valid cookie name")
+    for name in ("header_name", "conversation_header"):
+        value = getattr(config, name)
+        if value is not None and not _HEADER_NAME_RE.fullmatch(value):
+            raise ValueError(f"{name} {value!r} is not a valid header name")
+    for template in config.conversation_paths:
+        compile_template(template)
+    for path in config.exclude_paths:
+        if not path.startswith("/"):
+            raise ValueError(f"exclude_paths: {path!r} must start with '/'")
+    if config.validator is not None and not callable(config.validator):
+        raise ValueError("validator must be a callable taking a str and returning a bool")
+
+
+class SessionOptions(TypedDict, total=False):
+    """``SessionConfig``'s options as keyword arguments (``secret_key`` aside)."""
+
+    cookie_name: str
+    max_age: int | None
+    idle_timeout: int | None
+    cookie_path: str
+    cookie_domain: str | None
+    secure: bool | None
+    same_site: SameSite
+    header_name: str
+    trust_plain_header: bool
+    conversation_paths: Sequence[str]
+    conversation_query: str | None
+    conversation_header: str | None
+    conversation_json_field: str | None
+    json_body_limit: int
+    conversation_binding: ConversationBinding
+    sources: Sequence[str]
+    exclude_paths: Sequence[str]
+    validator: Validator | None
+    expose_trace_id: bool
+
+
+OPTION_NAMES: Final = frozenset(f.name for f in dataclasses.fields(SessionConfig)) - {"secret_key"}
