@@ -278,10 +278,11 @@ class SessionResolver:
 
     @staticmethod
     def _with_pending(resolution: Resolution, inputs: RequestInputs) -> Resolution:
-        pending = inputs.pending_conversation_id
-        if pending is None:
+        if inputs.pending_conversation_id is None:
             return resolution
-        return dataclasses.replace(resolution, pending_conversation_id=pending)
+        return dataclasses.replace(
+            resolution, pending_conversation_id=inputs.pending_conversation_id
+        )
 
     def _build_steps(self) -> list[_Step]:
         config = self.config
