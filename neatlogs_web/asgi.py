@@ -103,7 +103,11 @@ class NeatlogsSessionMiddleware:
         if self.startup_error is not None:
             raise self.startup_error
         resolver = self.resolver
-        if _SCOPE_BINDING_KEY in scope or resolver.is_excluded(scope["path"]):
+        if (
+            _SCOPE_BINDING_KEY in scope
+            or resolver.is_excluded(scope["path"])
+            or _is_preflight(scope)
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -201,6 +205,14 @@ class NeatlogsSessionMiddleware:
             return buffered.pop(0) if buffered else await receive()
 
         return replay
+
+
+def _is_preflight(scope: Scope) -> bool:
+    """A CORS preflight is the browser asking, not the user acting: it binds
+    nothing, sets no cookie and echoes nothing, wherever CORSMiddleware sits."""
+    return scope.get("method") == "OPTIONS" and any(
+        name == b"access-control-request-method" for name, _ in scope["headers"]
+    )
 
 
 def _server_is_running() -> bool:

@@ -75,7 +75,11 @@ class NeatlogsSessionMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         resolver = self.resolver
-        if _ENVIRON_BINDING_KEY in environ or resolver.is_excluded(environ.get("PATH_INFO", "")):
+        if (
+            _ENVIRON_BINDING_KEY in environ
+            or resolver.is_excluded(environ.get("PATH_INFO", ""))
+            or _is_preflight(environ)
+        ):
             return self.app(environ, start_response)
 
         try:
@@ -153,6 +157,15 @@ class NeatlogsSessionMiddleware:
         body = environ["wsgi.input"].read(int(length_text))
         environ["wsgi.input"] = io.BytesIO(body)
         resolver.read_json_body(inputs, body)
+
+
+def _is_preflight(environ: WSGIEnvironment) -> bool:
+    """A CORS preflight is the browser asking, not the user acting: it binds
+    nothing, sets no cookie and echoes nothing, wherever the CORS layer sits."""
+    return (
+        environ.get("REQUEST_METHOD") == "OPTIONS"
+        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+    )
 
 
 class _BoundResponse:

@@ -317,3 +317,81 @@ def test_asgi_cookie_is_found_however_the_headers_repeat(
 
     answers = asyncio.run(three_requests())
     assert [answer["session_id"] for answer in answers] == ["repeated-headers"] * 3
+
+
+def test_a_cors_preflight_binds_nothing_sets_no_cookie_and_echoes_nothing(
+    client: httpx.Client,
+) -> None:
+    preflight = client.options(
+        "/whoami",
+        headers={
+            "origin": "http://127.0.0.1:5173",
+            "access-control-request-method": "POST",
+            "access-control-request-headers": HEADER,
+        },
+    )
+    assert "set-cookie" not in preflight.headers
+    assert HEADER not in preflight.headers
+
+
+@pytest.mark.parametrize("cors_outside", [True, False], ids=["cors-outside", "cors-inside"])
+def test_a_preflight_never_starts_a_session_whatever_the_middleware_order(
+    cors_outside: bool, tracing: OTLPReceiver
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    async def chat(request: Request) -> PlainTextResponse:
+        with neatlogs_web.trace("turn"):
+            return PlainTextResponse(neatlogs_web.current_session_id() or "-")
+
+    class TraceEveryRequest:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            with neatlogs_web.trace(f"{scope.get('method')} request"):
+                await self.app(scope, receive, send)
+
+    app = Starlette(routes=[Route("/chat", chat, methods=["POST"])])
+    cors = {
+        "allow_origins": ["http://127.0.0.1:5173"],
+        "allow_methods": ["*"],
+        "allow_headers": [HEADER],
+        "expose_headers": [HEADER],
+    }
+    if cors_outside:
+        app.add_middleware(NeatlogsSessionMiddleware, secret_key=SECRET)
+        app.add_middleware(CORSMiddleware, **cors)
+    else:
+        app.add_middleware(CORSMiddleware, **cors)
+        app.add_middleware(NeatlogsSessionMiddleware, secret_key=SECRET)
+    # Outermost, like a framework's own request span: ours stamps it when it binds.
+    app.add_middleware(TraceEveryRequest)
+    with TestClient(app) as http:
+        for _ in range(3):
+            preflight = http.options(
+                "/chat",
+                headers={
+                    "origin": "http://127.0.0.1:5173",
+                    "access-control-request-method": "POST",
+                    "access-control-request-headers": HEADER,
+                },
+            )
+            assert preflight.status_code == 200
+            assert "set-cookie" not in preflight.headers
+            assert HEADER not in preflight.headers
+        http.post("/chat", headers={"origin": "http://127.0.0.1:5173"})
+    neatlogs_web.flush()
+    spans = tracing.wait_for(lambda spans: len(spans) >= 5)
+    by_name: dict[str, set[str | None]] = {}
+    for span in spans:
+        by_name.setdefault(span.name, set()).add(span.attributes.get("session.id"))
+    assert by_name["OPTIONS request"] == {None}
+    (session_id,) = by_name["turn"]
+    assert session_id is not None and by_name["POST request"] == {session_id}
