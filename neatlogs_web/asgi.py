@@ -17,6 +17,7 @@ from typing import Any, Final, Unpack
 from opentelemetry.context import get_current as current_otel_context
 
 from neatlogs_web import identity, sdk
+from neatlogs_web._orphans import guard_event_loop
 from neatlogs_web._request import open_binding, response_headers
 from neatlogs_web.context import SessionBinding, bind, reset_binding
 from neatlogs_web.identity import NeedsBody, RequestInputs, Resolution, SessionOptions
@@ -84,6 +85,7 @@ class NeatlogsSessionMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard_event_loop()
         scope_type = scope["type"]
         if scope_type == "lifespan":
             await self.app(scope, receive, _flush_at_shutdown(send))

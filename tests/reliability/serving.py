@@ -122,7 +122,8 @@ def serve(
     served = Served(f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_until_up(served, health_path)
-        if server.startswith("gunicorn"):
+        if server.startswith("gunicorn") and workers > 1:
+            # With one worker, the health check passing means it loaded the app.
             _wait_for_workers(served, workers)
         yield served
     finally:

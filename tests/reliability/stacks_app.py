@@ -20,7 +20,9 @@ Routes, all under a stack prefix:
   GET  /threadpool traced work in the thread pool
   GET  /fail       raises inside a trace: a 500
   GET  /abandon    streams until the client leaves; ``finally:`` traces
-                   ``abandoned`` with the session it sees
+                   ``abandoned`` with the session it sees (an async generator
+                   on ASGI, a plain one on WSGI)
+  GET  /abandon-sync  the same over a plain generator (ASGI: the thread pool)
   GET  /collect    runs the cyclic garbage collector inside this request
   WS   /ws         one traced turn per text message (ASGI)
 
@@ -68,6 +70,16 @@ def _traced(name: str, client: str) -> str | None:
         return neatlogs_web.current_session_id()
 
 
+def _forever(client: str) -> Iterator[str]:
+    """A body the client leaves mid-way; its ``finally:`` traces the session it sees."""
+    try:
+        for index in range(ABANDON_CHUNKS):
+            yield f"{index}\n" + PADDING + "\n"
+    finally:
+        with neatlogs_web.trace("abandoned", client=client, kind="sync") as span:
+            span.set_attribute("seen_session", neatlogs_web.current_session_id() or "")
+
+
 def _make_fastapi(stack: str) -> Any:
     router = APIRouter(prefix=f"/{stack}")
 
@@ -106,10 +118,15 @@ def _make_fastapi(stack: str) -> Any:
                 for index in range(ABANDON_CHUNKS):
                     yield f"{index}\n" + PADDING + "\n"
             finally:
-                with neatlogs_web.trace("abandoned", client=c) as span:
+                with neatlogs_web.trace("abandoned", client=c, kind="async") as span:
                     span.set_attribute("seen_session", neatlogs_web.current_session_id() or "")
 
         return StreamingResponse(forever(), media_type="text/plain")
+
+    @router.get("/abandon-sync")
+    async def abandon_sync(c: str) -> StreamingResponse:
+        # A plain generator: Starlette iterates it in the thread pool.
+        return StreamingResponse(_forever(c), media_type="text/plain")
 
     @router.get("/collect")
     async def collect(c: str) -> dict[str, int]:
@@ -119,7 +136,7 @@ def _make_fastapi(stack: str) -> Any:
     @router.websocket("/ws")
     async def ws(websocket: WebSocket, c: str) -> None:
         await websocket.accept()
-        async for text in websocket.iter_text():
+        async for _text in websocket.iter_text():
             await websocket.send_text(_traced("ws", c) or "-")
 
     app = FastAPI()
@@ -201,20 +218,7 @@ def _make_flask() -> Any:
 
     @app.get("/plain/abandon")
     def abandon() -> Response:
-        c = request.args["c"]
-
-        def forever() -> Iterator[str]:
-            import time
-
-            try:
-                for index in range(ABANDON_CHUNKS):
-                    yield f"{index}\n" + " " * 600 + "\n"
-                    time.sleep(0.005)
-            finally:
-                with neatlogs_web.trace("abandoned", client=c) as span:
-                    span.set_attribute("seen_session", neatlogs_web.current_session_id() or "")
-
-        return Response(forever(), mimetype="text/plain")
+        return Response(_forever(request.args["c"]), mimetype="text/plain")
 
     @app.get("/plain/collect")
     def collect() -> Response:

@@ -51,6 +51,7 @@ class Server:
     stacks: tuple[str, ...]
     websocket: bool = True
     background: bool = True
+    workers: int = 1
     #: What the server cannot do, shown in the table.
     note: str = ""
 
@@ -61,13 +62,14 @@ SERVERS = [
     Server("hypercorn", ASGI_APP, ASGI_STACKS),
     Server("granian", ASGI_APP, ASGI_STACKS),
     Server("daphne", ASGI_APP, ASGI_STACKS, note="no lifespan: no flush at shutdown"),
-    Server("gunicorn-uvicorn", ASGI_APP, ASGI_STACKS),
+    Server("gunicorn-uvicorn", ASGI_APP, ASGI_STACKS, workers=2),
     Server(
         "gunicorn-gthread",
         WSGI_APP,
         ("plain",),
         websocket=False,
         background=False,
+        workers=2,
         note="WSGI: no WebSocket, no background task",
     ),
     Server(
@@ -131,12 +133,13 @@ async def user(
             _check(client, "threadpool", pooled["session_id"], client.session)
             failed = await http.get(f"{prefix}/fail", params=params)
             _check(client, "fail status", failed.status_code, 500)
-            async with http.stream("GET", f"{prefix}/abandon", params=params) as abandoned:
-                read = 0
-                async for line in abandoned.aiter_lines():
-                    read += bool(line.strip())
-                    if read >= ABANDON_AFTER_LINES:
-                        break  # leaving the block closes the connection mid-stream
+            for route in ("/abandon", "/abandon-sync") if server.websocket else ("/abandon",):
+                async with http.stream("GET", prefix + route, params=params) as abandoned:
+                    read = 0
+                    async for line in abandoned.aiter_lines():
+                        read += bool(line.strip())
+                        if read >= ABANDON_AFTER_LINES:
+                            break  # leaving the block closes the connection mid-stream
         if server.websocket:
             url = base.replace("http://", "ws://") + f"{prefix}/ws?c={client.name}"
             cookie = f"{COOKIE}={http.cookies.get(COOKIE)}"
@@ -154,6 +157,7 @@ def expected_names(server: Server) -> Counter[str]:
         names["background"] = 1
     if server.websocket:
         names["ws"] = 2
+        names["abandoned"] = 2
     return names
 
 
@@ -163,7 +167,9 @@ async def drive(base: str, server: Server, clients: list[Client], receiver: OTLP
     timeout = httpx.Timeout(30.0, pool=ROW_TIMEOUT_S)
     gate = asyncio.Semaphore(MAX_CONNECTIONS)
     # One cookie jar per client over one shared connection pool.
-    https = [httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout) for _ in clients]
+    https = [
+        httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout) for _ in clients
+    ]
     try:
         await asyncio.gather(
             *(user(c, base, server, h, gate) for c, h in zip(clients, https, strict=True))
@@ -175,7 +181,7 @@ async def drive(base: str, server: Server, clients: list[Client], receiver: OTLP
             for client, http in zip(clients, https, strict=True):
                 await http.get(f"/{client.stack}/collect", params={"c": client.name})
             abandoned = sum(s.name == "abandoned" for s in receiver.spans)
-            if abandoned >= len(clients):
+            if abandoned >= len(clients) * expected_names(server)["abandoned"]:
                 break
             await asyncio.sleep(0.2)
     finally:
@@ -195,13 +201,14 @@ def count(spans: list[ReceivedSpan], clients: list[Client]) -> Counter[str]:
         keys_agree = span.attributes.get("neatlogs.session.id") == session
         if span.name == "abandoned":
             # No request owns it any more: its own session or none, never another's.
+            kind = span.attributes.get("kind")
             seen = span.attributes.get("seen_session") or None
             if session is None and seen is None:
-                counts["orphan_no_session"] += 1
+                counts[f"{kind}_orphan_none"] += 1
             elif session == seen == session_of[owner] and keys_agree:
-                counts["orphan_own_session"] += 1
+                counts[f"{kind}_orphan_own"] += 1
             else:
-                counts["orphan_other_session"] += 1
+                counts[f"{kind}_orphan_other"] += 1
             continue
         if session is None:
             counts["no_session"] += 1
@@ -213,7 +220,7 @@ def count(spans: list[ReceivedSpan], clients: list[Client]) -> Counter[str]:
 def run_row(server: Server, receiver: OTLPReceiver, log_path: Path, users: int) -> dict[str, Any]:
     env = {"NEATLOGS_ENDPOINT": receiver.url, "OTEL_SERVICE_NAME": "stacks"}
     clients = [Client(stack, index) for stack in server.stacks for index in range(users)]
-    with serve(server.name, server.app, env, log_path) as served:
+    with serve(server.name, server.app, env, log_path, workers=server.workers) as served:
         started = time.monotonic()
         asyncio.run(asyncio.wait_for(drive(served.base, server, clients, receiver), ROW_TIMEOUT_S))
         elapsed = time.monotonic() - started
@@ -240,12 +247,18 @@ def run_row(server: Server, receiver: OTLPReceiver, log_path: Path, users: int) 
             "spans_wrong_session": counts["wrong_session"],
             "spans_no_session": counts["no_session"],
             "spans_missing": missing,
-            "orphans_own_session": counts["orphan_own_session"],
-            "orphans_no_session": counts["orphan_no_session"],
-            "orphans_other_session": counts["orphan_other_session"],
+            "left_async_streams": _orphans(counts, "async") if server.websocket else "n/a",
+            "left_plain_streams": _orphans(counts, "sync"),
+            "left_async_in_other_session": counts["async_orphan_other"],
+            "left_plain_in_other_session": counts["sync_orphan_other"],
             "seconds": round(elapsed, 1),
         }
     return rows
+
+
+def _orphans(counts: Counter[str], kind: str) -> str:
+    own, none, other = (counts[f"{kind}_orphan_{w}"] for w in ("own", "none", "other"))
+    return f"{own} own / {none} none / {other} other"
 
 
 def assert_isolated(server: Server, rows: dict[str, Any]) -> None:
@@ -253,9 +266,15 @@ def assert_isolated(server: Server, rows: dict[str, Any]) -> None:
         where = f"{server.name} / {stack}: {row}"
         assert row["failed_requests"] == 0, where
         assert row["spans_wrong_session"] == 0, where
-        assert row["orphans_other_session"] == 0, where
         assert row["spans_no_session"] == 0, where
         assert row["spans_missing"] == 0, where
+        assert row["left_async_in_other_session"] == 0, where
+        if not server.websocket:
+            # WSGI servers close the body they were given, in its request's session.
+            assert row["left_plain_in_other_session"] == 0, where
+        # On ASGI, a plain generator left behind a cancelled iterate_in_threadpool can
+        # be finalized by the garbage collector during another request, in that
+        # request's context: known, pinned by an expected failure in tests/test_orphans.py.
 
 
 @pytest.mark.parametrize("server", SERVERS, ids=[s.name for s in SERVERS])
