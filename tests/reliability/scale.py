@@ -36,5 +36,5 @@ class Scale:
 
 
 QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0, 3)
-LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 100)
+LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50)
 SCALE = LONG if os.environ.get(LONG_ENV) == "long" else QUICK
