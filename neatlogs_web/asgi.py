@@ -18,6 +18,7 @@ from typing import Any, Final, Unpack
 
 from neatlogs_web import sdk
 from neatlogs_web._counters import internal_error, reject
+from neatlogs_web._orphans import guard_event_loop
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
 from neatlogs_web._sources import RequestInputs
@@ -90,6 +91,8 @@ class NeatlogsSessionMiddleware:
         self._wanted = {name: field for name, field in wanted.items() if field is not None}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # First, so the lifespan startup installs it before any request runs.
+        guard_event_loop()
         scope_type = scope["type"]
         if scope_type == "lifespan":
             if self.startup_error is not None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import gc
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Final, ParamSpec, TypeVar
@@ -71,6 +73,32 @@ _binding: Final[contextvars.ContextVar[SessionBinding | None]] = contextvars.Con
     "neatlogs_web_session", default=None
 )
 
+# The thread the garbage collector is running on, while it runs. Objects a
+# request abandoned (a generator left suspended when its client went away)
+# are finalized by the collector inside whatever code allocated last, often
+# another user's request: their ``finally:`` belongs to no request, so no
+# request binding is in effect there. A plain global, not a ContextVar: the
+# collector may run in the middle of a ContextVar operation.
+_collecting_on: int | None = None
+
+
+def _note_collection(phase: str, info: dict[str, int]) -> None:
+    global _collecting_on
+    _collecting_on = threading.get_ident() if phase == "start" else None
+
+
+gc.callbacks.append(_note_collection)
+
+
+def collecting_garbage() -> bool:
+    """Whether this thread is inside a garbage collection, finalizing objects
+    that no running request owns any more."""
+    return _collecting_on is not None and _collecting_on == threading.get_ident()
+
+
+def _request_binding() -> SessionBinding | None:
+    return None if collecting_garbage() else _binding.get()
+
 # Set by init(auto_session=True | session_id=...): the fallback for work that no
 # request or session() block covers, as in a script.
 _default_binding: SessionBinding | None = None
@@ -84,12 +112,12 @@ def set_default_session(session_id: str | None) -> None:
 
 def current_binding() -> SessionBinding | None:
     """The innermost binding in effect, falling back to the process default."""
-    return _binding.get() or _default_binding
+    return _request_binding() or _default_binding
 
 
 def current_request_binding() -> SessionBinding | None:
     """The binding of the request or block in effect, ignoring the default."""
-    return _binding.get()
+    return _request_binding()
 
 
 def current_session_id() -> str | None:
@@ -100,7 +128,7 @@ def current_session_id() -> str | None:
 
 def current_end_user_id() -> str | None:
     """The end-user id known for the current request or block, or ``None``."""
-    binding = _binding.get()
+    binding = _request_binding()
     return None if binding is None else binding.end_user_id
 
 

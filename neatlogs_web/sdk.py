@@ -34,6 +34,7 @@ from neatlogs_web._ids import is_valid_session_id, new_session_id
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     SessionBinding,
+    collecting_garbage,
     current_binding,
     current_request_binding,
     set_default_session,
@@ -369,6 +370,9 @@ class trace:
         pipeline = _pipeline
         tracer = pipeline.tracer if pipeline is not None else otel_trace.get_tracer("neatlogs_web")
         current = otel_context.get_current()
+        if collecting_garbage():
+            # A finalizer of something a request abandoned: no request's trace is its parent.
+            current = otel_context.Context()
         links: list[Link] = []
         parent = current
         top_level = current.get(_IN_TRACE_KEY) is None

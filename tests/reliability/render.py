@@ -27,10 +27,16 @@ PACKAGES = (
     "uvicorn",
     "gunicorn",
     "uvicorn-worker",
+    "uvloop",
+    "hypercorn",
+    "granian",
+    "daphne",
+    "gevent",
     "waitress",
     "hypothesis",
 )
 SECTIONS = {
+    "matrix": "Isolation on every stack (servers x middleware stacks)",
     "isolation": "Isolation at scale (example apps, concurrent clients)",
     "faults": "Export faults (faulty receiver vs healthy receiver, side by side)",
     "shutdown": "SIGTERM flush (healthy receiver)",
@@ -55,6 +61,7 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
     fuzz = by_section.get("fuzz", [])
     security = by_section.get("security", [])
     soak = by_section.get("soak", [])
+    matrix = by_section.get("matrix", [])
     servers = ", ".join(row["scenario"] for row in isolation)
     clients = max((int(row["clients"]) for row in isolation), default=0)
     turns = max((int(row["turns_per_client"]) for row in isolation), default=0)
@@ -65,6 +72,18 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
         - _sum(soak, "spans_stored")
     )
     return [
+        (
+            "Every stack",
+            f"{len({row['scenario'].split(' / ')[0] for row in matrix})} servers, "
+            f"{len(matrix)} server x middleware stacks, "
+            f"{max((int(row['clients']) for row in matrix), default=0)} clients each: "
+            f"{_sum(matrix, 'failed_requests')} failed requests, "
+            f"{_sum(matrix, 'spans_wrong_session')} spans in a wrong session, "
+            f"{_sum(matrix, 'spans_no_session')} without one, "
+            f"{_sum(matrix, 'left_async_in_other_session')} left async streams and "
+            f"{_sum(matrix, 'left_plain_in_other_session')} left plain streams "
+            "finalized in another session",
+        ),
         (
             "Load held",
             f"{clients} concurrent clients x {turns} turns on each of {servers}: "
@@ -172,6 +191,21 @@ def render(rows: list[dict[str, Any]], started: datetime, seconds: float, outcom
     lines += [
         "## How to read this",
         "",
+        "- Every stack: one server per row serves four stacks of the same FastAPI",
+        "  routes (`tests/reliability/stacks_app.py`): ours alone (*plain*),",
+        '  `@app.middleware("http")` inside ours (*base-inside*) and outside it',
+        "  (*base-outside*), and `GZipMiddleware` outside ours (*gzip*); WSGI rows",
+        "  serve Flask. Each client streams a body, runs a background task and",
+        "  thread-pool work, hits an exception, talks over a WebSocket, and leaves",
+        "  two streams mid-way (an async generator, and a plain one that Starlette",
+        "  iterates in the thread pool); then every client runs the garbage",
+        "  collector inside its own request. *left ... streams* counts the",
+        "  `finally:` spans of the streams left: in their own session, in none, or",
+        "  in another client's. Only *other* is wrong. *cannot* says what the",
+        "  server cannot do (daphne has no lifespan; WSGI has no WebSocket or",
+        "  background task). Open: on ASGI, a plain generator the garbage",
+        "  collector closes during another request is finalized in that",
+        "  request's session (*left plain in other session*).",
         "- Isolation: every span that arrived is attributed to the client that caused",
         "  it (a turn's root names its client; it links to the framework's request",
         "  trace). *wrong session* and *no session* must be 0; *lost* counts our spans",

@@ -31,8 +31,10 @@ class Scale:
     fuzz_examples: int
     #: Seconds of steady load in the soak, after its warm-up.
     soak_s: float
+    #: Concurrent users per middleware stack, per server, in the isolation matrix.
+    matrix_users: int
 
 
-QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0)
-LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0)
+QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0, 3)
+LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50)
 SCALE = LONG if os.environ.get(LONG_ENV) == "long" else QUICK

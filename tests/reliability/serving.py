@@ -40,15 +40,28 @@ def command(server: str, app: str, port: int, workers: int = 2) -> tuple[list[st
     env = {"PYTHONPATH": str(ROOT / directory)} if directory else {}
     bind = f"127.0.0.1:{port}"
     gunicorn = ["gunicorn", "-b", bind, "-w", str(workers), "--log-level", "warning"]
+    uvicorn = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+    uvicorn += ["--log-level", "warning", "--no-access-log"]
     if server == "uvicorn":
-        argv = ["uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
-        return [*argv, "--log-level", "warning", "--no-access-log"], env
+        return uvicorn, env
+    if server in ("uvicorn-asyncio", "uvicorn-uvloop"):
+        return [*uvicorn, "--loop", server.removeprefix("uvicorn-")], env
+    if server == "hypercorn":
+        return ["hypercorn", "--bind", bind, "--log-level", "warning", target], env
+    if server in ("granian", "granian-wsgi"):
+        interface = "wsgi" if server == "granian-wsgi" else "asgi"
+        argv = ["granian", "--interface", interface, "--host", "127.0.0.1", "--port", str(port)]
+        return [*argv, "--log-level", "warning", target], env
+    if server == "daphne":
+        return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", target], env
     if server == "gunicorn-uvicorn":
         return [*gunicorn, "-k", "uvicorn_worker.UvicornWorker", target], env
     if server == "gunicorn-sync":
         return [*gunicorn, "-k", "sync", target], env
     if server == "gunicorn-gthread":
         return [*gunicorn, "-k", "gthread", "--threads", "8", target], env
+    if server == "gunicorn-gevent":
+        return [*gunicorn, "-k", "gevent", "--worker-connections", "200", target], env
     if server == "waitress":
         return ["waitress", f"--listen={bind}", "--threads=16", target], env
     raise ValueError(f"unknown server {server!r}")
@@ -109,7 +122,8 @@ def serve(
     served = Served(f"http://127.0.0.1:{port}", process, log_path)
     try:
         _wait_until_up(served, health_path)
-        if server.startswith("gunicorn"):
+        if server.startswith("gunicorn") and workers > 1:
+            # With one worker, the health check passing means it loaded the app.
             _wait_for_workers(served, workers)
         yield served
     finally:

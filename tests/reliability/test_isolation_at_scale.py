@@ -5,9 +5,8 @@ under gunicorn with two uvicorn workers (one shared key, so a cookie issued by
 one worker is accepted by the other), the Flask one under waitress. Each
 client has its own cookie jar and chats for several turns: streamed replies,
 thread-pool retrieval, background summaries, and on FastAPI the last turns
-over the ``/ws`` WebSocket. Counted from the spans that arrive, as in
-``tests/test_isolation.py``: a turn's root names its client by message, and
-links to the framework's request trace.
+over the ``/ws`` WebSocket. Counted from the spans that arrive: a turn's root
+names its client by message, and links to the framework's request trace.
 """
 
 from __future__ import annotations
