@@ -156,7 +156,8 @@ def _demo(args: argparse.Namespace) -> int:
         )
     except RuntimeError as exc:
         print(
-            f"neatlogs-web demo: {exc} (is port {args.port} taken? try --port)",
+            f"neatlogs-web demo: {exc} (is port {args.port} taken? try --port, e.g. "
+            f"--port {args.port + 1})",
             file=sys.stderr,
         )
         return 1

@@ -69,6 +69,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_port_free(port: int) -> None:
+    """The collector's port must be ours: otherwise the app would export to
+    whatever already listens there."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise RuntimeError(f"port {port} is taken by another program") from None
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a process manager, ``kill``) stops the demo like Ctrl-C does:
+    through the ``finally`` blocks that stop the collector and the app."""
+
+    def exit_cleanly(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_cleanly)
+
+
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -198,6 +218,8 @@ def run_demo(
         "warning",
     ]
     app_env = {"NEATLOGS_ENDPOINT": collector, "NEATLOGS_SECRET_KEY": "demo-only-secret"}
+    _check_port_free(collector_port)
+    _stop_on_sigterm()
     print(f"collector  {collector}   (session timeline page)")
     with _process(collector_argv, {}, collector + "/api/sessions"):
         with _process(app_argv, app_env, base + "/healthz"):
@@ -211,11 +233,16 @@ def run_demo(
         listing = httpx.get(collector + "/api/sessions", params={"limit": 500}).json()
         sessions = {entry["session_id"]: entry for entry in listing["sessions"]}
         _print_summary(simulated, sessions)
-        print(f"\nOpen {collector}/ to see each session as a timeline.")
         if wait:
-            print("The collector keeps running: press Ctrl-C to stop.")
+            print(f"\nOpen {collector}/ to see each session as a timeline.")
+            print("The collector keeps running until you press Ctrl-C.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
+        else:
+            print(
+                "\nThe collector stopped with the demo (--no-wait). To browse sessions, run "
+                "`neatlogs-web serve` and point your app's NEATLOGS_ENDPOINT at it."
+            )
     ok = all(user.failures == 0 and user.session_id in sessions for user in simulated)
     return 0 if ok else 1

@@ -9,7 +9,11 @@ signed header and by conversation id in the path.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,7 +42,7 @@ def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture
     )
     out = capsys.readouterr().out
     assert status == 0, out
-    assert f"Open http://127.0.0.1:{port}/" in out
+    assert "The collector stopped with the demo (--no-wait)" in out
     assert "6 users, 12 turns, 0 failed requests" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("user-")]
     assert len(rows) == 6
@@ -76,3 +80,52 @@ def test_demo_on_a_taken_port_says_what_to_do(capsys: pytest.CaptureFixture[str]
         status = main(["demo", "--users", "1", "--port", str(port), "--no-wait"])
     assert status == 1
     assert f"is port {port} taken? try --port" in capsys.readouterr().err
+
+
+def test_demo_on_a_port_another_server_answers_on_refuses_to_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.otlp_receiver import OTLPReceiver
+
+    with OTLPReceiver() as other:
+        port = int(other.url.rsplit(":", 1)[1])
+        status = main(["demo", "--users", "1", "--port", str(port), "--no-wait"])
+        assert other.received.spans == []
+    assert status == 1
+    assert f"port {port} is taken by another program" in capsys.readouterr().err
+
+
+def test_sigterm_to_the_demo_stops_its_collector_and_app() -> None:
+    port = free_port()
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neatlogs_web",
+            "demo",
+            "--users",
+            "1",
+            "--turns",
+            "1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert demo.stdout is not None
+        for line in demo.stdout:
+            if "keeps running until you press Ctrl-C" in line:
+                break
+        else:
+            pytest.fail("the demo ended before its summary")
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # the collector is gone: its port is free
