@@ -48,6 +48,16 @@ class WireFigures:
     def requests_per_1000_turns(self) -> float:
         return self.tally.requests * 1000 / self.turns if self.turns else 0.0
 
+    @property
+    def all_gzipped(self) -> bool:
+        return self.tally.gzipped == self.tally.requests
+
+    @property
+    def spans_per_turn(self) -> float | None:
+        if self.tally.spans is None or not self.turns:
+            return None
+        return self.tally.spans / self.turns
+
 
 def worker_environment(receiver_url: str) -> dict[str, str]:
     env = {

@@ -56,8 +56,9 @@ def test_quick_benchmark_writes_a_row_per_variant_and_the_targets(tmp_path: Path
     assert "overhead vs the floor" not in report
     assert "WSGI returning user: overhead over bare Flask" not in report
     assert "Not measured in this run." in report  # the collector section
-    # The turn suite exported for real: the receiver got bytes from both variants.
+    # The turn suite exported for real: the receiver got every turn's three spans, gzipped.
     for label in ("ours: middleware (signed cookie) + trace()", "(a) by hand: raw OpenTelemetry"):
         row = next(row for row in rows if row.startswith(f"| {label}"))
-        bytes_per_turn = row.split("|")[6].strip()
-        assert bytes_per_turn not in ("-", "0"), row
+        spans_per_turn, bytes_per_turn = (cell.strip() for cell in row.split("|")[6:8])
+        assert float(spans_per_turn) >= 3.0, row
+        assert bytes_per_turn.replace(",", "").isdigit(), row
