@@ -89,13 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if selected("turn", None):
         from benchmarks import turn_suite
 
+        turn_settings = harness.for_suite("turn", settings)
         with turn_suite.TurnBench(args.clock) as bench:
             variants = [v for v in bench.variants() if selected("turn", v.key)]
             print(f"turn: {len(variants)} worker processes", file=sys.stderr, flush=True)
-            results.suites["turn"] = harness.measure(
-                variants, harness.for_suite("turn", settings), progress
-            )
-        results.turn_wire = bench.wire()
+            results.suites["turn"] = harness.measure(variants, turn_settings, progress)
+        results.turn_wire = bench.wire(turn_settings.rounds)
     if selected("loopback", None):
         from benchmarks import loopback
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -35,10 +36,12 @@ _PROXIES = {"http_proxy", "https_proxy", "all_proxy"}
 
 @dataclass
 class WireFigures:
-    """What one variant put on the wire, per turn served."""
+    """What one variant put on the wire, per turn served, and where its CPU went."""
 
     turns: int
     tally: Tally
+    #: Median over measured rounds of the µs per turn spent flushing (see ``turn_worker``).
+    flush_us: float | None = None
 
     @property
     def bytes_per_turn(self) -> float:
@@ -86,6 +89,8 @@ class Worker:
     def __init__(self, key: str, receiver_url: str, clock: str) -> None:
         self.key = key
         self.turns = 0
+        #: Flush µs per turn of every block run, in order.
+        self.flush_us: list[float] = []
         self._process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.turn_worker", key, receiver_url, clock],
             cwd=ROOT,
@@ -97,7 +102,9 @@ class Worker:
         self._read()  # "ready": the variant is built and checked
 
     def __call__(self, n: int) -> float:
-        return float(self._ask({"op": "run", "n": n})["seconds"])
+        reply = self._ask({"op": "run", "n": n})
+        self.flush_us.append(float(reply["flush_seconds"]) / n * 1e6)
+        return float(reply["seconds"])
 
     def count_bytecodes(self) -> int:
         return int(self._ask({"op": "bytecodes"})["bytecodes"])
@@ -157,11 +164,19 @@ class TurnBench:
         self.workers[key] = worker
         return worker
 
-    def wire(self) -> dict[str, WireFigures]:
-        """Requests and bytes each variant sent, per turn it served (complete once closed)."""
+    def wire(self, rounds: int) -> dict[str, WireFigures]:
+        """Requests and bytes each variant sent, per turn it served (complete once closed).
+
+        ``rounds``: how many of each worker's last blocks were measured ones
+        (the harness calibrates first), for the flush figure.
+        """
         prefixes = {key: prefix for key, (prefix, _) in turn_apps.BUILDERS.items()}
         return {
-            key: WireFigures(worker.turns, self.receiver.tally(prefixes[key]))
+            key: WireFigures(
+                worker.turns,
+                self.receiver.tally(prefixes[key]),
+                statistics.median(worker.flush_us[-rounds:]),
+            )
             for key, worker in self.workers.items()
         }
 
