@@ -110,7 +110,8 @@ def response_headers(
     return [(bytes(name).lower(), bytes(value)) for name, value in start["headers"]]
 
 
-def starlette_app(middleware: Sequence[Any] = ()) -> Any:
+def starlette_app(middleware: Sequence[Any] = (), routes: Sequence[Any] = ()) -> Any:
+    """A Starlette app whose ``/chat/{conversation_id}`` answers "ok", plus ``routes``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -121,7 +122,9 @@ def starlette_app(middleware: Sequence[Any] = ()) -> Any:
             request.session.get("user")
         return PlainTextResponse("ok")
 
-    return Starlette(routes=[Route("/chat/{conversation_id}", ok)], middleware=list(middleware))
+    return Starlette(
+        routes=[Route("/chat/{conversation_id}", ok), *routes], middleware=list(middleware)
+    )
 
 
 def ours(**options: Any) -> Any:

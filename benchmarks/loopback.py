@@ -6,8 +6,9 @@ it measures) sends each a fixed number of requests per round, the two apps
 alternating round by round. Both get the same request, carrying the session
 cookie the ours server set on a first visit, so ours serves a returning user.
 Two figures per round: the server process's CPU time per request (all its
-threads, from psutil, so it is not skewed when the load generator is the
-bottleneck) and wall time per request (what a client sees at saturation).
+threads, read from the server itself before and after the round, see
+``loopback_apps``; not skewed when the load generator is the bottleneck) and
+wall time per request (what a client sees at saturation).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from benchmarks.asgi_suite import PATH
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {"bare": "benchmarks.loopback_apps:bare_app", "ours": "benchmarks.loopback_apps:ours_app"}
 CONNECTIONS = 32
+#: Served by both apps (``loopback_apps``): the server process's CPU time so far.
+CPU_PATH = "/bench/cpu"
 
 
 @dataclass
@@ -45,14 +48,6 @@ class LoopbackResult:
         return statistics.median(values) if values else None
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid``, all its threads."""
-    import psutil
-
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +55,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _uvicorn(target: str) -> Iterator[tuple[int, int]]:
+def _uvicorn(target: str) -> Iterator[int]:
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -91,7 +86,7 @@ def _uvicorn(target: str) -> Iterator[tuple[int, int]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"uvicorn {target} did not start") from None
                 time.sleep(0.05)
-        yield port, process.pid
+        yield port
     finally:
         process.terminate()
         try:
@@ -131,6 +126,19 @@ def _set_cookies(head: bytes) -> list[bytes]:
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"set-cookie:")
     ]
+
+
+async def _server_cpu_seconds(port: int) -> float:
+    """The server process's CPU time so far, as its ``CPU_PATH`` route reports it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {CPU_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"content-length:")
+        body = await reader.readexactly(int(head[at + 15 : head.find(b"\r\n", at)]))
+        return float(body)
+    finally:
+        writer.close()
 
 
 async def _returning_user_cookie(port: int) -> bytes:
@@ -173,16 +181,16 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
         servers = {"bare": bare, "ours": ours}
         loop = asyncio.new_event_loop()
         try:
-            request = _request(ours[0], loop.run_until_complete(_returning_user_cookie(ours[0])))
-            for port, _pid in servers.values():
+            request = _request(ours, loop.run_until_complete(_returning_user_cookie(ours)))
+            for port in servers.values():
                 loop.run_until_complete(_load(port, request, total))  # warm-up
             for index in range(rounds):
                 order = list(servers) if index % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    port, pid = servers[name]
-                    cpu_before = _cpu_seconds(pid)
+                    port = servers[name]
+                    cpu_before = loop.run_until_complete(_server_cpu_seconds(port))
                     elapsed = loop.run_until_complete(_load(port, request, total))
-                    cpu_after = _cpu_seconds(pid)
+                    cpu_after = loop.run_until_complete(_server_cpu_seconds(port))
                     result.wall_us[name].append(elapsed / total * 1e6)
                     result.cpu_us[name].append((cpu_after - cpu_before) / total * 1e6)
         finally:

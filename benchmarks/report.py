@@ -32,7 +32,6 @@ PACKAGES = (
     "starlette-context",
     "langfuse",
     "neatlogs",
-    "psutil",
 )
 
 #: Which variant is "ours" in each suite: the ratio column divides by its overhead.
@@ -519,7 +518,8 @@ def _loopback_table(result: LoopbackResult) -> list[str]:
         f"benchmark process sending {result.requests_per_round:,} requests a round, the "
         f"servers are separate processes, alternated round by round ({rounds} rounds). Both "
         "get the same request with the session cookie the ours server set on a first visit. "
-        "Server CPU per request is the server process's CPU time (all threads, psutil) over "
+        "Server CPU per request is the server process's CPU time (all threads, read by the "
+        "server itself through a route both apps serve: psutil's counters tick every 10 ms) over "
         "the round's requests; figures are medians over rounds.",
         "",
         "| app | server CPU µs/request | wall µs/request at saturation |",
