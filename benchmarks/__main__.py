@@ -2,8 +2,8 @@
 
 Without ``--quick`` it writes ``docs/benchmarks.md``; with it, it prints the
 report unless ``--output`` is given. ``--only`` takes suite names
-(``asgi``, ``wsgi``, ``trace``, ``fastapi``, ``loopback``, ``collector``) or
-``suite.variant`` keys, comma-separated.
+(``asgi``, ``wsgi``, ``trace``, ``fastapi``, ``turn``, ``loopback``, ``collector``)
+or ``suite.variant`` keys, comma-separated.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from benchmarks.harness import Variant
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
-SUITES = ("asgi", "wsgi", "trace", "fastapi", "loopback", "collector")
+SUITES = ("asgi", "wsgi", "trace", "fastapi", "turn", "loopback", "collector")
 
 
 def _selector(only: str | None) -> Callable[[str, str | None], bool]:
@@ -86,11 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         import neatlogs_web
 
         neatlogs_web.shutdown()
+    if selected("turn", None):
+        from benchmarks import turn_suite
+
+        turn_settings = harness.for_suite("turn", settings)
+        with turn_suite.TurnBench(args.clock) as bench:
+            variants = [v for v in bench.variants() if selected("turn", v.key)]
+            print(f"turn: {len(variants)} worker processes", file=sys.stderr, flush=True)
+            results.suites["turn"] = harness.measure(variants, turn_settings, progress)
+        results.turn_wire = bench.wire(turn_settings.rounds)
     if selected("loopback", None):
         from benchmarks import loopback
 
         print("loopback: uvicorn", file=sys.stderr, flush=True)
-        results.loopback = loopback.run(*((2, 0.5) if args.quick else (8, 2.0)))
+        results.loopback = loopback.run(*((2, 640) if args.quick else (15, 4000)))
     if selected("collector", None):
         from benchmarks import collector_suite
 

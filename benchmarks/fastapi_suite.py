@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from benchmarks.asgi_suite import PATH, SECRET, asgi_runner, make_scope, our_token
+from benchmarks.asgi_suite import PATH, SECRET, asgi_runner, make_scope, our_cookie
 from benchmarks.harness import Runner, Variant
 from benchmarks.sink import DiscardingExporter, batch_provider
 from benchmarks.trace_suite import init_tracing
@@ -35,7 +35,7 @@ def fastapi_app(telemetry: dict[str, Any], with_ours: bool) -> Any:
 
 
 def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
-    cookie = [(b"cookie", b"neatlogs_session=" + our_token().encode())]
+    cookie = [(b"cookie", our_cookie())]
 
     def off() -> Runner:
         app = fastapi_app({"tracing": False, "metrics": False, "logs": False}, with_ours=False)

@@ -91,11 +91,19 @@ QUICK = Settings(rounds=3, batch_s=0.005, warmup_s=0.02)
 # Suites whose spans go through a batch processor: its export thread wakes every
 # 512 spans, so a batch must span several exports for rounds to be comparable.
 _SPAN_HEAVY = {"trace", "fastapi"}
+# The turn suite exports for real and flushes at the end of every block: blocks
+# long enough that the flush's last, partial export is a small part of them, and
+# a warm-up that lets every worker's HTTP connection and SDK caches settle.
+_TURN = Settings(rounds=20, batch_s=0.25, warmup_s=1.0)
 
 
 def for_suite(suite: str, settings: Settings) -> Settings:
     """``settings``, with longer and fewer batches for span-heavy suites (full runs)."""
-    if suite not in _SPAN_HEAVY or settings is QUICK:
+    if settings is QUICK:
+        return settings
+    if suite == "turn":
+        return _TURN
+    if suite not in _SPAN_HEAVY:
         return settings
     # One instance each: every build starts its own batch processor and export thread.
     return Settings(rounds=30, batch_s=0.1, warmup_s=settings.warmup_s)
@@ -117,7 +125,14 @@ def _calibrate(runner: Runner, target_s: float, warmup_s: float) -> int:
 
 
 def count_bytecodes(runner: Runner) -> int:
-    """Bytecodes one more operation runs on this thread, counted by opcode tracing."""
+    """Bytecodes one more operation runs on this thread, counted by opcode tracing.
+
+    A runner that drives another process (the turn suite's workers) counts
+    there, through its own ``count_bytecodes()``.
+    """
+    remote = getattr(runner, "count_bytecodes", None)
+    if remote is not None:
+        return int(remote())
     count = 0
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:

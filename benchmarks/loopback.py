@@ -1,11 +1,14 @@
 """End to end: uvicorn on 127.0.0.1, bare app vs ours, under the same load.
 
-Each app runs in its own uvicorn process; a keep-alive load generator (raw
-asyncio streams, so the client is cheaper than the server it measures)
-drives them in alternating rounds of a fixed duration. Two figures per
-round: wall time per request (elapsed over requests completed, what a client
-sees at saturation) and the server process's CPU time per request (from
-``/proc``, so it is not skewed when the load generator is the bottleneck).
+Each app runs in its own uvicorn process; a keep-alive load generator in
+this process (raw asyncio streams, so the client is cheaper than the server
+it measures) sends each a fixed number of requests per round, the two apps
+alternating round by round. Both get the same request, carrying the session
+cookie the ours server set on a first visit, so ours serves a returning user.
+Two figures per round: the server process's CPU time per request (all its
+threads, read from the server itself before and after the round, see
+``loopback_apps``; not skewed when the load generator is the bottleneck) and
+wall time per request (what a client sees at saturation).
 """
 
 from __future__ import annotations
@@ -22,33 +25,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.asgi_suite import PATH, our_token
+from benchmarks.asgi_suite import PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {"bare": "benchmarks.loopback_apps:bare_app", "ours": "benchmarks.loopback_apps:ours_app"}
 CONNECTIONS = 32
+#: Served by both apps (``loopback_apps``): the server process's CPU time so far.
+CPU_PATH = "/bench/cpu"
 
 
 @dataclass
 class LoopbackResult:
     #: Wall microseconds per request, per round, by app.
     wall_us: dict[str, list[float]] = field(default_factory=dict)
-    #: Server CPU microseconds per request, per round, by app (empty without /proc).
+    #: Server CPU microseconds per request, per round, by app.
     cpu_us: dict[str, list[float]] = field(default_factory=dict)
     server: str = ""
+    requests_per_round: int = 0
 
     @staticmethod
     def median(values: list[float]) -> float | None:
         return statistics.median(values) if values else None
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of ``pid`` (Linux ``/proc``), or ``None`` elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -58,7 +55,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _uvicorn(target: str) -> Iterator[tuple[int, int]]:
+def _uvicorn(target: str) -> Iterator[int]:
     port = _free_port()
     process = subprocess.Popen(
         [
@@ -89,7 +86,7 @@ def _uvicorn(target: str) -> Iterator[tuple[int, int]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"uvicorn {target} did not start") from None
                 time.sleep(0.05)
-        yield port, process.pid
+        yield port
     finally:
         process.terminate()
         try:
@@ -99,58 +96,103 @@ def _uvicorn(target: str) -> Iterator[tuple[int, int]]:
             process.wait()
 
 
-def _request(port: int) -> bytes:
-    return (
-        f"GET {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench/1.0\r\n"
-        f"Accept: */*\r\nCookie: neatlogs_session={our_token()}\r\n\r\n"
-    ).encode()
+def _request(port: int, cookie: bytes = b"") -> bytes:
+    lines = [
+        f"GET {PATH} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "User-Agent: bench/1.0",
+        "Accept: */*",
+        *([f"Cookie: {cookie.decode('latin-1')}"] if cookie else []),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-async def _connection(port: int, deadline: float) -> int:
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> bytes:
+    """One request on a keep-alive connection; returns the response head."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"loopback server answered {head[:40]!r}")
+    at = head.lower().find(b"content-length:")
+    await reader.readexactly(int(head[at + 15 : head.find(b"\r\n", at)]))
+    return head
+
+
+def _set_cookies(head: bytes) -> list[bytes]:
+    return [
+        line.split(b":", 1)[1].split(b";", 1)[0].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"set-cookie:")
+    ]
+
+
+async def _server_cpu_seconds(port: int) -> float:
+    """The server process's CPU time so far, as its ``CPU_PATH`` route reports it."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    request = _request(port)
-    done = 0
     try:
-        while time.perf_counter() < deadline:
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"loopback server answered {head[:40]!r}")
-            at = head.lower().find(b"content-length:")
-            length = int(head[at + 15 : head.find(b"\r\n", at)])
-            await reader.readexactly(length)
-            done += 1
+        writer.write(f"GET {CPU_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        at = head.lower().find(b"content-length:")
+        body = await reader.readexactly(int(head[at + 15 : head.find(b"\r\n", at)]))
+        return float(body)
     finally:
         writer.close()
-    return done
 
 
-async def _load(port: int, duration_s: float) -> tuple[int, float]:
-    """Requests served during ``duration_s`` of saturation, and the seconds taken."""
+async def _returning_user_cookie(port: int) -> bytes:
+    """The cookie the server sets on a first visit, checked to be accepted on the next."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        cookies = _set_cookies(await _exchange(reader, writer, _request(port)))
+        if not cookies:
+            raise RuntimeError("the loopback server set no session cookie on a first visit")
+        again = await _exchange(reader, writer, _request(port, cookies[0]))
+        if _set_cookies(again):
+            raise RuntimeError("the loopback server did not take back its own session cookie")
+        return cookies[0]
+    finally:
+        writer.close()
+
+
+async def _connection(port: int, request: bytes, count: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            await _exchange(reader, writer, request)
+    finally:
+        writer.close()
+
+
+async def _load(port: int, request: bytes, total: int) -> float:
+    """Seconds to serve ``total`` requests over ``CONNECTIONS`` keep-alive connections."""
     start = time.perf_counter()
-    deadline = start + duration_s
-    counts = await asyncio.gather(*(_connection(port, deadline) for _ in range(CONNECTIONS)))
-    return max(1, sum(counts)), time.perf_counter() - start
+    per_connection = total // CONNECTIONS
+    await asyncio.gather(*(_connection(port, request, per_connection) for _ in range(CONNECTIONS)))
+    return time.perf_counter() - start
 
 
-def run(rounds: int, duration_s: float) -> LoopbackResult:
+def run(rounds: int, requests_per_round: int) -> LoopbackResult:
     result = LoopbackResult({name: [] for name in APPS}, {name: [] for name in APPS})
+    total = requests_per_round // CONNECTIONS * CONNECTIONS
+    result.requests_per_round = total
     with _uvicorn(APPS["bare"]) as bare, _uvicorn(APPS["ours"]) as ours:
         servers = {"bare": bare, "ours": ours}
         loop = asyncio.new_event_loop()
         try:
-            for port, _pid in servers.values():
-                loop.run_until_complete(_load(port, min(duration_s, 0.5)))  # warm-up
+            request = _request(ours, loop.run_until_complete(_returning_user_cookie(ours)))
+            for port in servers.values():
+                loop.run_until_complete(_load(port, request, total))  # warm-up
             for index in range(rounds):
                 order = list(servers) if index % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    port, pid = servers[name]
-                    cpu_before = _cpu_seconds(pid)
-                    count, elapsed = loop.run_until_complete(_load(port, duration_s))
-                    cpu_after = _cpu_seconds(pid)
-                    result.wall_us[name].append(elapsed / count * 1e6)
-                    if cpu_before is not None and cpu_after is not None:
-                        result.cpu_us[name].append((cpu_after - cpu_before) / count * 1e6)
+                    port = servers[name]
+                    cpu_before = loop.run_until_complete(_server_cpu_seconds(port))
+                    elapsed = loop.run_until_complete(_load(port, request, total))
+                    cpu_after = loop.run_until_complete(_server_cpu_seconds(port))
+                    result.wall_us[name].append(elapsed / total * 1e6)
+                    result.cpu_us[name].append((cpu_after - cpu_before) / total * 1e6)
         finally:
             loop.close()
     import uvicorn

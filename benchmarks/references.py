@@ -1,21 +1,31 @@
-"""Hand-written reference middlewares: the floor for this job, and one HMAC per request.
+"""Hand-written references: what a developer would write instead of using ours.
 
 The floor reads one header, sets a ``ContextVar`` and resets it: the least
 any session middleware can do. The verify reference adds what a middleware
 without a cache of verified tokens pays on every request: an itsdangerous
-``TimestampSigner`` check.
+``TimestampSigner`` check. The cookie middleware and the stamping processor
+are the by-hand way to put a user's session on every span: a plain session
+cookie into a ``ContextVar`` (or into a tracing SDK's own session context),
+and a ``SpanProcessor`` that copies it onto each span as it starts.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from itsdangerous import BadSignature, TimestampSigner
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Span, SpanProcessor
 
 _value: contextvars.ContextVar[str | None] = contextvars.ContextVar("bench_value", default=None)
+#: The session a hand-written cookie middleware bound for the current request.
+session_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "bench_session_id", default=None
+)
 
 #: The cookie the verify references read.
 VERIFY_COOKIE = "signed"
@@ -92,3 +102,58 @@ class WsgiHeaderFloor:
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         finally:
             _value.reset(token)
+
+
+def cookie_value(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
+    """The value of cookie ``name`` in the request's ``Cookie`` header, if any."""
+    for header, raw in headers:
+        if header == b"cookie":
+            for pair in raw.decode("latin-1").split(";"):
+                key, _, value = pair.strip().partition("=")
+                if key == name:
+                    return value
+    return None
+
+
+class AsgiCookieSession:
+    """Pure ASGI: a plain session cookie bound for the app's duration.
+
+    By default the value goes into the ``session_id`` ContextVar (set, then
+    reset in ``finally``); ``bind`` hands it to a tracing SDK's own session
+    context manager instead (Langfuse's ``propagate_attributes``, the neatlogs
+    SDK's ``identify``).
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        cookie: str = "session",
+        bind: Callable[[str | None], AbstractContextManager[Any]] | None = None,
+    ) -> None:
+        self.app = app
+        self.cookie = cookie
+        self.bind = bind
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        value = cookie_value(scope["headers"], self.cookie)
+        if self.bind is not None:
+            with self.bind(value):
+                await self.app(scope, receive, send)
+            return
+        token = session_id.set(value)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            session_id.reset(token)
+
+
+class SessionStamper(SpanProcessor):
+    """Copies the bound session onto every span as it starts (the OpenTelemetry key)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        value = session_id.get()
+        if value is not None:
+            span.set_attribute("session.id", value)

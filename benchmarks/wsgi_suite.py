@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from benchmarks import references
-from benchmarks.asgi_suite import REQUEST_ID, SECRET, our_token
+from benchmarks.asgi_suite import REQUEST_ID, SECRET, our_cookie
 from benchmarks.harness import Runner, Variant, now
 from benchmarks.sink import DiscardingExporter, batch_provider
 
@@ -127,7 +127,7 @@ def build() -> list[Variant]:
 
         return Variant(key, label, make, baseline=baseline)
 
-    cookie = lambda: {"Cookie": "neatlogs_session=" + our_token()}  # noqa: E731
+    cookie = lambda: {"Cookie": our_cookie().decode("latin-1")}  # noqa: E731
     return [
         variant("bare", "bare Flask", _same, baseline=None),
         variant(
