@@ -29,5 +29,5 @@ TEMPLATES = [
 ]
 DATABASES: dict[str, object] = {}
 USE_TZ = True
-NEATLOGS = {"exclude_paths": ["/healthz"]}
+NEATLOGS = {"exclude_paths": ["/healthz", "/internal/*"]}
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")

@@ -15,4 +15,5 @@ urlpatterns = [
     path("sync/chat/<str:conversation_id>/stream", views.sync_stream),
     path("template", views.template),
     path("enqueue", views.enqueue),
+    path("internal/enqueue", views.enqueue_outside_sessions),
 ]

@@ -101,3 +101,11 @@ def enqueue(request: HttpRequest) -> JsonResponse:
         tasks.flaky.delay(user)
         tasks.fails.delay(user)
     return JsonResponse({"session": request.neatlogs_session_id})  # type: ignore[attr-defined]
+
+
+def enqueue_outside_sessions(request: HttpRequest) -> JsonResponse:
+    """An excluded path: our own publisher, with no session bound."""
+    from tests.integrations.django_site import tasks
+
+    tasks.anonymous.delay(_user(request))
+    return JsonResponse({"session": neatlogs_web.current_session_id()})
