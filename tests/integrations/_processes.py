@@ -28,19 +28,21 @@ DJANGO_ASGI = "tests.integrations.django_site.asgi:application"
 DJANGO_SERVERS = ("gunicorn-sync", "gunicorn-gthread", "uvicorn", "daphne")
 
 
-def server_argv(server: str, port: int) -> list[str]:
-    """``python -m`` arguments serving the test Django project with ``server``."""
+def server_argv(
+    server: str, port: int, *, wsgi: str = DJANGO_WSGI, asgi: str = DJANGO_ASGI
+) -> list[str]:
+    """``python -m`` arguments serving a Django project with ``server``."""
     bind = f"127.0.0.1:{port}"
     gunicorn = ["gunicorn", "-b", bind, "-w", "2", "--log-level", "warning"]
     if server == "gunicorn-sync":
-        return [*gunicorn, "-k", "sync", DJANGO_WSGI]
+        return [*gunicorn, "-k", "sync", wsgi]
     if server == "gunicorn-gthread":
-        return [*gunicorn, "-k", "gthread", "--threads", "4", DJANGO_WSGI]
+        return [*gunicorn, "-k", "gthread", "--threads", "4", wsgi]
     if server == "uvicorn":
-        return ["uvicorn", DJANGO_ASGI, "--host", "127.0.0.1", "--port", str(port),
+        return ["uvicorn", asgi, "--host", "127.0.0.1", "--port", str(port),
                 "--log-level", "warning", "--no-access-log"]  # fmt: skip
     if server == "daphne":
-        return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", DJANGO_ASGI]
+        return ["daphne", "-b", "127.0.0.1", "-p", str(port), "-v", "0", asgi]
     raise ValueError(f"unknown server {server!r}")
 
 
@@ -63,12 +65,14 @@ class Process:
 
 
 @contextmanager
-def started(argv: list[str], env: Mapping[str, str], log_path: Path) -> Iterator[Process]:
-    """Run ``python -m <argv>`` from the repository root; stop it on the way out."""
+def started(
+    argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path = ROOT
+) -> Iterator[Process]:
+    """Run ``python <argv>`` in ``cwd`` (the repository root); stop it on the way out."""
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
             [sys.executable, *argv],
-            cwd=ROOT,
+            cwd=cwd,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,10 +85,20 @@ def started(argv: list[str], env: Mapping[str, str], log_path: Path) -> Iterator
 
 
 @contextmanager
-def django_server(server: str, env: Mapping[str, str], log_path: Path) -> Iterator[str]:
-    """Serve the test Django project; yields its base URL once every worker answers."""
+def django_server(
+    server: str,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    wsgi: str = DJANGO_WSGI,
+    asgi: str = DJANGO_ASGI,
+    cwd: Path = ROOT,
+) -> Iterator[str]:
+    """Serve a Django project (the test one by default); yields its base URL once
+    every worker answers."""
     port = free_port()
-    with started(["-m", *server_argv(server, port)], env, log_path) as process:
+    argv = server_argv(server, port, wsgi=wsgi, asgi=asgi)
+    with started(["-m", *argv], env, log_path, cwd=cwd) as process:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 40
         answered = 0
