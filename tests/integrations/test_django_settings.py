@@ -86,3 +86,27 @@ def test_a_bad_option_value_stops_the_app_at_startup() -> None:
         pytest.raises(ValueError, match="same_site='none' needs secure=True"),
     ):
         wrap_wsgi(hello)
+
+
+def test_the_asgi_wrapper_answers_lifespan_for_django() -> None:
+    """Django raises on ``lifespan`` scopes; the wrapper answers them, so servers
+    start cleanly and the session middleware flushes at shutdown."""
+    import asyncio
+
+    async def django_like(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+
+    async def run() -> list[str]:
+        incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+        sent: list[str] = []
+
+        async def receive() -> dict[str, str]:
+            return incoming.pop(0)
+
+        async def send(message: dict[str, str]) -> None:
+            sent.append(message["type"])
+
+        await wrap_asgi(django_like)({"type": "lifespan"}, receive, send)
+        return sent
+
+    assert asyncio.run(run()) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

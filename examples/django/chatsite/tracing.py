@@ -10,5 +10,5 @@ neatlogs_web.init(
     workflow_name="example-chat-django",
     # Without an endpoint the example prints spans; `neatlogs-web serve` receives them.
     exporter=None if os.environ.get("NEATLOGS_ENDPOINT") else "console",
-    schedule_delay_ms=200,
+    schedule_delay_ms=1000,
 )
