@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test demo reliability bench lint typecheck pytest browser clean
+.PHONY: test demo reliability bench lint typecheck pytest browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,16 @@ browser:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends chromium; }
 
-pytest: $(STAMP) browser
+# The Celery tests start Debian's redis-server as their broker; install it when missing
+# (needs root or sudo).
+redis:
+	@test -x /usr/bin/redis-server || { \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -qq --no-install-recommends redis-server; }
+
+pytest: $(STAMP) browser redis
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest

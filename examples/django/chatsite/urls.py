@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from chatsite import views
+
+urlpatterns = [
+    path("", views.index),
+    path("healthz", views.healthz),
+    path("chat/<str:conversation_id>/", views.chat),
+    path("chat/<str:conversation_id>/async", views.chat_async),
+    path("chat/<str:conversation_id>/stream", views.chat_stream),
+]

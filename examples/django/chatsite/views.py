@@ -1,0 +1,57 @@
+"""Sync and async views and a streamed reply; one ``trace("turn")`` per message.
+
+The URL names the conversation (``/chat/<conversation_id>/``), so
+``NeatlogsMiddleware`` makes it the session after routing; the page shows
+``request.neatlogs_session_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+
+import neatlogs_web
+from chatsite.llm import complete, retrieve
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat.html")
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok")
+
+
+def chat(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    """A sync view: the whole turn in the request."""
+    message = request.GET.get("q", "hello")
+    with neatlogs_web.trace("turn", **{"input.value": message}) as turn:
+        answer = "".join(complete(message, retrieve(message))).strip()
+        turn.set_attribute("output.value", answer)
+    return JsonResponse({"session": neatlogs_web.current_session_id(), "answer": answer})
+
+
+async def chat_async(request: HttpRequest, conversation_id: str) -> JsonResponse:
+    """An async view: blocking work goes to a thread with sync_to_async, session included."""
+    message = request.GET.get("q", "hello")
+    with neatlogs_web.trace("turn", **{"input.value": message}) as turn:
+        documents = await sync_to_async(retrieve)(message)
+        answer = "".join(complete(message, documents)).strip()
+        turn.set_attribute("output.value", answer)
+    return JsonResponse({"session": neatlogs_web.current_session_id(), "answer": answer})
+
+
+def chat_stream(request: HttpRequest, conversation_id: str) -> StreamingHttpResponse:
+    """A streamed reply: the turn lives in the generator, which runs while the
+    server sends the body, after this view returned, in the same session."""
+    message = request.GET.get("q", "hello")
+
+    def reply() -> Iterator[str]:
+        with neatlogs_web.trace("turn", **{"input.value": message}):
+            for word in complete(message, retrieve(message)):
+                yield f"data: {word}\n\n"
+
+    return StreamingHttpResponse(reply(), content_type="text/event-stream")
