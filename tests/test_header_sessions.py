@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import neatlogs_web
-from neatlogs_web._signing import SessionSigner
+from neatlogs_web._signing import SessionSigner, resolve_secret_keys
 from tests.apps import SECRET
 from tests.otlp_receiver import OTLPReceiver
 from tests.test_middleware import client_for
@@ -96,7 +96,7 @@ def test_a_tab_whose_token_went_bad_gets_a_fresh_session_echoed(
     replaced = header_only.get("/whoami", headers={HEADER: BAD_TOKENS[bad]()})
     assert_no_cookie(replaced)
     fresh = replaced.headers[HEADER]
-    assert SessionSigner([SECRET]).verify(fresh) is not None
+    assert SessionSigner(resolve_secret_keys(SECRET)).verify(fresh) is not None
     again = header_only.get("/whoami", headers={HEADER: fresh})
     assert_no_cookie(again)
     assert HEADER not in again.headers
@@ -113,7 +113,7 @@ def test_a_token_signed_by_a_retired_key_keeps_its_session_and_is_re_signed(
         response = http.get("/whoami", headers={HEADER: old})
     assert_no_cookie(response)
     re_signed = response.headers[HEADER]
-    assert SessionSigner([SECRET]).verify(re_signed) is not None
+    assert SessionSigner(resolve_secret_keys(SECRET)).verify(re_signed) is not None
     assert turn_sessions(tracing, 1) == ["tab-a"] == [session_of(re_signed)]
 
 
