@@ -7,8 +7,9 @@ the API and runs the README's page module; the API is reached on
 127.0.0.1 (another port: same site) and as ``api.example.test`` (another
 site, mapped to 127.0.0.1 by Chromium's host resolver). Two tabs of one
 browser profile send three messages each; sessions and turns are counted in
-the collector. Only the origins and the two option values the README names
-as the alternatives are substituted.
+the collector, where a session beyond the expected ones (a preflight, the
+helper's own download) fails the count. Only the origins and the two option
+values the README names as the alternatives are substituted.
 """
 
 from __future__ import annotations
