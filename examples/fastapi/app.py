@@ -7,7 +7,8 @@ and a tool step; a background task traces a summary after the response.
 session of the handshake (cookie or signed header), answered with one message
 per word and a final ``[DONE] <n> words``.
 ``/`` serves a chat page (``static/``) that keeps each browser tab's signed
-session token in ``sessionStorage`` and sends it in the session header.
+session token in ``sessionStorage`` and sends it in the session header, with
+the helper the package ships (served at ``/neatlogs-session.js``).
 
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 uvicorn app:app --app-dir examples/fastapi
 
@@ -29,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from neatlogs_web.frontend import script_endpoint
 
 neatlogs_web.init(
     workflow_name="example-chat",
@@ -41,12 +43,13 @@ app.add_middleware(
     NeatlogsSessionMiddleware,
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
-    exclude_paths=["/", "/healthz", "/static/*"],
+    exclude_paths=["/", "/healthz", "/static/*", "/neatlogs-session.js"],
 )
 
 
 STATIC = Path(__file__).resolve().parent / "static"
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
+app.add_route("/neatlogs-session.js", script_endpoint, include_in_schema=False)
 
 
 class ChatMessage(BaseModel):

@@ -1,21 +1,10 @@
 // The signed session token travels in a header, not the cookie: the server
-// echoes it when it issues or refreshes one, the page keeps it in
-// sessionStorage (one per tab), and sends it back on every request.
-"use strict";
+// echoes it when it issues or refreshes one, the helper keeps it in
+// sessionStorage (one per tab) and sends it back on every request.
+import { createSessionFetch } from "/neatlogs-session.js";
 
-const SESSION_HEADER = "X-Neatlogs-Session-Id";
-const STORAGE_KEY = "neatlogs-session-token";
-
-async function sessionFetch(url, options = {}) {
-  const headers = new Headers(options.headers);
-  const token = sessionStorage.getItem(STORAGE_KEY);
-  if (token) headers.set(SESSION_HEADER, token);
-  // "omit": the cookie is shared by every tab; the header is per tab.
-  const response = await fetch(url, { ...options, headers, credentials: "omit" });
-  const issued = response.headers.get(SESSION_HEADER);
-  if (issued) sessionStorage.setItem(STORAGE_KEY, issued);
-  return response;
-}
+// "omit": this app also reads its cookie, which every tab shares; the header is per tab.
+const sessionFetch = createSessionFetch({ storage: "tab", credentials: "omit" });
 
 // Server-sent events over POST: read the body stream, one "data:" line per event.
 async function* events(response) {
@@ -37,11 +26,7 @@ async function* events(response) {
 }
 
 function showSession() {
-  const token = sessionStorage.getItem(STORAGE_KEY);
-  // A token is "<session id>.<timestamp>.<signature>".
-  document.getElementById("session").textContent = token
-    ? token.split(".").slice(0, -2).join(".")
-    : "(new)";
+  document.getElementById("session").textContent = sessionFetch.sessionId() ?? "(new)";
 }
 
 function addLine(className, text) {

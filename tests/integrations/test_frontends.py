@@ -1,0 +1,369 @@
+"""The README's frontend section, run as pasted, in Chromium across origins.
+
+The README's FastAPI and Flask APIs are written to files and started as users
+start them (uvicorn, waitress), exporting to a real local collector. A
+single-page app on another port of 127.0.0.1 imports the shipped helper from
+the API and runs the README's page module; the API is reached on
+127.0.0.1 (another port: same site) and as ``api.example.test`` (another
+site, mapped to 127.0.0.1 by Chromium's host resolver). Two tabs of one
+browser profile send three messages each; sessions and turns are counted in
+the collector, where a session beyond the expected ones (a preflight, the
+helper's own download) fails the count. Only the origins and the two option
+values the README names as the alternatives are substituted.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
+
+from tests.collector.conftest import LiveCollector
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.servers import ROOT, run_example
+from tests.tokens import make_token, session_of
+
+SECRET = "frontend-test-key"
+CROSS_SITE_HOST = "api.example.test"
+STORAGE_KEY = "neatlogs-session"  # the helper's default
+README_PAGE_ORIGIN = "http://localhost:5173"
+README_API_ORIGIN = "http://localhost:8000"
+TABS = 2
+MESSAGES = 3
+
+
+def readme_frontend_snippets() -> dict[str, str]:
+    """The README's frontend section: the FastAPI and Flask APIs and the page module."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Frontends")
+    end = readme.index("\n## ", start + 1)
+    blocks = re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.DOTALL)
+    python = [code for lang, code in blocks if lang == "python"]
+    js = [code for lang, code in blocks if lang == "js"]
+    assert len(python) == 2 and len(js) == 1, "the section has a FastAPI, a Flask and a JS block"
+    return {"fastapi": python[0], "flask": python[1], "page": js[0]}
+
+
+def replace(text: str, old: str, new: str, count: int = 1) -> str:
+    """``text`` with ``old`` replaced; fails when the README no longer says ``old``."""
+    assert text.count(old) == count, f"expected {count} x {old!r} in the README snippet"
+    return text.replace(old, new)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class StaticSite:
+    """The single-page app's origin: files under ``root``, served on another port."""
+
+    root: Path
+    origin: str
+
+    def add_page(self, name: str, module: str) -> str:
+        folder = self.root / name
+        folder.mkdir()
+        (folder / "chat.js").write_text(module)
+        (folder / "index.html").write_text(
+            '<!doctype html><meta charset="utf-8"><title>chat</title>\n'
+            '<script type="module">import { send } from "./chat.js"; window.send = send;</script>\n'
+        )
+        return f"{self.origin}/{name}/"
+
+
+@dataclass
+class Api:
+    port: int
+
+    def base(self, site: str) -> str:
+        host = "127.0.0.1" if site == "same-site" else CROSS_SITE_HOST
+        return f"http://{host}:{self.port}"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Chromium that resolves the cross-site host name to 127.0.0.1."""
+    rules = f"--host-resolver-rules=MAP {CROSS_SITE_HOST} 127.0.0.1"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, rules])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StaticSite]:
+    root = tmp_path_factory.mktemp("spa")
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root))
+    )
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield StaticSite(root, f"http://127.0.0.1:{server.server_address[1]}")
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCollector]:
+    with LiveCollector(tmp_path_factory.mktemp("collector") / "spans.db") as live:
+        yield live
+
+
+def _serve(
+    source: str, command: list[str], site: StaticSite, collector: LiveCollector, folder: Path
+) -> Iterator[Api]:
+    (folder / "app.py").write_text(replace(source, README_PAGE_ORIGIN, site.origin))
+    env = {
+        "NEATLOGS_ENDPOINT": collector.url,
+        "NEATLOGS_SECRET_KEY": SECRET,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "PYTHONPATH": str(folder),
+    }
+    with run_example(command, env, health_path="/neatlogs-session.js") as base:
+        yield Api(int(base.rsplit(":", 1)[1]))
+
+
+UVICORN = ["uvicorn", "app:app", "--port", "{port}", "--no-access-log"]
+WAITRESS = ["waitress", "--listen=127.0.0.1:{port}", "--threads=8", "app:app"]
+
+
+@pytest.fixture(scope="module")
+def fastapi_api(
+    site: StaticSite, collector: LiveCollector, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    source = readme_frontend_snippets()["fastapi"]
+    yield from _serve(source, UVICORN, site, collector, tmp_path_factory.mktemp("fastapi"))
+
+
+@pytest.fixture(scope="module")
+def flask_api(
+    site: StaticSite, collector: LiveCollector, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    source = readme_frontend_snippets()["flask"]
+    yield from _serve(source, WAITRESS, site, collector, tmp_path_factory.mktemp("flask"))
+
+
+@pytest.fixture(scope="module")
+def cookie_api(
+    site: StaticSite, collector: LiveCollector, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """The README's FastAPI app with ``sources`` left at its default (the cookie among them)."""
+    source = readme_frontend_snippets()["fastapi"]
+    line = next(line for line in source.splitlines(True) if "sources=" in line)
+    source = replace(source, line, "")
+    yield from _serve(source, UVICORN, site, collector, tmp_path_factory.mktemp("cookie"))
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest) -> Api:
+    return request.getfixturevalue(f"{request.param}_api")  # type: ignore[no-any-return]
+
+
+def page_module(api_base: str, storage: str, credentials: str) -> str:
+    """The README's page module, for this API origin and these two options."""
+    module = replace(readme_frontend_snippets()["page"], README_API_ORIGIN, api_base, count=2)
+    return replace(
+        module,
+        '{ storage: "tab", credentials: "include" }',
+        f'{{ storage: "{storage}", credentials: "{credentials}" }}',
+    )
+
+
+def cookie_page_module(api_base: str) -> str:
+    """A page that keeps no token: the browser's cookie is the session."""
+    return f"""
+export async function send(message) {{
+  const response = await fetch("{api_base}/chat", {{
+    method: "POST",
+    credentials: "include",
+    headers: {{ "Content-Type": "application/json" }},
+    body: JSON.stringify({{ message }}),
+  }});
+  return (await response.json()).reply;
+}}
+"""
+
+
+# -- counting in the collector ------------------------------------------------------
+
+
+def session_traces(collector: LiveCollector) -> dict[str, int]:
+    answer = collector.get("/api/sessions", limit="500").json()
+    return {row["session_id"]: row["trace_count"] for row in answer["sessions"]}
+
+
+def turns_in(collector: LiveCollector, session_id: str) -> int:
+    traces = collector.get(f"/api/sessions/{session_id}", limit="500").json()["traces"]
+    return sum(trace["name"] == "turn" for trace in traces)
+
+
+def new_sessions(
+    collector: LiveCollector, before: dict[str, int], turns: int, timeout_s: float = 15.0
+) -> dict[str, int]:
+    """Turns per session that appeared since ``before``, once ``turns`` turns arrived and
+    nothing more came in; a session from before that changed fails the test."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, int] | None = None
+    while time.monotonic() < deadline:
+        now = session_traces(collector)
+        changed = {sid: n for sid, n in now.items() if before.get(sid) != n}
+        assert not changed.keys() & before.keys(), "an earlier scenario's session changed"
+        if changed == last and sum(turns_in(collector, sid) for sid in changed) >= turns:
+            return {sid: turns_in(collector, sid) for sid in changed}
+        last = changed
+        time.sleep(0.15)
+    return {sid: turns_in(collector, sid) for sid in last or {}}
+
+
+# -- driving the tabs -----------------------------------------------------------------
+
+
+def open_tabs(context: BrowserContext, url: str) -> list[Any]:
+    tabs = [context.new_page() for _ in range(TABS)]
+    for tab in tabs:
+        tab.goto(url)
+        tab.wait_for_function("typeof window.send === 'function'")
+    return tabs
+
+
+def chat(tabs: list[Any], first: int, count: int) -> None:
+    """Each tab sends ``count`` messages, the tabs taking turns."""
+    for number in range(first, first + count):
+        for index, tab in enumerate(tabs):
+            message = f"tab{index} message{number}"
+            assert tab.evaluate("m => window.send(m)", message) == f"You said: {message}"
+
+
+def stored_token(tab: Any) -> str | None:
+    token = tab.evaluate("k => sessionStorage.getItem(k) ?? localStorage.getItem(k)", STORAGE_KEY)
+    return None if token is None else str(token)
+
+
+SETUPS = {
+    # setup: (storage, expected turns per session, as a sorted list)
+    "per-tab": ("tab", [MESSAGES] * TABS),
+    "per-browser": ("browser", [MESSAGES * TABS]),
+}
+
+
+@pytest.mark.parametrize("credentials", ["include", "omit"])
+@pytest.mark.parametrize("where", ["same-site", "cross-site"])
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("api", ["fastapi", "flask"], indirect=True)
+def test_readme_setups_count_sessions_and_turns_in_the_collector(
+    api: Api,
+    setup: str,
+    where: str,
+    credentials: str,
+    chromium: Browser,
+    site: StaticSite,
+    collector: LiveCollector,
+    request: pytest.FixtureRequest,
+) -> None:
+    storage, expected = SETUPS[setup]
+    name = re.sub(r"\W+", "-", request.node.name)
+    url = site.add_page(name, page_module(api.base(where), storage, credentials))
+    before = session_traces(collector)
+    context = chromium.new_context()
+    try:
+        tabs = open_tabs(context, url)
+        chat(tabs, 0, MESSAGES)
+        shown = {session_of(token) for tab in tabs if (token := stored_token(tab))}
+        cookies = context.cookies()
+    finally:
+        context.close()
+    found = new_sessions(collector, before, MESSAGES * TABS)
+    assert sorted(found.values()) == expected, found
+    # What the tabs hold is where their turns went; header-only sets no cookie.
+    assert shown == found.keys()
+    assert cookies == []
+
+
+@pytest.mark.parametrize("api", ["fastapi", "flask"], indirect=True)
+def test_a_tab_whose_token_went_bad_gets_a_fresh_one_and_keeps_it(
+    api: Api, chromium: Browser, site: StaticSite, collector: LiveCollector
+) -> None:
+    url = site.add_page(
+        f"bad-token-{api.port}", page_module(api.base("cross-site"), "tab", "include")
+    )
+    before = session_traces(collector)
+    context = chromium.new_context()
+    try:
+        tabs = open_tabs(context, url)
+        chat(tabs, 0, 1)
+        first = [stored_token(tab) for tab in tabs]
+        assert None not in first
+        tampered = str(first[0])[:-2] + ("AA" if not str(first[0]).endswith("AA") else "BB")
+        expired = make_token(session_of(str(first[1])), SECRET, age_s=15 * 24 * 3600)
+        for tab, bad in zip(tabs, [tampered, expired], strict=True):
+            tab.evaluate("([k, v]) => sessionStorage.setItem(k, v)", [STORAGE_KEY, bad])
+        chat(tabs, 1, 2)
+        fresh = [stored_token(tab) for tab in tabs]
+    finally:
+        context.close()
+    found = new_sessions(collector, before, TABS * 3)
+    replaced = {session_of(str(token)) for token in fresh}
+    assert replaced.isdisjoint(session_of(str(token)) for token in first)
+    # Each tab's first turn in its first session, the next two in the fresh one.
+    assert found == {**{session_of(str(t)): 1 for t in first}, **dict.fromkeys(replaced, 2)}
+
+
+COOKIE_CASES = {
+    # The cookie shares one session between the tabs on the same site...
+    "cookie-same-site": ("same-site", None, [MESSAGES * TABS]),
+    # ...but another site never gets the SameSite=Lax cookie: every request is new.
+    "cookie-cross-site": ("cross-site", None, [1] * (MESSAGES * TABS)),
+    # Why per-tab needs header-only sources: with the cookie among them, a tab that
+    # sends credentials joins the tab that was issued the cookie.
+    "per-tab-helper-cookie-sources": ("same-site", "tab", [MESSAGES * TABS]),
+}
+
+
+@pytest.mark.parametrize("case", COOKIE_CASES)
+def test_the_cookie_shares_one_session_per_browser_on_the_same_site_only(
+    case: str, chromium: Browser, site: StaticSite, collector: LiveCollector, cookie_api: Api
+) -> None:
+    where, storage, expected = COOKIE_CASES[case]
+    base = cookie_api.base(where)
+    module = cookie_page_module(base) if storage is None else page_module(base, storage, "include")
+    url = site.add_page(case, module)
+    before = session_traces(collector)
+    context = chromium.new_context()
+    try:
+        chat(open_tabs(context, url), 0, MESSAGES)
+        cookies = [cookie["name"] for cookie in context.cookies()]
+    finally:
+        context.close()
+    found = new_sessions(collector, before, MESSAGES * TABS)
+    assert sorted(found.values()) == expected, found
+    assert cookies == ([] if where == "cross-site" else ["neatlogs_session"])
+
+
+def test_the_helper_is_served_as_a_module_and_starts_no_session(
+    fastapi_api: Api, flask_api: Api, collector: LiveCollector
+) -> None:
+    import httpx
+
+    from neatlogs_web.frontend import SCRIPT
+
+    before = session_traces(collector)
+    for api in (fastapi_api, flask_api):
+        response = httpx.get(api.base("same-site") + "/neatlogs-session.js")
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert response.text == SCRIPT.read_text()
+        assert "set-cookie" not in response.headers
+        assert "x-neatlogs-session-id" not in response.headers
+    time.sleep(0.3)
+    assert session_traces(collector) == before
