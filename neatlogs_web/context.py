@@ -99,6 +99,7 @@ def collecting_garbage() -> bool:
 def _request_binding() -> SessionBinding | None:
     return None if collecting_garbage() else _binding.get()
 
+
 # Set by init(auto_session=True | session_id=...): the fallback for work that no
 # request or session() block covers, as in a script.
 _default_binding: SessionBinding | None = None
