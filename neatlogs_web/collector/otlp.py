@@ -39,6 +39,16 @@ class MalformedRequest(ValueError):
     """The body is not an OTLP trace export request; the sender gets a 400 with this text."""
 
 
+class TooManySpans(ValueError):
+    """The request carries more spans than one request may; the sender gets a 413."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"{count} spans in one request is over the collector's limit of {limit}:"
+            " send smaller batches"
+        )
+
+
 @dataclass(slots=True)
 class Span:
     """One span as stored; `resource` and `scope` are shared by the spans of one batch part.
@@ -72,9 +82,21 @@ class Batch:
     reason: str
 
 
-def decode(body: bytes, fmt: Format) -> Batch:
-    """Parse one export request body; raise `MalformedRequest` if it is not one."""
-    request = _parse_protobuf(body) if fmt == "protobuf" else _parse_json(body)
+def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
+    """Parse one export request body; raise `MalformedRequest` if it is not one, and
+    `TooManySpans` if it holds more than `max_spans`, before any span is built."""
+    if fmt == "protobuf":
+        request = _parse_protobuf(body)
+        if max_spans is not None:
+            count = sum(
+                len(scope_spans.spans)
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+            )
+            if count > max_spans:
+                raise TooManySpans(count, max_spans)
+    else:
+        request = _parse_json(body, max_spans)
     spans: list[Span] = []
     rejected = 0
     for resource_spans in request.resource_spans:
@@ -177,7 +199,7 @@ def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
         raise MalformedRequest(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from exc
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+def _parse_json(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -185,7 +207,9 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
     if not isinstance(document, dict):
         raise MalformedRequest("body must be a JSON object with a 'resourceSpans' list")
     try:
-        _hex_ids_to_base64(document)
+        count = _hex_ids_to_base64(document)
+        if max_spans is not None and count > max_spans:
+            raise TooManySpans(count, max_spans)
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
@@ -198,14 +222,18 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """Rewrite ids in place: OTLP JSON carries them as hex, protobuf's JSON mapping as base64."""
+def _hex_ids_to_base64(document: dict[str, Any]) -> int:
+    """Rewrite ids in place: OTLP JSON carries them as hex, protobuf's JSON mapping as
+    base64. Return how many spans there are."""
+    count = 0
     for resource_spans in _items(document, "resourceSpans", "resource_spans"):
         for scope_spans in _items(resource_spans, "scopeSpans", "scope_spans"):
             for span in _items(scope_spans, "spans"):
+                count += 1
                 _convert_ids(span)
                 for link in _items(span, "links"):
                     _convert_ids(link)
+    return count
 
 
 def _items(parent: Any, *names: str) -> list[Any]:
