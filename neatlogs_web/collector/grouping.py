@@ -22,10 +22,19 @@ SESSION_KEYS = ("session.id", "neatlogs.session.id", "langfuse.session.id")
 #: Resource keys naming the workflow (application) a span comes from.
 WORKFLOW_KEYS = ("neatlogs.workflow_name", "service.name")
 
-#: Input / output / total token keys: GenAI semantic conventions, then OpenInference.
-_INPUT_KEYS = ("gen_ai.usage.input_tokens", "llm.token_count.prompt")
-_OUTPUT_KEYS = ("gen_ai.usage.output_tokens", "llm.token_count.completion")
-_TOTAL_KEYS = ("llm.token_count.total",)
+#: Input / output / total token keys: GenAI semantic conventions, OpenInference, then
+#: the neatlogs SDK's.
+_INPUT_KEYS = (
+    "gen_ai.usage.input_tokens",
+    "llm.token_count.prompt",
+    "neatlogs.llm.token_count.prompt",
+)
+_OUTPUT_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "llm.token_count.completion",
+    "neatlogs.llm.token_count.completion",
+)
+_TOTAL_KEYS = ("llm.token_count.total", "neatlogs.llm.token_count.total")
 _TOKEN_KEYS = frozenset(_INPUT_KEYS + _OUTPUT_KEYS + _TOTAL_KEYS)
 
 MARKER_NAME = "neatlogs.trace.complete"
