@@ -228,7 +228,7 @@ ALICE_TURNS = [
     ),
     # After a 5 min 39 s pause.
     Turn(
-        360,
+        362.6,
         "Can you just unlock my account?",
         "I can't unlock accounts myself, so I opened ticket #4812 for the support team.",
         style="neatlogs",
