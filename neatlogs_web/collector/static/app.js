@@ -367,7 +367,7 @@ function renderSession(session) {
       rows.push(h("div", { class: "gap-row" }, h("span", { class: "gap-label" }, `${fmtDuration(gap)} idle`)));
     }
     previousEnd = previousEnd === null ? tEnd : Math.max(previousEnd, tEnd);
-    rows.push(t.turn ? turnRow(t, ++turnNumber, axis, start) : requestRow(t, axis, start));
+    rows.push(t.turn ? turnRow(t, ++turnNumber, axis, start, session.end_user) : requestRow(t, axis, start));
   });
   const more = session.next
     ? h(
@@ -395,7 +395,7 @@ function entryEnd(t) {
   return end;
 }
 
-function turnRow(t, number, axis, sessionStart) {
+function turnRow(t, number, axis, sessionStart, sessionUser) {
   const tStart = parseTime(t.start);
   const error = t.status === "ERROR" || (t.request && t.request.status === "ERROR");
   const meta = [
@@ -425,7 +425,7 @@ function turnRow(t, number, axis, sessionStart) {
         error ? h("span", { class: "error-mark", title: "error" }, "!") : null,
         h("span", { class: "tl-name", title: t.name || t.trace_id }, t.name || "(no root span yet)"),
         t.request ? h("span", { class: "chip request-chip", title: "the request that carried this turn" }, requestLabel(t.request)) : null,
-        t.end_user ? h("span", { class: "user" }, t.end_user) : null,
+        t.end_user && t.end_user !== sessionUser ? h("span", { class: "user" }, t.end_user) : null,
         h("span", { class: "tl-meta" }, meta.join(" · ")),
       ),
       t.input !== null ? message("in", t.input) : null,
