@@ -107,13 +107,22 @@ _SPAN_KIND_SERVER = 2
 _SPAN_KIND_CLIENT = 3
 
 
-def is_transport(span: Span) -> bool:
+def is_transport_scope(scope: Mapping[str, Any]) -> bool:
+    """True for the instrumentation scope of a framework's or an HTTP instrumentation's
+    spans; the store asks once per scope, not once per span."""
+    name = scope.get("name")
+    return isinstance(name, str) and name.startswith(TRANSPORT_SCOPES)
+
+
+def is_transport(span: Span, scope_is_transport: bool | None = None) -> bool:
     """True for a span that only describes an HTTP request: a framework's own request
     span, a server or client span with HTTP attributes. A trace made only of these is
     a request, never a user turn."""
-    if span.scope.get("name", "").startswith(TRANSPORT_SCOPES):
+    if scope_is_transport is None:
+        scope_is_transport = is_transport_scope(span.scope)
+    if scope_is_transport:
         return True
-    if span.kind in (_SPAN_KIND_SERVER, _SPAN_KIND_CLIENT):
+    if span.kind == _SPAN_KIND_SERVER or span.kind == _SPAN_KIND_CLIENT:
         return not span.attributes.keys().isdisjoint(_HTTP_KEYS)
     return False
 
@@ -424,3 +433,8 @@ def _first_int(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> int | No
         if isinstance(value, str) and value.isdigit():
             return int(value)
     return None
+
+
+#: Any of these present means a span may report tokens, an end user, input, output or
+#: messages: a span with none of them (most spans) is checked no further.
+NOTABLE_KEYS = _TOKEN_KEYS | _END_USER_KEY_SET | _IO_KEYS

@@ -33,6 +33,8 @@ STATUS_ERROR = 2
 _MAX_NS = 2**63 - 1
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
+_ZERO_TRACE_ID = bytes(_TRACE_ID_BYTES)
+_ZERO_SPAN_ID = bytes(_SPAN_ID_BYTES)
 
 
 class MalformedRequest(ValueError):
@@ -108,28 +110,36 @@ def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
                 "attributes": attributes_to_dict(scope_spans.scope.attributes),
             }
             for span in scope_spans.spans:
+                # Each field read on a protobuf message builds a new Python object: read
+                # each once.
+                trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
                 # The spec makes all-zero or wrongly sized ids invalid; such a span could
                 # never be joined to its trace, so it is rejected rather than stored.
-                if not (
-                    _valid_id(span.trace_id, _TRACE_ID_BYTES)
-                    and _valid_id(span.span_id, _SPAN_ID_BYTES)
-                    and len(span.parent_span_id) in (0, _SPAN_ID_BYTES)
+                if (
+                    len(trace_id) != _TRACE_ID_BYTES
+                    or trace_id == _ZERO_TRACE_ID
+                    or len(span_id) != _SPAN_ID_BYTES
+                    or span_id == _ZERO_SPAN_ID
+                    or len(parent) not in (0, _SPAN_ID_BYTES)
                 ):
                     rejected += 1
                     continue
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                status = span.status
+                events = span.events
+                links = span.links
                 spans.append(
                     Span(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        trace_id=trace_id.hex(),
+                        span_id=span_id.hex(),
+                        parent_span_id=parent.hex() or None,
                         name=span.name,
                         kind=span.kind,
-                        start_ns=min(span.start_time_unix_nano, _MAX_NS),
-                        end_ns=min(
-                            max(span.end_time_unix_nano, span.start_time_unix_nano), _MAX_NS
-                        ),
-                        status_code=span.status.code,
-                        status_message=span.status.message,
+                        start_ns=start if start < _MAX_NS else _MAX_NS,
+                        end_ns=min(max(end, start), _MAX_NS),
+                        status_code=status.code,
+                        status_message=status.message,
                         attributes=attributes_to_dict(span.attributes),
                         events=[
                             {
@@ -137,16 +147,20 @@ def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
                                 "time_ns": min(event.time_unix_nano, _MAX_NS),
                                 "attributes": attributes_to_dict(event.attributes),
                             }
-                            for event in span.events
-                        ],
+                            for event in events
+                        ]
+                        if events
+                        else [],
                         links=[
                             {
                                 "trace_id": link.trace_id.hex(),
                                 "span_id": link.span_id.hex(),
                                 "attributes": attributes_to_dict(link.attributes),
                             }
-                            for link in span.links
-                        ],
+                            for link in links
+                        ]
+                        if links
+                        else [],
                         resource=resource,
                         scope=scope,
                     )
@@ -186,10 +200,6 @@ def any_value(value: AnyValue) -> Any:
         # JSON has no NaN or Infinity; a browser would refuse the whole document.
         return str(value.double_value)
     return getattr(value, kind)
-
-
-def _valid_id(raw: bytes, size: int) -> bool:
-    return len(raw) == size and raw != bytes(size)
 
 
 def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:

@@ -345,6 +345,7 @@ class Store:
         terms: set[tuple[str, str]] = set()
         session_keys = _SESSION_KEY_SET
         interned: dict[int, int] = {}  # id() of a batch's shared dict -> row id
+        scope_transport: dict[int, bool] = {}  # scope row id -> is a transport scope
         # Spans already stored (a retried export) or repeated within the batch are
         # skipped here, so every row below is new and one executemany inserts them all.
         known = self._stored_span_ids(connection, [(span.trace_id, span.span_id) for span in spans])
@@ -385,7 +386,10 @@ class Store:
             delta = deltas.get(span.trace_id)
             if delta is None:
                 delta = deltas[span.trace_id] = _TraceDelta()
-            delta.add(span, marker)
+            transport = scope_transport.get(scope_id)
+            if transport is None:
+                transport = scope_transport[scope_id] = grouping.is_transport_scope(span.scope)
+            delta.add(span, marker, transport)
             if not marker:
                 trace_id = span.trace_id
                 terms.add((span.name, trace_id))
@@ -688,7 +692,7 @@ class _TraceDelta:
     output: str | None = None
     output_key: int | None = None
 
-    def add(self, span: Span, marker: bool) -> None:
+    def add(self, span: Span, marker: bool, transport_scope: bool) -> None:
         if self.session_id is None:
             self.session_id = grouping.session_of(span)
         if self.workflow is None:
@@ -704,13 +708,15 @@ class _TraceDelta:
             self.earliest = span
         self.start_ns = _min(self.start_ns, span.start_ns)
         self.end_ns = _max(self.end_ns, span.end_ns)
+        if not grouping.is_transport(span, transport_scope):
+            self.app_spans += 1
+        if span.attributes.keys().isdisjoint(grouping.NOTABLE_KEYS):
+            return  # most spans: no usage, end user, input or output to look for
         tokens = grouping.tokens_of(span)
         if tokens is not None:
             self.input_tokens = _add(self.input_tokens, tokens.input)
             self.output_tokens = _add(self.output_tokens, tokens.output)
             self.total_tokens = _add(self.total_tokens, tokens.total)
-        if not grouping.is_transport(span):
-            self.app_spans += 1
         if self.end_user is None:
             self.end_user = grouping.end_user_of(span)
         if grouping.may_converse(span):
