@@ -7,7 +7,14 @@ Collector instead.
 """
 
 from .app import create_app
-from .receiver import DEFAULT_MAX_BODY_BYTES
+from .receiver import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SPANS
 from .store import Store, StoreError, default_db_path
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "Store", "StoreError", "create_app", "default_db_path"]
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_SPANS",
+    "Store",
+    "StoreError",
+    "create_app",
+    "default_db_path",
+]

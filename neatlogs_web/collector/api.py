@@ -1,9 +1,10 @@
 """The JSON API the page uses, stable so scripts and tests can use it too.
 
 Routes: `GET /api/sessions`, `GET /api/sessions/{session_id}`, `GET /api/traces`
-(`?session=none` for traces in no session) and `GET /api/traces/{trace_id}`. Times are
-RFC 3339 UTC with microseconds; durations are milliseconds. Lists page with an opaque
-cursor returned as `next` (null on the last page): newest-first lists take it back as
+(`?session=none` for traces in no session), `GET /api/traces/{trace_id}` and
+`GET /api/facets` (the end users and workflows to filter by). Times are RFC 3339 UTC
+with microseconds; durations are milliseconds. Lists page with an opaque cursor
+returned as `next` (null on the last page): newest-first lists take it back as
 `before`, a session's traces, oldest first, as `after`.
 """
 
@@ -11,16 +12,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import functools
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from . import grouping
 from .otlp import SPAN_KINDS, STATUS_CODES, Span
-from .store import SessionRow, Store, TokenTotals, TraceRow
+from .store import Entry, SessionFilter, SessionRow, Store, TokenTotals, TraceRow
 
 RowT = TypeVar("RowT", SessionRow, TraceRow)
 
@@ -28,6 +33,9 @@ DEFAULT_LIMIT = 50
 #: A session's turns per page: enough for most conversations in one answer.
 SESSION_TRACES_LIMIT = 200
 MAX_LIMIT = 500
+#: Sessions without a turn are counted up to this many for the page's toggle.
+COUNT_CAP = 1000
+FACETS_LIMIT = 200
 
 
 class BadQuery(ValueError):
@@ -47,27 +55,46 @@ class Api:
             Route("/api/sessions/{session_id:path}", self.get_session, methods=["GET"]),
             Route("/api/traces", self.list_traces, methods=["GET"]),
             Route("/api/traces/{trace_id}", self.get_trace, methods=["GET"]),
+            Route("/api/facets", self.get_facets, methods=["GET"]),
         ]
 
     def list_sessions(self, request: Request) -> JSONResponse:
-        """Sessions by last activity, newest first; `q` searches ids and span names."""
+        """Sessions by last activity, newest first, filtered by the query parameters:
+        `q` (search), `workflow`, `user`, `errors`, `since`, `until` and `turns` (only
+        sessions with a user turn; the answer then counts the others as
+        `without_turns`)."""
         params = request.query_params
         try:
             limit = _limit(params.get("limit"))
             before = _decode_cursor(params.get("before"))
+            where = SessionFilter(
+                query=params.get("q") or None,
+                workflow=params.get("workflow") or None,
+                end_user=params.get("user") or None,
+                with_turns=_flag(params, "turns"),
+                errors=_flag(params, "errors"),
+                since_ns=_time(params, "since"),
+                until_ns=_time(params, "until"),
+            )
         except BadQuery as exc:
             return _error(400, str(exc))
-        rows = self._store.sessions(
-            limit=limit + 1,
-            query=params.get("q") or None,
-            workflow=params.get("workflow") or None,
-            before=before,
-        )
+        rows = self._store.sessions(limit=limit + 1, where=where, before=before)
         page, cursor = _page(rows, limit, _session_key)
-        return JSONResponse({"sessions": [session_json(row) for row in page], "next": cursor})
+        answer: dict[str, Any] = {
+            "sessions": [session_json(row) for row in page],
+            "next": cursor,
+        }
+        if where.with_turns:
+            others = dataclasses.replace(where, with_turns=False)
+            every = self._store.count_sessions(others, cap=COUNT_CAP)
+            with_turns = self._store.count_sessions(where, cap=COUNT_CAP)
+            answer["without_turns"] = max(every - with_turns, 0)
+        return JSONResponse(answer)
 
     def get_session(self, request: Request) -> JSONResponse:
-        """One session with a page of its traces (turns) in time order."""
+        """One session with a page of its conversation: user turns (each with the
+        request that carried it and its background work) and requests no turn claims,
+        in time order."""
         session_id: str = request.path_params["session_id"]
         params = request.query_params
         try:
@@ -75,14 +102,21 @@ class Api:
             after = _decode_cursor(params.get("after"), "after")
         except BadQuery as exc:
             return _error(400, str(exc))
-        found = self._store.session(session_id, limit=limit + 1, after=after)
+        found = self._store.session(session_id, limit=limit, after=after)
         if found is None:
             return _error(404, f"no session {session_id!r}")
-        row, traces = found
-        page, cursor = _page(traces, limit, _trace_key)
         return JSONResponse(
-            {**session_json(row), "traces": [trace_json(t) for t in page], "next": cursor}
+            {
+                **session_json(found.session),
+                "traces": [entry_json(entry) for entry in found.entries],
+                "next": _cursor(found.next_key),
+            }
         )
+
+    def get_facets(self, request: Request) -> JSONResponse:
+        """The end users and workflows seen, for the page's filters."""
+        users, workflows = self._store.facets(limit=FACETS_LIMIT)
+        return JSONResponse({"users": users, "workflows": workflows})
 
     def list_traces(self, request: Request) -> JSONResponse:
         """Traces by start, newest first; `session=none` keeps those in no session."""
@@ -121,7 +155,19 @@ def session_json(row: SessionRow) -> dict[str, Any]:
         "last_seen": rfc3339(row.last_ns),
         "duration_ms": _ms(row.last_ns - row.first_ns),
         "tokens": _tokens(row.tokens),
+        "turn_count": row.turn_count,
+        "end_user": row.end_user,
+        "first_input": row.first_input,
+        "last_output": row.last_output,
     }
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """A row of a session's conversation: a turn, or a request no turn claims."""
+    answer = trace_json(entry.trace)
+    answer["request"] = trace_json(entry.request) if entry.request is not None else None
+    answer["parts"] = [trace_json(part) for part in entry.parts]
+    return answer
 
 
 def trace_json(row: TraceRow) -> dict[str, Any]:
@@ -139,11 +185,28 @@ def trace_json(row: TraceRow) -> dict[str, Any]:
         "error_count": row.error_count,
         "tokens": _tokens(row.tokens),
         "complete": row.complete,
+        "turn": row.turn,
+        "input": row.input,
+        "output": row.output,
+        "end_user": row.end_user,
+        "http_status": row.http_status,
     }
 
 
 def span_json(span: Span) -> dict[str, Any]:
-    """A span as the API shows it; ids are lowercase hex, as in OTLP JSON."""
+    """A span as the API shows it; ids are lowercase hex, as in OTLP JSON.
+
+    Beside the span as sent: `ai_kind` (LLM, TOOL, RETRIEVER, ... or null), `input`
+    and `output` text, and `messages` ({"input": [...], "output": [...]} of
+    {"role", "content"}, or null), read from whichever convention the sender used.
+    """
+    talk = grouping.conversation_of(span) if grouping.may_converse(span) else None
+    messages = None
+    if talk is not None and (talk.input_messages or talk.output_messages):
+        messages = {
+            "input": [{"role": m.role, "content": m.content} for m in talk.input_messages],
+            "output": [{"role": m.role, "content": m.content} for m in talk.output_messages],
+        }
     return {
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
@@ -164,13 +227,24 @@ def span_json(span: Span) -> dict[str, Any]:
         "links": span.links,
         "resource": span.resource,
         "scope": span.scope,
+        "ai_kind": grouping.ai_kind_of(span),
+        "input": talk.input if talk is not None else None,
+        "output": talk.output if talk is not None else None,
+        "messages": messages,
     }
 
 
 def rfc3339(ns: int) -> str:
     """Nanoseconds since the epoch as RFC 3339 UTC with microseconds."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+    return f"{_utc_seconds(seconds)}.{rest // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_seconds(seconds: int) -> str:
+    # A trace's start and end, and neighbouring turns, often share a second: formatting
+    # it once saves a strftime per time on a page of hundreds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def _name(names: tuple[str, ...], code: int) -> str:
@@ -205,8 +279,41 @@ def _page(
     page = rows[:limit]
     if len(rows) <= limit:
         return page, None
-    ns, name = key(page[-1])
-    return page, base64.urlsafe_b64encode(f"{ns}:{name}".encode()).decode()
+    return page, _cursor(key(page[-1]))
+
+
+def _cursor(key: tuple[int, str] | None) -> str | None:
+    """A row key as the opaque `next` value, or None."""
+    if key is None:
+        return None
+    ns, name = key
+    return base64.urlsafe_b64encode(f"{ns}:{name}".encode()).decode()
+
+
+def _flag(params: Any, name: str) -> bool:
+    raw = params.get(name, "")
+    if raw in ("", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise BadQuery(f"{name} must be 1 or 0")
+
+
+def _time(params: Any, name: str) -> int | None:
+    """An RFC 3339 time parameter as nanoseconds since the epoch."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadQuery(f"{name} must be an RFC 3339 time, such as 2025-01-31T12:00:00Z") from exc
+    if moment.tzinfo is None:
+        raise BadQuery(f"{name} must say its time zone, such as 2025-01-31T12:00:00Z")
+    seconds = moment.timestamp()
+    if not 0 <= seconds < 2**63 / 1e9:
+        raise BadQuery(f"{name} is out of range")
+    return int(seconds * 1_000_000) * 1000
 
 
 def _session_key(row: SessionRow) -> tuple[int, str]:

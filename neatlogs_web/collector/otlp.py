@@ -33,10 +33,22 @@ STATUS_ERROR = 2
 _MAX_NS = 2**63 - 1
 _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
+_ZERO_TRACE_ID = bytes(_TRACE_ID_BYTES)
+_ZERO_SPAN_ID = bytes(_SPAN_ID_BYTES)
 
 
 class MalformedRequest(ValueError):
     """The body is not an OTLP trace export request; the sender gets a 400 with this text."""
+
+
+class TooManySpans(ValueError):
+    """The request carries more spans than one request may; the sender gets a 413."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(
+            f"{count} spans in one request is over the collector's limit of {limit}:"
+            " send smaller batches"
+        )
 
 
 @dataclass(slots=True)
@@ -72,9 +84,21 @@ class Batch:
     reason: str
 
 
-def decode(body: bytes, fmt: Format) -> Batch:
-    """Parse one export request body; raise `MalformedRequest` if it is not one."""
-    request = _parse_protobuf(body) if fmt == "protobuf" else _parse_json(body)
+def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
+    """Parse one export request body; raise `MalformedRequest` if it is not one, and
+    `TooManySpans` if it holds more than `max_spans`, before any span is built."""
+    if fmt == "protobuf":
+        request = _parse_protobuf(body)
+        if max_spans is not None:
+            count = sum(
+                len(scope_spans.spans)
+                for resource_spans in request.resource_spans
+                for scope_spans in resource_spans.scope_spans
+            )
+            if count > max_spans:
+                raise TooManySpans(count, max_spans)
+    else:
+        request = _parse_json(body, max_spans)
     spans: list[Span] = []
     rejected = 0
     for resource_spans in request.resource_spans:
@@ -86,28 +110,36 @@ def decode(body: bytes, fmt: Format) -> Batch:
                 "attributes": attributes_to_dict(scope_spans.scope.attributes),
             }
             for span in scope_spans.spans:
+                # Each field read on a protobuf message builds a new Python object: read
+                # each once.
+                trace_id, span_id, parent = span.trace_id, span.span_id, span.parent_span_id
                 # The spec makes all-zero or wrongly sized ids invalid; such a span could
                 # never be joined to its trace, so it is rejected rather than stored.
-                if not (
-                    _valid_id(span.trace_id, _TRACE_ID_BYTES)
-                    and _valid_id(span.span_id, _SPAN_ID_BYTES)
-                    and len(span.parent_span_id) in (0, _SPAN_ID_BYTES)
+                if (
+                    len(trace_id) != _TRACE_ID_BYTES
+                    or trace_id == _ZERO_TRACE_ID
+                    or len(span_id) != _SPAN_ID_BYTES
+                    or span_id == _ZERO_SPAN_ID
+                    or len(parent) not in (0, _SPAN_ID_BYTES)
                 ):
                     rejected += 1
                     continue
+                start = span.start_time_unix_nano
+                end = span.end_time_unix_nano
+                status = span.status
+                events = span.events
+                links = span.links
                 spans.append(
                     Span(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() or None,
+                        trace_id=trace_id.hex(),
+                        span_id=span_id.hex(),
+                        parent_span_id=parent.hex() or None,
                         name=span.name,
                         kind=span.kind,
-                        start_ns=min(span.start_time_unix_nano, _MAX_NS),
-                        end_ns=min(
-                            max(span.end_time_unix_nano, span.start_time_unix_nano), _MAX_NS
-                        ),
-                        status_code=span.status.code,
-                        status_message=span.status.message,
+                        start_ns=start if start < _MAX_NS else _MAX_NS,
+                        end_ns=min(max(end, start), _MAX_NS),
+                        status_code=status.code,
+                        status_message=status.message,
                         attributes=attributes_to_dict(span.attributes),
                         events=[
                             {
@@ -115,16 +147,20 @@ def decode(body: bytes, fmt: Format) -> Batch:
                                 "time_ns": min(event.time_unix_nano, _MAX_NS),
                                 "attributes": attributes_to_dict(event.attributes),
                             }
-                            for event in span.events
-                        ],
+                            for event in events
+                        ]
+                        if events
+                        else [],
                         links=[
                             {
                                 "trace_id": link.trace_id.hex(),
                                 "span_id": link.span_id.hex(),
                                 "attributes": attributes_to_dict(link.attributes),
                             }
-                            for link in span.links
-                        ],
+                            for link in links
+                        ]
+                        if links
+                        else [],
                         resource=resource,
                         scope=scope,
                     )
@@ -166,10 +202,6 @@ def any_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _valid_id(raw: bytes, size: int) -> bool:
-    return len(raw) == size and raw != bytes(size)
-
-
 def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         return ExportTraceServiceRequest.FromString(body)
@@ -177,7 +209,7 @@ def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
         raise MalformedRequest(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from exc
 
 
-def _parse_json(body: bytes) -> ExportTraceServiceRequest:
+def _parse_json(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -185,7 +217,9 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
     if not isinstance(document, dict):
         raise MalformedRequest("body must be a JSON object with a 'resourceSpans' list")
     try:
-        _hex_ids_to_base64(document)
+        count = _hex_ids_to_base64(document)
+        if max_spans is not None and count > max_spans:
+            raise TooManySpans(count, max_spans)
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )
@@ -198,14 +232,18 @@ def _parse_json(body: bytes) -> ExportTraceServiceRequest:
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
 
 
-def _hex_ids_to_base64(document: dict[str, Any]) -> None:
-    """Rewrite ids in place: OTLP JSON carries them as hex, protobuf's JSON mapping as base64."""
+def _hex_ids_to_base64(document: dict[str, Any]) -> int:
+    """Rewrite ids in place: OTLP JSON carries them as hex, protobuf's JSON mapping as
+    base64. Return how many spans there are."""
+    count = 0
     for resource_spans in _items(document, "resourceSpans", "resource_spans"):
         for scope_spans in _items(resource_spans, "scopeSpans", "scope_spans"):
             for span in _items(scope_spans, "spans"):
+                count += 1
                 _convert_ids(span)
                 for link in _items(span, "links"):
                     _convert_ids(link)
+    return count
 
 
 def _items(parent: Any, *names: str) -> list[Any]:

@@ -1,8 +1,10 @@
 """The OTLP/HTTP trace endpoint, `POST /v1/traces`, as the OTLP specification describes it.
 
 Every bad request is answered and forgotten: the body is bounded while it is read and
-again while it is decompressed, errors come back in the encoding the sender used, and
-nothing a sender does can stop the receiver or touch what is already stored.
+decompressed as it arrives (a small body that would inflate past the limit is refused
+at the limit, never inflated whole), the spans of one request are counted before any
+is built, errors come back in the encoding the sender used, and nothing a sender does
+can stop the receiver or touch what is already stored.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 _IDENTITY = ("", "identity")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Spans in one export: SDKs send 512 by default, the OpenTelemetry Collector 8,192.
+#: Each stored span costs memory while its request is handled, so this bounds that.
+DEFAULT_MAX_SPANS = 20_000
 
 
 class _Rejected(Exception):
@@ -47,13 +52,21 @@ class TraceReceiver:
     """The endpoint; options are fixed once, and nothing per request is kept on it."""
 
     def __init__(
-        self, store: Store, *, api_key: str | None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+        self,
+        store: Store,
+        *,
+        api_key: str | None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_spans: int = DEFAULT_MAX_SPANS,
     ) -> None:
         if max_body_bytes < 1:
             raise ValueError("max_body_bytes must be at least 1")
+        if max_spans < 1:
+            raise ValueError("max_spans must be at least 1")
         self._store = store
         self._api_key = api_key.encode() if api_key else None
         self._max_body_bytes = max_body_bytes
+        self._max_spans = max_spans
 
     async def handle(self, request: Request) -> Response:
         """Answer one export request."""
@@ -70,14 +83,16 @@ class TraceReceiver:
                 raise _Rejected(
                     415, f"unsupported Content-Encoding {encoding!r}: send gzip, deflate or none"
                 )
-            body = await self._read_body(request)
-            # Decompressing, parsing and writing are CPU and disk work: off the event loop.
-            batch = await run_in_threadpool(self._ingest, body, encoding, fmt)
+            body = await self._read_body(request, encoding)
+            # Parsing and writing are CPU and disk work: off the event loop.
+            batch = await run_in_threadpool(self._ingest, body, fmt)
         except _Rejected as exc:
             return _error(exc.status_code, exc.message, fmt)
         except ClientDisconnect:
             # The sender is gone; whatever it sent is dropped and nobody reads the answer.
             return Response(status_code=400)
+        except otlp.TooManySpans as exc:
+            return _error(413, str(exc), fmt)
         except otlp.MalformedRequest as exc:
             return _error(400, str(exc), fmt)
         except sqlite3.Error:
@@ -94,42 +109,42 @@ class TraceReceiver:
         if not hmac.compare_digest(given, self._api_key):
             raise _Rejected(401, "missing or wrong x-api-key header")
 
-    async def _read_body(self, request: Request) -> bytes:
+    async def _read_body(self, request: Request, encoding: str) -> bytes:
+        """The body, decompressed as it arrives; 413 as soon as either the bytes sent
+        or the bytes they inflate to pass the limit."""
         limit = self._max_body_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _Rejected(413, f"body is over the collector's limit of {limit} bytes")
+        decoder = None if encoding in _IDENTITY else zlib.decompressobj(_DECODERS[encoding])
         chunks: list[bytes] = []
-        size = 0
+        received = inflated = 0
         async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
+            received += len(chunk)
+            if received > limit:
                 raise _Rejected(413, f"body is over the collector's limit of {limit} bytes")
-            chunks.append(chunk)
+            if decoder is None:
+                chunks.append(chunk)
+                continue
+            try:
+                # max_length bounds the output: a "zip bomb" stops inflating at the limit.
+                data = decoder.decompress(chunk, limit - inflated + 1)
+            except zlib.error as exc:
+                raise _Rejected(400, f"body is not valid {encoding}: {exc}") from exc
+            inflated += len(data)
+            if inflated > limit:
+                raise _Rejected(
+                    413, f"decompressed body is over the collector's limit of {limit} bytes"
+                )
+            chunks.append(data)
+        if decoder is not None and not decoder.eof:
+            raise _Rejected(400, f"body is truncated {encoding} data")
         return b"".join(chunks)
 
-    def _ingest(self, body: bytes, encoding: str, fmt: otlp.Format) -> otlp.Batch:
-        if encoding not in _IDENTITY:
-            body = self._decompress(body, encoding)
-        batch = otlp.decode(body, fmt)
+    def _ingest(self, body: bytes, fmt: otlp.Format) -> otlp.Batch:
+        batch = otlp.decode(body, fmt, max_spans=self._max_spans)
         self._store.ingest(batch)
         return batch
-
-    def _decompress(self, body: bytes, encoding: str) -> bytes:
-        limit = self._max_body_bytes
-        decoder = zlib.decompressobj(_DECODERS[encoding])
-        try:
-            # max_length bounds the output, so a small "zip bomb" never gets expanded whole.
-            data = decoder.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise _Rejected(400, f"body is not valid {encoding}: {exc}") from exc
-        if len(data) > limit:
-            raise _Rejected(
-                413, f"decompressed body is over the collector's limit of {limit} bytes"
-            )
-        if not decoder.eof:
-            raise _Rejected(400, f"body is truncated {encoding} data")
-        return data
 
 
 def _error(status_code: int, message: str, fmt: otlp.Format | None) -> Response:

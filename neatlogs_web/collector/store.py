@@ -27,7 +27,11 @@ from .otlp import STATUS_ERROR, Batch, Span
 
 ItemT = TypeVar("ItemT")
 
-_SCHEMA_VERSION = 1
+# The session id is matched on its own column; repeating it per trace as a term would
+# only grow the search table.
+_SESSION_KEY_SET = frozenset(grouping.SESSION_KEYS)
+
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE resources (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
@@ -51,11 +55,12 @@ CREATE TABLE spans (
     marker INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX spans_by_trace ON spans (trace_id, span_id);
--- Distinct span names per trace: what the name search scans instead of every span.
-CREATE TABLE span_names (
-    name TEXT NOT NULL,
+-- Distinct span names and short attribute values per trace: what the search scans
+-- instead of every span.
+CREATE TABLE span_terms (
+    term TEXT NOT NULL,
     trace_id TEXT NOT NULL,
-    PRIMARY KEY (name, trace_id)
+    PRIMARY KEY (term, trace_id)
 ) WITHOUT ROWID;
 CREATE TABLE traces (
     trace_id TEXT PRIMARY KEY,
@@ -71,9 +76,18 @@ CREATE TABLE traces (
     input_tokens INTEGER,
     output_tokens INTEGER,
     total_tokens INTEGER,
-    complete INTEGER NOT NULL
+    complete INTEGER NOT NULL,
+    app_spans INTEGER NOT NULL,
+    link_trace TEXT,
+    http_status INTEGER,
+    end_user TEXT,
+    input TEXT,
+    input_key INTEGER,
+    output TEXT,
+    output_key INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX traces_by_session ON traces (session_id, start_ns, trace_id);
+CREATE INDEX traces_by_link ON traces (link_trace) WHERE link_trace IS NOT NULL;
 CREATE INDEX traces_by_start ON traces (start_ns, trace_id);
 CREATE TABLE sessions (
     session_id TEXT PRIMARY KEY,
@@ -85,10 +99,15 @@ CREATE TABLE sessions (
     last_ns INTEGER NOT NULL,
     input_tokens INTEGER,
     output_tokens INTEGER,
-    total_tokens INTEGER
+    total_tokens INTEGER,
+    turn_count INTEGER NOT NULL,
+    end_user TEXT,
+    first_input TEXT,
+    last_output TEXT
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_activity ON sessions (last_ns, session_id);
 CREATE INDEX sessions_by_workflow ON sessions (workflow, last_ns, session_id);
+CREATE INDEX sessions_by_user ON sessions (end_user, last_ns, session_id);
 """
 
 _INSERT_SPAN = """
@@ -100,13 +119,28 @@ INSERT OR IGNORE INTO spans (
 
 _TRACE_COLUMNS = (
     "trace_id, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns,"
-    " span_count, error_count, input_tokens, output_tokens, total_tokens, complete"
+    " span_count, error_count, input_tokens, output_tokens, total_tokens, complete,"
+    " app_spans, link_trace, http_status, end_user, input, input_key, output, output_key"
 )
+_TRACE_COLUMN_COUNT = _TRACE_COLUMNS.count(",") + 1
 
 _SESSION_COLUMNS = (
     "session_id, workflow, trace_count, span_count, error_count, first_ns, last_ns,"
-    " input_tokens, output_tokens, total_tokens"
+    " input_tokens, output_tokens, total_tokens, turn_count, end_user, first_input,"
+    " last_output"
 )
+
+# A user turn is a trace with at least one span of the app's own (app_spans > 0): a
+# trace of HTTP transport spans alone is a request. A turn without input of its own
+# that links to the same request as an earlier turn is that turn's background work
+# (a summary traced after the response), part of it and not a turn of its own.
+_FOLLOW_UP = """
+t.app_spans > 0 AND t.input IS NULL AND t.link_trace IS NOT NULL AND EXISTS (
+    SELECT 1 FROM traces AS o
+    WHERE o.link_trace = t.link_trace AND o.session_id = t.session_id
+      AND o.app_spans > 0 AND o.span_count > 0
+      AND (o.start_ns, o.trace_id) < (t.start_ns, t.trace_id))
+"""
 
 _RECOMPUTE_SESSION = f"""
 INSERT INTO sessions ({_SESSION_COLUMNS})
@@ -116,13 +150,30 @@ SELECT
       WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.workflow IS NOT NULL
       ORDER BY w.start_ns LIMIT 1),
     count(*), sum(span_count), sum(error_count), min(start_ns), max(end_ns),
-    sum(input_tokens), sum(output_tokens), sum(total_tokens)
+    sum(input_tokens), sum(output_tokens), sum(total_tokens),
+    sum(app_spans > 0) - sum(CASE WHEN {_FOLLOW_UP} THEN 1 ELSE 0 END),
+    (SELECT w.end_user FROM traces AS w
+      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.end_user IS NOT NULL
+      ORDER BY w.start_ns DESC LIMIT 1),
+    (SELECT w.input FROM traces AS w
+      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.app_spans > 0
+        AND w.input IS NOT NULL
+      ORDER BY w.start_ns, w.trace_id LIMIT 1),
+    (SELECT w.output FROM traces AS w
+      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.app_spans > 0
+        AND w.output IS NOT NULL
+      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1)
 FROM traces AS t
 WHERE session_id = ? AND span_count > 0
 GROUP BY session_id
 """
 
 _INTERN_CACHE_LIMIT = 10_000
+#: Longest input or output text kept on a trace row; the spans keep it whole.
+TEXT_LIMIT = 2_000
+#: Longest attribute value the search finds; longer ones (documents, prompts) are
+#: found through the turn's input and output.
+_TERM_LIMIT = 200
 #: Bound parameters per lookup query, well under SQLite's limit on any build.
 _IN_CHUNK = 500
 
@@ -131,7 +182,7 @@ class StoreError(RuntimeError):
     """The database cannot be used; the message says what to change."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as TraceRow below
 class TokenTotals:
     """Summed token usage; a count is None when no span reported it."""
 
@@ -152,9 +203,16 @@ class SessionRow:
     first_ns: int
     last_ns: int
     tokens: TokenTotals
+    #: User turns: traces of the app's own work, less background work of a turn.
+    turn_count: int
+    end_user: str | None
+    first_input: str | None
+    last_output: str | None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which
+# made building a session page's rows a third of its answer time. Read them only.
+@dataclass(slots=True)
 class TraceRow:
     """One trace's summary; markers are in neither its counts nor its times."""
 
@@ -170,6 +228,51 @@ class TraceRow:
     error_count: int
     tokens: TokenTotals
     complete: bool
+    #: False for a request: a trace whose spans all describe HTTP transport.
+    turn: bool
+    #: The trace the root span links to: a turn's request.
+    link_trace: str | None
+    http_status: int | None
+    end_user: str | None
+    input: str | None
+    output: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One row of a session's conversation: a user turn with the request trace that
+    carried it and later traces of that request (background work), or a request that
+    no turn claims."""
+
+    trace: TraceRow
+    request: TraceRow | None
+    parts: list[TraceRow]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """A session and one page of its entries; `next_key` is where the next page starts
+    (the last trace read), or None on the last page."""
+
+    session: SessionRow
+    entries: list[Entry]
+    next_key: tuple[int, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    """What the sessions list keeps; None or False keeps everything."""
+
+    query: str | None = None
+    workflow: str | None = None
+    end_user: str | None = None
+    #: Only sessions with at least one user turn.
+    with_turns: bool = False
+    #: Only sessions with at least one error.
+    errors: bool = False
+    #: Only sessions active at or after / at or before these times (ns since epoch).
+    since_ns: int | None = None
+    until_ns: int | None = None
 
 
 def default_db_path() -> Path:
@@ -241,8 +344,10 @@ class Store:
 
     def _write(self, connection: sqlite3.Connection, spans: Sequence[Span]) -> int:
         deltas: dict[str, _TraceDelta] = {}
-        names: set[tuple[str, str]] = set()
+        terms: set[tuple[str, str]] = set()
+        session_keys = _SESSION_KEY_SET
         interned: dict[int, int] = {}  # id() of a batch's shared dict -> row id
+        scope_transport: dict[int, bool] = {}  # scope row id -> is a transport scope
         # Spans already stored (a retried export) or repeated within the batch are
         # skipped here, so every row below is new and one executemany inserts them all.
         known = self._stored_span_ids(connection, [(span.trace_id, span.span_id) for span in spans])
@@ -283,11 +388,22 @@ class Store:
             delta = deltas.get(span.trace_id)
             if delta is None:
                 delta = deltas[span.trace_id] = _TraceDelta()
-            delta.add(span, marker)
+            transport = scope_transport.get(scope_id)
+            if transport is None:
+                transport = scope_transport[scope_id] = grouping.is_transport_scope(span.scope)
+            delta.add(span, marker, transport)
             if not marker:
-                names.add((span.name, span.trace_id))
+                trace_id = span.trace_id
+                terms.add((span.name, trace_id))
+                for attribute, value in span.attributes.items():
+                    if (
+                        type(value) is str
+                        and 0 < len(value) <= _TERM_LIMIT
+                        and attribute not in session_keys
+                    ):
+                        terms.add((value, trace_id))
         connection.executemany(_INSERT_SPAN, rows)
-        connection.executemany("INSERT OR IGNORE INTO span_names VALUES (?, ?)", names)
+        connection.executemany("INSERT OR IGNORE INTO span_terms VALUES (?, ?)", terms)
         touched_sessions = self._update_traces(connection, deltas)
         connection.executemany("DELETE FROM sessions WHERE session_id = ?", touched_sessions)
         connection.executemany(_RECOMPUTE_SESSION, touched_sessions)
@@ -350,7 +466,7 @@ class Store:
                 sessions.add(old[1])
             if row[1] is not None:
                 sessions.add(row[1])
-        marks = ",".join("?" * 14)
+        marks = ",".join("?" * _TRACE_COLUMN_COUNT)
         connection.executemany(
             f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}) VALUES ({marks})", rows
         )
@@ -362,46 +478,62 @@ class Store:
         self,
         *,
         limit: int,
-        query: str | None = None,
-        workflow: str | None = None,
+        where: SessionFilter | None = None,
         before: tuple[int, str] | None = None,
     ) -> list[SessionRow]:
         """Sessions by last activity, newest first, optionally filtered and paged.
 
-        `query` matches session ids and span names (substring, ASCII case-insensitive);
-        `before` is the (last_ns, session_id) of the last row of the previous page.
+        The query matches session ids, end users, span names and short attribute values
+        (substring, ASCII case-insensitive); `before` is the (last_ns, session_id) of
+        the last row of the previous page.
         """
-        where: list[str] = []
-        params: list[Any] = []
-        if workflow is not None:
-            where.append("workflow = ?")
-            params.append(workflow)
-        if query:
-            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            pattern += "%"
-            where.append(
-                "(session_id LIKE ? ESCAPE '\\' OR session_id IN ("
-                " SELECT t.session_id FROM span_names AS n JOIN traces AS t USING (trace_id)"
-                " WHERE n.name LIKE ? ESCAPE '\\' AND t.session_id IS NOT NULL))"
-            )
-            params += [pattern, pattern]
+        clauses, params = _session_clauses(where or SessionFilter())
         if before is not None:
-            where.append("(last_ns, session_id) < (?, ?)")
+            clauses.append("(last_ns, session_id) < (?, ?)")
             params += list(before)
         sql = f"SELECT {_SESSION_COLUMNS} FROM sessions"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY last_ns DESC, session_id DESC LIMIT ?"
         params.append(limit)
         with self._reading() as connection:
             return [_session_row(row) for row in connection.execute(sql, params)]
 
+    def count_sessions(self, where: SessionFilter, *, cap: int) -> int:
+        """How many sessions `where` keeps, counted up to `cap`."""
+        clauses, params = _session_clauses(where)
+        sql = "SELECT 1 FROM sessions"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with self._reading() as connection:
+            row = connection.execute(
+                f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, cap]
+            ).fetchone()
+        return int(row[0])
+
+    def facets(self, *, limit: int) -> tuple[list[str], list[str]]:
+        """The end users and workflows sessions have, for the page's filters."""
+        with self._reading() as connection:
+            users = connection.execute(
+                "SELECT DISTINCT end_user FROM sessions WHERE end_user IS NOT NULL"
+                " ORDER BY end_user LIMIT ?",
+                (limit,),
+            ).fetchall()
+            workflows = connection.execute(
+                "SELECT DISTINCT workflow FROM sessions WHERE workflow IS NOT NULL"
+                " ORDER BY workflow LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [row[0] for row in users], [row[0] for row in workflows]
+
     def session(
         self, session_id: str, *, limit: int, after: tuple[int, str] | None = None
-    ) -> tuple[SessionRow, list[TraceRow]] | None:
-        """A session and up to ``limit`` of its traces in time order, or None if no
-        trace is in it. ``after`` is the (start_ns, trace_id) of the last trace of the
-        previous page; the session index serves each page without reading the rest.
+    ) -> SessionPage | None:
+        """A session and a page of its entries in time order, or None if no trace is in
+        it. A page reads up to ``limit`` traces; a request a turn links to is folded
+        into that turn, and a turn's background work into the turn, wherever they are
+        in the session. ``after`` is the previous page's ``next_key``; the session index
+        serves each page without reading the rest.
         """
         sql = f"SELECT {_TRACE_COLUMNS} FROM traces WHERE session_id = ? AND span_count > 0"
         params: list[Any] = [session_id]
@@ -409,15 +541,43 @@ class Store:
             sql += " AND (start_ns, trace_id) > (?, ?)"
             params += list(after)
         sql += " ORDER BY start_ns, trace_id LIMIT ?"
-        params.append(limit)
+        params.append(limit + 1)
         with self._reading() as connection:
             row = connection.execute(
                 f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,)
             ).fetchone()
             if row is None:
                 return None
-            traces = connection.execute(sql, params).fetchall()
-        return _session_row(row), [_trace_row(trace) for trace in traces]
+            traces = [_trace_row(trace) for trace in connection.execute(sql, params)]
+            more = len(traces) > limit
+            traces = traces[:limit]
+            entries = _fold(traces, self._relatives(connection, session_id, traces))
+        last = traces[-1] if more else None
+        next_key = (last.start_ns, last.trace_id) if last is not None else None
+        return SessionPage(_session_row(row), entries, next_key)
+
+    def _relatives(
+        self, connection: sqlite3.Connection, session_id: str, traces: list[TraceRow]
+    ) -> list[TraceRow]:
+        """The session's traces that share a request with these: the requests they link
+        to, and every trace that links to the same requests or to these requests."""
+        requests = {t.link_trace for t in traces if t.link_trace is not None}
+        requests.update(t.trace_id for t in traces if not t.turn)
+        if not requests:
+            return []
+        found: dict[str, TraceRow] = {}
+        ids = sorted(requests)
+        for chunk in _chunks(ids, _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            for query in (
+                f"SELECT {_TRACE_COLUMNS} FROM traces WHERE link_trace IN ({marks})",
+                f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})",
+            ):
+                for raw in connection.execute(query, chunk):
+                    trace = _trace_row(raw)
+                    if trace.session_id == session_id and trace.span_count > 0:
+                        found[trace.trace_id] = trace
+        return list(found.values())
 
     def traces(
         self,
@@ -527,8 +687,14 @@ class _TraceDelta:
     workflow: str | None = None
     root: Span | None = None
     earliest: Span | None = None
+    app_spans: int = 0
+    end_user: str | None = None
+    input: str | None = None
+    input_key: int | None = None
+    output: str | None = None
+    output_key: int | None = None
 
-    def add(self, span: Span, marker: bool) -> None:
+    def add(self, span: Span, marker: bool, transport_scope: bool) -> None:
         if self.session_id is None:
             self.session_id = grouping.session_of(span)
         if self.workflow is None:
@@ -544,17 +710,51 @@ class _TraceDelta:
             self.earliest = span
         self.start_ns = _min(self.start_ns, span.start_ns)
         self.end_ns = _max(self.end_ns, span.end_ns)
+        if not grouping.is_transport(span, transport_scope):
+            self.app_spans += 1
+        if span.attributes.keys().isdisjoint(grouping.NOTABLE_KEYS):
+            return  # most spans: no usage, end user, input or output to look for
         tokens = grouping.tokens_of(span)
         if tokens is not None:
             self.input_tokens = _add(self.input_tokens, tokens.input)
             self.output_tokens = _add(self.output_tokens, tokens.output)
             self.total_tokens = _add(self.total_tokens, tokens.total)
+        if self.end_user is None:
+            self.end_user = grouping.end_user_of(span)
+        if grouping.may_converse(span):
+            self._converse(span)
+
+    def _converse(self, span: Span) -> None:
+        """Keep the span's input and output when they beat the trace's so far.
+
+        The root's input and output win (what backends that read one span per trace
+        show); then an LLM span's; then any span's. Among equals the earliest input and
+        the latest output win. Rank and time fit one integer: the rank above bit 56,
+        the time in microseconds-ish (ns >> 10, under 2**54 until the year 2500) below.
+        """
+        talk = grouping.conversation_of(span)
+        if span.parent_span_id is None:
+            rank = 2
+        elif talk.input_messages or talk.output_messages or grouping.ai_kind_of(span) == "LLM":
+            rank = 1
+        else:
+            rank = 0
+        if talk.input is not None:
+            key = ((2 - rank) << 56) | (span.start_ns >> 10)
+            if self.input_key is None or key < self.input_key:
+                self.input, self.input_key = _clip(talk.input), key
+        if talk.output is not None:
+            key = (rank << 56) | (span.end_ns >> 10)
+            if self.output_key is None or key > self.output_key:
+                self.output, self.output_key = _clip(talk.output), key
 
     def merged_into(self, trace_id: str, old: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """The trace's new row, in `_TRACE_COLUMNS` order."""
         if old is None:
             old = (trace_id, None, None, None, None, None, None, None, 0, 0, None, None, None, 0)
+            old += (0, None, None, None, None, None, None, None)
         (_, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns) = old[:8]
+        (link_trace, http_status, end_user, text_in, in_key, text_out, out_key) = old[15:22]
         root = self.root
         root_session = grouping.session_of(root) if root is not None else None
         # The root's session wins: it is what backends that read one span per trace show.
@@ -562,6 +762,8 @@ class _TraceDelta:
         if root is not None:
             workflow = grouping.workflow_of(root.resource) or workflow or self.workflow
             name, root_span_id, root_status = root.name, root.span_id, root.status_code
+            link_trace = grouping.linked_trace_of(root)
+            http_status = grouping.http_status_of(root)
         else:
             workflow = workflow or self.workflow
             earliest = self.earliest
@@ -572,6 +774,10 @@ class _TraceDelta:
                 and (start_ns is None or earliest.start_ns < start_ns)
             ):
                 name = earliest.name
+        if self.input_key is not None and (in_key is None or self.input_key < in_key):
+            text_in, in_key = self.input, self.input_key
+        if self.output_key is not None and (out_key is None or self.output_key > out_key):
+            text_out, out_key = self.output, self.output_key
         return (
             trace_id,
             session_id,
@@ -587,7 +793,87 @@ class _TraceDelta:
             _add(old[11], self.output_tokens),
             _add(old[12], self.total_tokens),
             int(bool(old[13]) or self.complete),
+            old[14] + self.app_spans,
+            link_trace,
+            http_status,
+            end_user or self.end_user,
+            text_in,
+            in_key,
+            text_out,
+            out_key,
         )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "…"
+
+
+def _session_clauses(where: SessionFilter) -> tuple[list[str], list[Any]]:
+    """SQL conditions on the sessions table for a filter, and their parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.workflow is not None:
+        clauses.append("workflow = ?")
+        params.append(where.workflow)
+    if where.end_user is not None:
+        clauses.append("end_user = ?")
+        params.append(where.end_user)
+    if where.with_turns:
+        clauses.append("turn_count > 0")
+    if where.errors:
+        clauses.append("error_count > 0")
+    if where.since_ns is not None:
+        clauses.append("last_ns >= ?")
+        params.append(where.since_ns)
+    if where.until_ns is not None:
+        clauses.append("first_ns <= ?")
+        params.append(where.until_ns)
+    if where.query:
+        escaped = where.query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        clauses.append(
+            "(session_id LIKE ? ESCAPE '\\' OR end_user LIKE ? ESCAPE '\\'"
+            " OR session_id IN ("
+            " SELECT t.session_id FROM span_terms AS n JOIN traces AS t USING (trace_id)"
+            " WHERE n.term LIKE ? ESCAPE '\\' AND t.session_id IS NOT NULL)"
+            " OR session_id IN ("
+            " SELECT session_id FROM traces WHERE session_id IS NOT NULL"
+            " AND (input LIKE ? ESCAPE '\\' OR output LIKE ? ESCAPE '\\')))"
+        )
+        params += [pattern] * 5
+    return clauses, params
+
+
+def _fold(traces: list[TraceRow], relatives: list[TraceRow]) -> list[Entry]:
+    """A page of traces as conversation entries (the rule `_FOLLOW_UP` also counts by).
+
+    A request some turn links to is shown on the first turn that links to it; later
+    turns linking to it without input of their own are that turn's parts.
+    """
+    if not relatives and all(t.turn and t.link_trace is None for t in traces):
+        return [Entry(trace, None, []) for trace in traces]  # nothing to fold
+    known = {trace.trace_id: trace for trace in relatives}
+    known.update((trace.trace_id, trace) for trace in traces)
+    linking: dict[str, list[TraceRow]] = {}
+    for trace in sorted(known.values(), key=lambda t: (t.start_ns, t.trace_id)):
+        if trace.turn and trace.link_trace is not None:
+            linking.setdefault(trace.link_trace, []).append(trace)
+    entries = []
+    for trace in traces:
+        if not trace.turn:
+            if trace.trace_id not in linking:
+                entries.append(Entry(trace, None, []))
+            continue
+        group = linking.get(trace.link_trace) if trace.link_trace is not None else None
+        if group is None or group[0].trace_id == trace.trace_id:
+            request = known.get(trace.link_trace) if trace.link_trace is not None else None
+            if request is not None and request.turn:
+                request = None  # a link to another turn, not to a request
+            parts = [other for other in (group or [])[1:] if other.input is None]
+            entries.append(Entry(trace, request, parts))
+        elif trace.input is not None:
+            entries.append(Entry(trace, None, []))
+    return entries
 
 
 def _chunks(items: list[ItemT], size: int) -> Iterator[list[ItemT]]:
@@ -627,6 +913,10 @@ def _session_row(row: Sequence[Any]) -> SessionRow:
         first_ns=row[5],
         last_ns=row[6],
         tokens=TokenTotals(row[7], row[8], row[9]),
+        turn_count=row[10],
+        end_user=row[11],
+        first_input=row[12],
+        last_output=row[13],
     )
 
 
@@ -645,6 +935,12 @@ def _trace_row(row: Sequence[Any]) -> TraceRow:
         error_count=row[9],
         tokens=TokenTotals(row[10], row[11], row[12]),
         complete=bool(row[13]),
+        turn=row[14] > 0,
+        link_trace=row[15],
+        http_status=row[16],
+        end_user=row[17],
+        input=row[18],
+        output=row[20],
     )
 
 

@@ -6,6 +6,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,17 +30,21 @@ def store() -> Iterator[Store]:
 
 @pytest.fixture
 def client(store: Store) -> Iterator[TestClient]:
-    with TestClient(create_app(store, max_body_bytes=64 * 1024)) as test_client:
+    app = create_app(store, max_body_bytes=64 * 1024)
+    # A loopback Host: the collector answers no other (DNS rebinding protection).
+    with TestClient(app, base_url="http://127.0.0.1:4318") as test_client:
         yield test_client
 
 
 class LiveCollector:
     """The collector served by uvicorn on a free loopback port, in a background thread."""
 
-    def __init__(self, db: Path, api_key: str | None = None) -> None:
+    def __init__(self, db: Path, api_key: str | None = None, **options: Any) -> None:
         self.store = Store(db)
         config = uvicorn.Config(
-            create_app(self.store, api_key=api_key), log_level="warning", lifespan="off"
+            create_app(self.store, api_key=api_key, **options),
+            log_level="warning",
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
         self._socket = socket.socket()
@@ -63,6 +68,10 @@ class LiveCollector:
         self._socket.close()
         self.store.close()
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def get(self, path: str, **params: str) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=10)
 
@@ -77,8 +86,8 @@ def collector(tmp_path: Path) -> Iterator[LiveCollector]:
 def live_collector_factory(tmp_path: Path) -> Iterator[Callable[..., LiveCollector]]:
     started: list[LiveCollector] = []
 
-    def start(api_key: str | None = None) -> LiveCollector:
-        live = LiveCollector(tmp_path / f"collector-{len(started)}.db", api_key=api_key)
+    def start(api_key: str | None = None, **options: Any) -> LiveCollector:
+        live = LiveCollector(tmp_path / f"collector-{len(started)}.db", api_key=api_key, **options)
         started.append(live.__enter__())
         return live
 

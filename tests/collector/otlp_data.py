@@ -76,17 +76,19 @@ def span(
     return message
 
 
-def request(*spans: Span, resource: dict[str, Any] | None = None) -> ExportTraceServiceRequest:
+def request(
+    *spans: Span, resource: dict[str, Any] | None = None, scope: str = "tests"
+) -> ExportTraceServiceRequest:
     resource_spans = ResourceSpans()
     resource_spans.resource.attributes.extend(kvs(resource or {"service.name": "tests"}))
     scope_spans = resource_spans.scope_spans.add()
-    scope_spans.scope.name = "tests"
+    scope_spans.scope.name = scope
     scope_spans.spans.extend(spans)
     return ExportTraceServiceRequest(resource_spans=[resource_spans])
 
 
-def protobuf(*spans: Span, resource: dict[str, Any] | None = None) -> bytes:
-    return request(*spans, resource=resource).SerializeToString()
+def protobuf(*spans: Span, resource: dict[str, Any] | None = None, scope: str = "tests") -> bytes:
+    return request(*spans, resource=resource, scope=scope).SerializeToString()
 
 
 def otlp_json(spans: list[dict[str, Any]], resource: dict[str, Any] | None = None) -> bytes:

@@ -67,6 +67,10 @@ def test_session_list_shape(client: TestClient) -> None:
                 "last_seen": "2023-11-14T22:13:20.100000Z",
                 "duration_ms": 100.0,
                 "tokens": {"input": 5, "output": None, "total": 5},
+                "turn_count": 1,
+                "end_user": None,
+                "first_input": None,
+                "last_output": None,
             }
         ],
         "next": None,
@@ -98,6 +102,13 @@ def test_session_detail_lists_traces_in_time_order(client: TestClient) -> None:
         "error_count",
         "tokens",
         "complete",
+        "turn",
+        "input",
+        "output",
+        "end_user",
+        "http_status",
+        "request",
+        "parts",
     }
     assert (first["duration_ms"], first["span_count"], first["status"]) == (1500.0, 1, "UNSET")
     assert body["traces"][1]["status"] == "ERROR"
@@ -162,6 +173,10 @@ def test_trace_detail_has_every_span_with_its_fields(client: TestClient) -> None
         "links",
         "resource",
         "scope",
+        "ai_kind",
+        "input",
+        "output",
+        "messages",
     }
     assert server["parent_span_id"] is None
     assert server["kind"] == "SERVER"

@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from playwright.sync_api import Browser, Page, expect
 
+from tests.collector import conversations
 from tests.collector import otlp_data as otlp
 from tests.collector.conftest import LiveCollector
 
@@ -240,3 +241,117 @@ def test_unknown_links_show_not_found(seeded: LiveCollector, page: Page) -> None
     page.goto(seeded.url + "/#/sessions/does-not-exist")
 
     expect(page.locator(".view h1")).to_have_text("Session not found")
+
+
+# ---------------------------------------------------------------- conversations
+
+
+@pytest.fixture
+def chats(collector: LiveCollector) -> LiveCollector:
+    def post(body: bytes) -> None:
+        response = httpx.post(
+            collector.url + "/v1/traces",
+            content=body,
+            headers={"Content-Type": "application/x-protobuf"},
+        )
+        assert response.status_code == 200
+
+    conversations.seed(post)
+    return collector
+
+
+def test_the_list_shows_who_said_what_and_leaves_out_sessions_without_turns(
+    chats: LiveCollector, page: Page
+) -> None:
+    page.goto(chats.url + "/")
+
+    items = page.locator(".session-item[data-session-id]")
+    expect(items).to_have_count(3)
+    alice = page.locator('[data-session-id="conv-7f3a"]')
+    expect(alice.locator(".session-title")).to_have_text("How do I reset my password?")
+    expect(alice.locator(".user")).to_have_text("alice@example.com")
+    expect(alice.locator(".turns")).to_have_text("3 turns")
+    expect(alice).to_contain_text("2 errors")
+    expect(alice).to_contain_text("2,312 tok")
+    toggle = page.locator("#requests-toggle")
+    expect(toggle).to_have_text("Show 2 sessions without turns")
+
+    toggle.click()
+    expect(items).to_have_count(5)
+    expect(page.locator('[data-session-id="sess-whoami"] .turns')).to_have_text(
+        "no turns · 1 request"
+    )
+
+
+def test_filters_and_search_narrow_the_list(chats: LiveCollector, page: Page) -> None:
+    page.goto(chats.url + "/")
+    items = page.locator(".session-item[data-session-id]")
+    expect(items).to_have_count(3)
+
+    page.locator("#f-user").select_option("bob@example.com")
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("What are your opening hours?")
+    page.locator("#f-user").select_option("")
+    page.locator("#f-errors").check()
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-session-id", "conv-7f3a")
+    page.locator("#f-errors").uncheck()
+    page.locator("#f-time").select_option("3600")  # the last hour: not the old session
+    expect(items).to_have_count(2)
+    expect(page.locator('[data-session-id="conv-old"]')).to_have_count(0)
+    page.locator("#f-time").select_option("")
+    expect(items).to_have_count(3)
+    page.locator("#search").fill("ticket #4812")  # an attribute value: a turn's output
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-session-id", "conv-7f3a")
+
+
+def test_a_session_reads_as_a_conversation_with_idle_gaps_compressed(
+    chats: LiveCollector, page: Page
+) -> None:
+    page.goto(chats.url + "/#/sessions/conv-7f3a")
+
+    expect(page.locator(".view-header .turn-count")).to_have_text("3 turns")
+    expect(page.locator(".view-header .user")).to_have_text("alice@example.com")
+    turns = page.locator(".tl-row.turn")
+    expect(turns).to_have_count(3)
+    expect(page.locator(".tl-row.request")).to_have_count(0)  # folded into their turns
+    expect(turns.locator(".msg-in .msg-text")).to_have_text(
+        [turn.input for turn in conversations.ALICE_TURNS]
+    )
+    expect(turns.locator(".msg-out .msg-text")).to_have_text(
+        [turn.output for turn in conversations.ALICE_TURNS]
+    )
+    expect(turns.locator(".request-chip")).to_have_text(["POST /chat/{conversation_id} · 200"] * 3)
+    expect(turns.nth(0)).to_contain_text("+1 background trace")
+    expect(turns.nth(2)).to_have_class("tl-row turn is-error")
+
+    # The 5 min 39 s pause is labelled, on the axis and between the rows, and skipped.
+    expect(page.locator(".gap-row", has_text="5m 39s idle")).to_have_count(1)
+    expect(page.locator(".axis-gap-label", has_text="5m 39s")).to_have_count(1)
+    track = turns.nth(0).locator(".tl-track").bounding_box()
+    bars = [turns.nth(i).locator(".turn-bar").bounding_box() for i in range(3)]
+    assert track is not None and all(bar is not None for bar in bars)
+    # On a linear axis each 2.4 s turn would be under 1% of 6 minutes.
+    assert all(bar["width"] > track["width"] * 0.1 for bar in bars if bar), (bars, track)
+
+
+def test_a_turn_shows_span_kinds_and_an_llm_calls_messages(
+    chats: LiveCollector, page: Page
+) -> None:
+    page.goto(chats.url + "/#/sessions/conv-7f3a")
+    page.locator(".tl-row.turn").first.click()
+
+    expect(page.locator(".trace-conv .msg-in .msg-text")).to_have_text(
+        "How do I reset my password?"
+    )
+    spans = page.locator(".span-row")
+    expect(spans.locator(".kind-badge")).to_have_text(["CHAIN", "RETRIEVER", "LLM", "TOOL"])
+    llm = page.locator(".span-row", has_text="llm.chat")
+    expect(llm.locator(".bar")).to_have_class("bar kind-llm")
+    llm.click()
+
+    bubbles = page.locator(".details .bubble")
+    expect(bubbles.locator(".bubble-role")).to_have_text(["system", "user", "assistant"])
+    expect(bubbles.nth(1).locator(".bubble-text")).to_have_text("How do I reset my password?")
+    expect(bubbles.nth(2).locator(".bubble-text")).to_have_text(conversations.ALICE_TURNS[0].output)

@@ -57,7 +57,7 @@ def test_one_request_is_one_transaction(tmp_path: Path) -> None:
         assert store.ingest(batch(*spans)) == 50
         assert store.ingest(batch(*spans)) == 0  # a retry adds nothing
         session = store.session("tx", limit=10)
-        assert session is not None and session[0].span_count == 50
+        assert session is not None and session.session.span_count == 50
     finally:
         store.close()
 

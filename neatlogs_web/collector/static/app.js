@@ -1,7 +1,9 @@
-// The session timeline page: a sessions list, one session's turns on a shared time
-// axis, and one trace's span waterfall. Plain DOM, no build step, nothing fetched from
-// elsewhere. Every piece of data reaches the page through textContent or an attribute,
-// never through HTML parsing, because span names and attributes come from any sender.
+// The session timeline page: a sessions list, one session's conversation (a row per
+// user turn with what the user said and what the app answered, on a time axis whose
+// idle gaps are compressed), and one trace's span waterfall. Plain DOM, no build step,
+// nothing fetched from elsewhere. Every piece of data reaches the page through
+// textContent or an attribute, never through HTML parsing, because span names and
+// attributes come from any sender.
 
 const POLL_MS = 3000;
 const PAGE_SIZE = 50;
@@ -9,6 +11,8 @@ const MAX_SESSIONS = 500;
 
 const state = {
   query: "",
+  filters: { user: "", workflow: "", time: "", errors: false, requests: false },
+  facetsKey: "",
   limit: PAGE_SIZE,
   listKey: "",
   viewKey: "",
@@ -142,70 +146,105 @@ function parseRoute() {
 
 // ---------------------------------------------------------------- sessions list
 
-async function refreshList() {
+function listParams() {
   const params = new URLSearchParams({ limit: String(state.limit) });
+  const f = state.filters;
   if (state.query) params.set("q", state.query);
-  const [list, orphans] = await Promise.all([
-    getJSON(`api/sessions?${params}`),
+  if (f.user) params.set("user", f.user);
+  if (f.workflow) params.set("workflow", f.workflow);
+  if (f.time) params.set("since", new Date(Date.now() - Number(f.time) * 1000).toISOString());
+  if (f.errors) params.set("errors", "1");
+  // Sessions holding only requests (a health check, a page load) are left out unless asked.
+  if (!f.requests) params.set("turns", "1");
+  return params;
+}
+
+async function refreshList() {
+  const [list, orphans, facets] = await Promise.all([
+    getJSON(`api/sessions?${listParams()}`),
     getJSON("api/traces?session=none&limit=1"),
+    getJSON("api/facets"),
   ]);
-  const key = JSON.stringify([list, orphans.traces.length, state.route]);
+  renderFacets(facets);
+  // The "since" parameter moves with the clock: compare answers, not requests.
+  const key = JSON.stringify([list, orphans.traces.length, state.route, state.filters]);
   if (key === state.listKey) return;
   state.listKey = key;
   renderList(list, orphans.traces.length > 0);
 }
 
+function renderFacets(facets) {
+  const key = JSON.stringify(facets);
+  if (key === state.facetsKey) return;
+  state.facetsKey = key;
+  const fill = (select, values, all) => {
+    const current = select.value;
+    const options = [h("option", { value: "" }, all)];
+    for (const value of values) options.push(h("option", { value }, value));
+    if (current && !values.includes(current)) options.push(h("option", { value: current }, current));
+    select.replaceChildren(...options);
+    select.value = current;
+  };
+  fill($("f-user"), facets.users, "All users");
+  fill($("f-workflow"), facets.workflows, "All workflows");
+}
+
+function sessionItem(s, selected) {
+  const noTurns = s.turn_count === 0;
+  const title = s.first_input
+    ? h("span", { class: "session-title", title: s.first_input }, s.first_input)
+    : h("span", { class: "session-title mono", title: s.session_id }, s.session_id);
+  const stats = [
+    s.end_user ? h("span", { class: "user", title: "end user" }, s.end_user) : null,
+    h("span", { class: "turns" }, noTurns ? `no turns · ${plural(s.trace_count, "request")}` : plural(s.turn_count, "turn")),
+    fmtTokens(s.tokens),
+    s.error_count ? h("span", { class: "badge error" }, plural(s.error_count, "error")) : null,
+  ].filter(Boolean);
+  return h(
+    "a",
+    {
+      class: "session-item" + (selected ? " selected" : "") + (noTurns ? " no-turns" : ""),
+      href: sessionHref(s.session_id),
+      "aria-current": selected ? "page" : null,
+      "data-session-id": s.session_id,
+    },
+    h("div", { class: "session-line" }, title, h("span", { class: "ago", title: s.last_seen }, fmtAgo(parseTime(s.last_seen)))),
+    h("div", { class: "session-stats" }, stats),
+    s.first_input || s.workflow
+      ? h("div", { class: "session-sub" }, [s.first_input ? s.session_id : null, s.workflow].filter(Boolean).join(" · "))
+      : null,
+  );
+}
+
 function renderList(list, hasOrphans) {
   const nav = $("sessions");
   const route = state.route || {};
-  const items = list.sessions.map((s) => {
-    const selected = route.kind === "session" && route.id === s.session_id;
-    const stats = [
-      s.workflow,
-      plural(s.trace_count, "turn"),
-      fmtDuration(s.duration_ms),
-      fmtTokens(s.tokens),
-    ].filter(Boolean);
-    return h(
-      "a",
-      {
-        class: "session-item" + (selected ? " selected" : ""),
-        href: sessionHref(s.session_id),
-        "aria-current": selected ? "page" : null,
-        "data-session-id": s.session_id,
-      },
-      h(
-        "div",
-        { class: "session-line" },
-        h("span", { class: "session-id", title: s.session_id }, s.session_id),
-        h("span", { class: "ago", title: s.last_seen }, fmtAgo(parseTime(s.last_seen))),
-      ),
-      h(
-        "div",
-        { class: "session-stats" },
-        stats.join(" · "),
-        s.error_count ? h("span", { class: "badge error" }, plural(s.error_count, "error")) : null,
-      ),
-    );
-  });
-  if (hasOrphans && !state.query) {
+  const items = list.sessions.map((s) => sessionItem(s, route.kind === "session" && route.id === s.session_id));
+  const f = state.filters;
+  const filtered = Boolean(state.query || f.user || f.workflow || f.time || f.errors);
+  if (hasOrphans && !filtered) {
     const selected = route.kind === "no-session";
     items.unshift(
       h(
         "a",
         { class: "session-item orphans" + (selected ? " selected" : ""), href: "#/no-session" },
-        h("div", { class: "session-line" }, h("span", { class: "session-id" }, "Traces without a session")),
+        h("div", { class: "session-line" }, h("span", { class: "session-title" }, "Traces without a session")),
         h("div", { class: "session-stats" }, "spans that carried no session id"),
       ),
     );
   }
   if (!items.length) {
     items.push(
-      h("p", { class: "empty" }, state.query ? `No session matches “${state.query}”.` : "No sessions yet."),
+      h("p", { class: "empty" }, state.query ? `No session matches “${state.query}”.` : filtered ? "No session matches these filters." : "No sessions yet."),
     );
   }
   nav.replaceChildren(...items);
   $("more").hidden = !list.next || state.limit >= MAX_SESSIONS;
+  const hidden = list.without_turns || 0;
+  $("requests-toggle").hidden = !state.filters.requests && hidden === 0;
+  $("requests-label").textContent = state.filters.requests
+    ? "Show sessions without turns"
+    : `Show ${plural(hidden, "session")} without turns`;
 }
 
 // ---------------------------------------------------------------- views
@@ -264,7 +303,7 @@ function renderHome() {
     h(
       "p",
       { class: "muted" },
-      "Spans are grouped by session.id, neatlogs.session.id or langfuse.session.id.",
+      "Spans are grouped by session.id, neatlogs.session.id or langfuse.session.id. A trace of the app's own work is a user turn; a framework's request trace is shown inside the turn that links to it.",
     ),
   );
 }
@@ -283,19 +322,34 @@ function statsLine(parts) {
   return h("div", { class: "stats" }, parts.filter(Boolean).map((p) => h("span", { class: "stat" }, p)));
 }
 
+// One line of conversation: who spoke, and what, clamped to a few lines.
+function message(kind, text) {
+  return h(
+    "div",
+    { class: `msg msg-${kind}` },
+    h("span", { class: "msg-role" }, kind === "in" ? "input" : "output"),
+    h("span", { class: "msg-text", title: text }, text),
+  );
+}
+
+function requestLabel(trace) {
+  return [trace.name, trace.http_status].filter((part) => part !== null && part !== undefined).join(" · ");
+}
+
 function renderSession(session) {
-  const traces = session.traces;
+  const entries = session.traces;
   const start = parseTime(session.first_seen);
-  const end = Math.max(parseTime(session.last_seen), start + 1);
-  const total = end - start;
+  const axis = compressedAxis(entries, start);
   const header = h(
     "header",
     { class: "view-header" },
     h("div", { class: "crumbs" }, h("a", { href: "#/" }, "Sessions"), " › session"),
     h("h1", { class: "mono", title: session.session_id }, session.session_id),
     statsLine([
+      session.end_user ? h("span", { class: "user", title: "end user" }, session.end_user) : null,
       session.workflow,
-      plural(session.trace_count, "turn"),
+      h("span", { class: "turn-count" }, plural(session.turn_count, "turn")),
+      session.trace_count !== session.turn_count ? plural(session.trace_count, "trace") : null,
       plural(session.span_count, "span"),
       session.error_count ? h("span", { class: "badge error" }, plural(session.error_count, "error")) : null,
       `${fmtDuration(session.duration_ms)} from ${fmtClock(start)}`,
@@ -304,36 +358,16 @@ function renderSession(session) {
   );
   const rows = [];
   let previousEnd = null;
-  traces.forEach((t, index) => {
+  let turnNumber = 0;
+  entries.forEach((t) => {
     const tStart = parseTime(t.start);
-    const tEnd = parseTime(t.end);
-    if (previousEnd !== null && tStart - previousEnd > Math.max(total * 0.02, 50)) {
-      rows.push(
-        h(
-          "div",
-          { class: "gap-row" },
-          h("span", { class: "gap-label" }, `${fmtDuration(tStart - previousEnd)} idle`),
-        ),
-      );
+    const tEnd = entryEnd(t);
+    const gap = previousEnd === null ? 0 : tStart - previousEnd;
+    if (gap > 0 && axis.isGap(previousEnd, tStart)) {
+      rows.push(h("div", { class: "gap-row" }, h("span", { class: "gap-label" }, `${fmtDuration(gap)} idle`)));
     }
     previousEnd = previousEnd === null ? tEnd : Math.max(previousEnd, tEnd);
-    const error = t.status === "ERROR";
-    rows.push(
-      h(
-        "a",
-        { class: "tl-row turn" + (error ? " is-error" : ""), href: traceHref(t.trace_id), "data-trace-id": t.trace_id },
-        h("span", { class: "tl-index" }, String(index + 1)),
-        h(
-          "span",
-          { class: "tl-label" },
-          error ? h("span", { class: "error-mark", title: "error" }, "!") : null,
-          h("span", { class: "tl-name", title: t.name || t.trace_id }, t.name || "(no root span yet)"),
-          h("span", { class: "tl-meta" }, `${fmtOffset(tStart - start)} · ${plural(t.span_count, "span")}`),
-        ),
-        barCell(tStart - start, tEnd - tStart, total, error, "turn-bar"),
-        h("span", { class: "tl-duration" }, fmtDuration(t.duration_ms)),
-      ),
-    );
+    rows.push(t.turn ? turnRow(t, ++turnNumber, axis, start, session.end_user) : requestRow(t, axis, start));
   });
   const more = session.next
     ? h(
@@ -347,10 +381,166 @@ function renderSession(session) {
             refreshView().catch(() => {});
           },
         },
-        `Show more turns (${traces.length} of ${session.trace_count} shown)`,
+        `Show more turns (${turnNumber} of ${session.turn_count} shown)`,
       )
     : null;
-  return [header, timeline(total, rows, "turns"), more].filter(Boolean);
+  return [header, axis.timeline(rows, "turns"), more].filter(Boolean);
+}
+
+// When an entry's work ends: its own trace, its request's and its background parts'.
+function entryEnd(t) {
+  let end = parseTime(t.end);
+  if (t.request) end = Math.max(end, parseTime(t.request.end));
+  for (const part of t.parts) end = Math.max(end, parseTime(part.end));
+  return end;
+}
+
+function turnRow(t, number, axis, sessionStart, sessionUser) {
+  const tStart = parseTime(t.start);
+  const error = t.status === "ERROR" || (t.request && t.request.status === "ERROR");
+  const meta = [
+    fmtOffset(tStart - sessionStart),
+    plural(t.span_count, "span"),
+    fmtTokens(t.tokens),
+    t.parts.length ? `+${plural(t.parts.length, "background trace")}` : null,
+  ].filter(Boolean);
+  const bars = [axis.bar(tStart, parseTime(t.end), error, "turn-bar")];
+  if (t.request) bars.unshift(axis.bar(parseTime(t.request.start), parseTime(t.request.end), false, "request-bar"));
+  for (const part of t.parts) bars.push(axis.bar(parseTime(part.start), parseTime(part.end), part.status === "ERROR", "part-bar"));
+  return h(
+    "a",
+    {
+      class: "tl-row turn" + (error ? " is-error" : ""),
+      href: traceHref(t.trace_id),
+      "data-trace-id": t.trace_id,
+      title: "Open this turn's spans",
+    },
+    h("span", { class: "tl-index" }, String(number)),
+    h(
+      "span",
+      { class: "tl-conv" },
+      h(
+        "span",
+        { class: "tl-head" },
+        error ? h("span", { class: "error-mark", title: "error" }, "!") : null,
+        h("span", { class: "tl-name", title: t.name || t.trace_id }, t.name || "(no root span yet)"),
+        t.request ? h("span", { class: "chip request-chip", title: "the request that carried this turn" }, requestLabel(t.request)) : null,
+        t.end_user && t.end_user !== sessionUser ? h("span", { class: "user" }, t.end_user) : null,
+        h("span", { class: "tl-meta" }, meta.join(" · ")),
+      ),
+      t.input !== null ? message("in", t.input) : null,
+      t.output !== null ? message("out", t.output) : null,
+      t.input === null && t.output === null ? h("span", { class: "msg-none" }, "no input or output recorded") : null,
+    ),
+    h("span", { class: "tl-track" }, bars),
+    h("span", { class: "tl-duration" }, fmtDuration(t.duration_ms), h("span", { class: "chevron" }, "›")),
+  );
+}
+
+function requestRow(t, axis, sessionStart) {
+  const tStart = parseTime(t.start);
+  const error = t.status === "ERROR";
+  return h(
+    "a",
+    { class: "tl-row request" + (error ? " is-error" : ""), href: traceHref(t.trace_id), "data-trace-id": t.trace_id },
+    h("span", { class: "tl-index" }, "·"),
+    h(
+      "span",
+      { class: "tl-conv" },
+      h(
+        "span",
+        { class: "tl-head" },
+        h("span", { class: "chip request-chip" }, "request"),
+        h("span", { class: "tl-name", title: t.name || t.trace_id }, requestLabel(t)),
+        h("span", { class: "tl-meta" }, `${fmtOffset(tStart - sessionStart)} · no turn`),
+      ),
+    ),
+    h("span", { class: "tl-track" }, axis.bar(tStart, parseTime(t.end), error, "request-bar")),
+    h("span", { class: "tl-duration" }, fmtDuration(t.duration_ms)),
+  );
+}
+
+// A time axis over a session whose idle gaps are drawn narrow: busy stretches keep
+// their length, a pause longer than a quarter of the busy time (and than a second)
+// takes a fixed sliver and is labelled with how long it really was.
+function compressedAxis(entries, sessionStart) {
+  const spans = [];
+  for (const t of entries) {
+    spans.push([parseTime(t.start), entryEnd(t)]);
+    if (t.request) spans.push([parseTime(t.request.start), parseTime(t.request.end)]);
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  const blocks = [];
+  for (const [s, e] of spans) {
+    const last = blocks[blocks.length - 1];
+    if (last && s <= last[1]) last[1] = Math.max(last[1], e);
+    else blocks.push([s, Math.max(e, s)]);
+  }
+  if (!blocks.length) blocks.push([sessionStart, sessionStart + 1]);
+  const busy = blocks.reduce((sum, [s, e]) => sum + (e - s), 0) || 1;
+  const threshold = Math.max(busy / 4, 1000);
+  const gapWidth = Math.max(busy * 0.06, 1);
+  // Segments in screen units: [realStart, realEnd, unitStart, unitEnd, isGap].
+  const segments = [];
+  let units = 0;
+  blocks.forEach(([s, e], i) => {
+    if (i > 0) {
+      const prev = blocks[i - 1][1];
+      const gap = s - prev;
+      const width = gap > threshold ? gapWidth : gap;
+      segments.push([prev, s, units, units + width, gap > threshold]);
+      units += width;
+    }
+    segments.push([s, e, units, units + (e - s), false]);
+    units += e - s;
+  });
+  const first = blocks[0][0];
+  const total = Math.max(units, 0.001);
+  const x = (t) => {
+    if (t <= first) return 0;
+    for (const [rs, re, us, ue] of segments) {
+      if (t <= re) return re > rs ? us + ((t - rs) / (re - rs)) * (ue - us) : ue;
+    }
+    return total;
+  };
+  const pct = (t) => (x(t) / total) * 100;
+  const bar = (s, e, error, variant) => {
+    const left = Math.min(Math.max(pct(s), 0), 100);
+    const width = Math.min(Math.max(pct(e) - left, 0.4), 100 - left);
+    return h("span", { class: `bar ${variant}` + (error ? " error" : ""), style: { left: `${left}%`, width: `${width}%` } });
+  };
+  const isGap = (from, to) => segments.some(([rs, re, , , gap]) => gap && rs < to && re > from);
+  const timeline = (rows, label) => {
+    const marks = [];
+    let lastLabelAt = -100;
+    let afterGap = false;
+    for (const [rs, re, us, ue, gap] of segments) {
+      const left = (us / total) * 100;
+      if (gap) {
+        afterGap = true;
+        lastLabelAt = left;
+        marks.push(
+          h(
+            "span",
+            { class: "axis-gap", style: { left: `${left}%`, width: `${((ue - us) / total) * 100}%` }, title: `${fmtDuration(re - rs)} idle, not to scale` },
+            h("span", { class: "axis-gap-label" }, `${fmtDuration(re - rs)} idle`),
+          ),
+        );
+      } else if (afterGap) {
+        afterGap = false; // the gap's own label stands where this tick's would
+      } else if (left - lastLabelAt > 12) {
+        lastLabelAt = left;
+        marks.push(h("span", { class: "tick", style: { left: `${left}%` } }, h("span", { class: "tick-label" }, rs === first ? "0" : fmtOffset(rs - first))));
+      }
+    }
+    return h(
+      "div",
+      { class: "timeline", role: "list", "aria-label": label },
+      h("div", { class: "axis" }, h("span", { class: "axis-spacer" }), h("span", { class: "axis-ticks" }, marks), h("span", { class: "axis-end" })),
+      h("div", { class: "rows" }, rows),
+    );
+  };
+  return { bar, isGap, timeline, compressed: segments.some((seg) => seg[4]) };
 }
 
 function renderOrphans(data) {
@@ -393,6 +583,9 @@ function renderTrace(trace, selectedSpan) {
       fmtTokens(trace.tokens),
       trace.complete ? "complete" : null,
     ]),
+    trace.input !== null || trace.output !== null
+      ? h("div", { class: "trace-conv" }, trace.input !== null ? message("in", trace.input) : null, trace.output !== null ? message("out", trace.output) : null)
+      : null,
   );
   const ordered = spanTree(trace.spans);
   const services = [];
@@ -414,10 +607,17 @@ function renderTrace(trace, selectedSpan) {
         "span",
         { class: "tl-label", style: { paddingLeft: `${8 + Math.min(depth, 12) * 14}px` } },
         error ? h("span", { class: "error-mark", title: "error" }, "!") : null,
+        span.ai_kind ? h("span", { class: `kind-badge kind-${span.ai_kind.toLowerCase()}`, title: "span kind" }, span.ai_kind) : null,
         h("span", { class: "tl-name", title: span.name }, span.name),
         h("span", { class: "tl-meta" }, span.kind === "INTERNAL" ? "" : span.kind.toLowerCase()),
       ),
-      barCell(s - start, span.duration_ms, total, error, `svc-${services.indexOf(service) % 6}`),
+      barCell(
+        s - start,
+        span.duration_ms,
+        total,
+        error,
+        span.ai_kind ? `kind-${span.ai_kind.toLowerCase()}` : `svc-${services.indexOf(service) % 6}`,
+      ),
       h("span", { class: "tl-duration" }, fmtDuration(span.duration_ms)),
     );
   });
@@ -507,11 +707,32 @@ function renderDetails(span, trace, traceStart) {
       start: `${span.start} (${fmtOffset(parseTime(span.start) - traceStart)})`,
       duration: fmtDuration(span.duration_ms),
     }),
+    span.messages ? section("Messages", renderMessages(span.messages)) : null,
+    span.input !== null && !span.messages ? section("Input", h("div", { class: "io-text" }, span.input)) : null,
+    span.output !== null && !span.messages ? section("Output", h("div", { class: "io-text" }, span.output)) : null,
     section("Attributes", table(span.attributes) || h("p", { class: "muted" }, "none")),
     section("Events", events),
     section("Links", links),
     section("Resource", table(span.resource)),
     section("Scope", table({ name: span.scope.name, version: span.scope.version, ...span.scope.attributes })),
+  );
+}
+
+// An LLM call's prompt and completion as a chat: one bubble per message, by role.
+function renderMessages(messages) {
+  const bubble = (m, direction) =>
+    h(
+      "div",
+      { class: `bubble role-${(m.role || "unknown").replace(/[^a-z_]/gi, "")} ${direction}` },
+      h("div", { class: "bubble-role" }, m.role || "message"),
+      h("div", { class: "bubble-text" }, m.content),
+    );
+  return h(
+    "div",
+    { class: "messages" },
+    messages.input.map((m) => bubble(m, "prompt")),
+    messages.output.length ? h("div", { class: "messages-divider" }, "completion") : null,
+    messages.output.map((m) => bubble(m, "completion")),
   );
 }
 
@@ -599,6 +820,20 @@ function start() {
       refreshList().catch(() => {});
     }, 250),
   );
+  const filters = [
+    ["f-user", "user", "value"],
+    ["f-workflow", "workflow", "value"],
+    ["f-time", "time", "value"],
+    ["f-errors", "errors", "checked"],
+    ["f-requests", "requests", "checked"],
+  ];
+  for (const [id, name, property] of filters) {
+    $(id).addEventListener("change", (event) => {
+      state.filters[name] = event.target[property];
+      state.limit = PAGE_SIZE;
+      refreshList().catch(() => {});
+    });
+  }
   $("more").addEventListener("click", () => {
     state.limit = Math.min(state.limit + PAGE_SIZE, MAX_SESSIONS);
     refreshList().catch(() => {});
