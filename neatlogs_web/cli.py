@@ -53,6 +53,14 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         " user's data directory)",
     )
     parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name, e.g. a container's service name"
+        " (repeatable; loopback names and --host are always allowed)",
+    )
+    parser.add_argument(
         "--api-key",
         default=None,
         metavar="KEY",
@@ -99,7 +107,11 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     app = create_app(
-        store, api_key=args.api_key, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES
+        store,
+        host=args.host,
+        allowed_hosts=args.allow_host,
+        api_key=args.api_key,
+        max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
     )
     url = f"http://{_url_host(args.host)}:{args.port}"
     print(f"neatlogs-web collector: page {url}/  OTLP/HTTP {url}/v1/traces  db {db}", flush=True)

@@ -73,3 +73,36 @@ def test_bad_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert exit_info.value.code == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_serve_answers_an_allowed_host_name_and_refuses_others(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neatlogs_web",
+            "serve",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "hosts.db"),
+            "--allow-host",
+            "collector",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api/sessions"
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(url)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        assert httpx.get(url, headers={"host": f"collector:{port}"}).status_code == 200
+        assert httpx.get(url, headers={"host": "evil.example"}).status_code == 403
+    finally:
+        process.terminate()
+        process.wait(10)
