@@ -13,6 +13,7 @@ from neatlogs_web.context import (
     session,
     with_current_session,
 )
+from neatlogs_web.conventions import set_input, set_kind, set_output, set_usage
 from neatlogs_web.sdk import (
     SESSION_KEY_PRESETS,
     SessionSpanProcessor,
@@ -20,8 +21,8 @@ from neatlogs_web.sdk import (
     init,
     shutdown,
     stats,
-    trace,
 )
+from neatlogs_web.tracing import trace
 
 __all__ = [
     "SESSION_KEY_PRESETS",
@@ -34,6 +35,10 @@ __all__ = [
     "flush",
     "init",
     "session",
+    "set_input",
+    "set_kind",
+    "set_output",
+    "set_usage",
     "shutdown",
     "stats",
     "trace",

@@ -45,8 +45,9 @@ def open_binding(
     if context:  # an empty context has no active span
         active = otel_trace.get_current_span(context)
         if active.is_recording():
-            sdk.stamp_span(active, binding)
             binding.request_span = active
+            if sdk.stamps_every_request():
+                sdk.stamp_span(active, binding)
     return binding
 
 
@@ -75,7 +76,11 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
     if end_user_id is not None:
         binding.end_user_id = end_user_id
     request_span = binding.request_span
-    if isinstance(request_span, otel_trace.Span) and request_span.is_recording():
+    if (
+        isinstance(request_span, otel_trace.Span)
+        and request_span.is_recording()
+        and (binding.request_span_is_turn or sdk.stamps_every_request())
+    ):
         sdk.stamp_span(request_span, binding)
     return True
 

@@ -45,6 +45,7 @@ class SessionBinding:
         "pending_conversation_id",
         "previous_session_id",
         "request_span",
+        "request_span_is_turn",
         "session_id",
     )
 
@@ -60,8 +61,10 @@ class SessionBinding:
         self.previous_session_id = previous_session_id
         #: A conversation id the request named, bound once the app confirms it.
         self.pending_conversation_id = pending_conversation_id
-        #: The framework's request span stamped at binding, re-stamped on rebind.
+        #: The framework's request span, active when the request was bound.
         self.request_span: object = None
+        #: Whether a turn made the request span its own (and stamped it).
+        self.request_span_is_turn = False
         #: The trace id of the latest root ``trace()`` started under this binding.
         self.last_trace_id: int | None = None
 

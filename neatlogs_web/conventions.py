@@ -33,11 +33,11 @@ _GENAI_OPERATIONS: Final = {
 }
 
 
-def check_kind(kind: str) -> str:
+def check_kind(kind: str) -> SpanKind:
     """``kind`` if it is one of :data:`SpanKind`, else a ``ValueError`` listing them."""
     if kind not in SPAN_KINDS:
         raise ValueError(f"kind must be one of {', '.join(sorted(SPAN_KINDS))}, not {kind!r}")
-    return kind
+    return kind  # type: ignore[return-value]
 
 
 def set_kind(kind: SpanKind, span: Span | None = None) -> None:

@@ -169,12 +169,17 @@ async def simulate_users(
 
 def _print_summary(users: list[SimulatedUser], sessions: dict[str, dict[str, Any]]) -> None:
     print()
-    print(f"{'user':<9} {'found by':<13} {'session':<26} {'turns':>5} {'traces':>6} {'spans':>6}")
+    # "sent": turns the user sent; the other columns: what the collector stored.
+    print(
+        f"{'user':<9} {'found by':<13} {'session':<26} "
+        f"{'sent':>5} {'turns':>5} {'traces':>6} {'spans':>6}"
+    )
     for user in users:
         stored = sessions.get(user.session_id or "", {})
         print(
             f"{user.name:<9} {user.mode:<13} {(user.session_id or '-')[:26]:<26} "
-            f"{user.turns:>5} {stored.get('trace_count', 0):>6} {stored.get('span_count', 0):>6}"
+            f"{user.turns:>5} {stored.get('turn_count', 0):>5} "
+            f"{stored.get('trace_count', 0):>6} {stored.get('span_count', 0):>6}"
         )
     failures = sum(user.failures for user in users)
     print(f"\n{len(users)} users, {sum(u.turns for u in users)} turns, {failures} failed requests")

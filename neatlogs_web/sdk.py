@@ -9,15 +9,12 @@ root trace, so one user turn is one trace in the session's timeline.
 from __future__ import annotations
 
 import atexit
-import functools
-import inspect
 import logging
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -25,7 +22,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
+from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web import _export
@@ -34,9 +31,7 @@ from neatlogs_web._ids import is_valid_session_id, new_session_id
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     SessionBinding,
-    collecting_garbage,
     current_binding,
-    current_request_binding,
     set_default_session,
 )
 from neatlogs_web.sampling import session_sampler
@@ -49,7 +44,6 @@ __all__ = [
     "shutdown",
     "stamp_span",
     "stats",
-    "trace",
 ]
 
 logger = logging.getLogger("neatlogs_web")
@@ -73,10 +67,6 @@ SESSION_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
     "genai": ("gen_ai.conversation.id",),
     "langsmith": ("langsmith.metadata.session_id",),
 }
-
-# Marks an OpenTelemetry context as "inside a trace() block": only a trace()
-# span is a parent to a trace(); a framework's request span is linked instead.
-_IN_TRACE_KEY: Final = otel_context.create_key("neatlogs_web.in_trace")
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -134,6 +124,7 @@ class _Pipeline:
         stats: _export.ExportStats,
         session_keys: tuple[str, ...],
         join_request_trace: bool,
+        request_traces: str,
         init_arguments: dict[str, Any],
     ) -> None:
         self.provider = provider
@@ -142,6 +133,7 @@ class _Pipeline:
         self.stats = stats
         self.session_keys = session_keys
         self.join_request_trace = join_request_trace
+        self.request_traces = request_traces
         self.init_arguments = init_arguments
 
 
@@ -165,7 +157,8 @@ def init(
     exporter: SpanExporter | Literal["otlp", "console", "none"] | None = None,
     backend: Literal["neatlogs", "otlp"] | None = None,
     session_keys: str | Sequence[str] = "default",
-    join_request_trace: bool = False,
+    join_request_trace: bool | None = None,
+    request_traces: Literal["turns", "all"] = "turns",
     set_global_provider: bool = True,
     resource_attributes: Mapping[str, AttributeValue] | None = None,
     max_queue_size: int = 2048,
@@ -196,6 +189,11 @@ def init(
         backend = "neatlogs" if api_key else "otlp"
     if backend not in ("neatlogs", "otlp"):
         raise ValueError(f"backend must be 'neatlogs' or 'otlp', not {backend!r}")
+    if join_request_trace is None:
+        # The neatlogs backend drops transport spans: there the turn stays a root.
+        join_request_trace = backend != "neatlogs"
+    if request_traces not in ("turns", "all"):
+        raise ValueError(f"request_traces must be 'turns' or 'all', not {request_traces!r}")
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}")
     if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
@@ -251,7 +249,13 @@ def init(
         if set_global_provider:
             _install_global_provider(provider)
         _pipeline = _Pipeline(
-            provider, pipeline_exporter, stats, keys, join_request_trace, arguments
+            provider,
+            pipeline_exporter,
+            stats,
+            keys,
+            join_request_trace,
+            request_traces,
+            arguments,
         )
         set_default_session(
             new_session_id() if auto_session else session_id,
@@ -350,101 +354,28 @@ def stats() -> dict[str, Any]:
     }
 
 
-class trace:
-    """A span for a block or a function: ``with trace("turn"):`` or ``@trace("turn")``.
+def active_pipeline() -> _Pipeline | None:
+    """What ``init()`` set up, or ``None`` before it (and after ``shutdown()``)."""
+    return _pipeline
 
-    At top level (no ``trace()`` around it) it starts a new root trace, even
-    when a framework's request span is active; that span is recorded as a
-    link. Nested, it is a child span. Exceptions are recorded and re-raised.
-    """
 
-    __slots__ = ("_attributes", "_name", "_span", "_token")
+_warned_before_init = False
 
-    def __init__(self, name: str, /, **attributes: AttributeValue) -> None:
-        self._name = name
-        self._attributes = attributes
-        self._span: Span = INVALID_SPAN
-        self._token: object = None
 
-    def __enter__(self) -> Span:
-        pipeline = _pipeline
-        tracer = pipeline.tracer if pipeline is not None else otel_trace.get_tracer("neatlogs_web")
-        current = otel_context.get_current()
-        if collecting_garbage():
-            # A finalizer of something a request abandoned: no request's trace is its parent.
-            current = otel_context.Context()
-        links: list[Link] = []
-        parent = current
-        top_level = current.get(_IN_TRACE_KEY) is None
-        # An empty context has no span to link: skip the lookup (scripts, workers).
-        if top_level and current and not (pipeline is not None and pipeline.join_request_trace):
-            outer = otel_trace.get_current_span(current).get_span_context()
-            if outer.is_valid:
-                links.append(Link(outer))
-                parent = otel_trace.set_span_in_context(INVALID_SPAN, current)
-        span = tracer.start_span(
-            self._name,
-            context=parent,
-            attributes=self._attributes or None,
-            links=links,
-            record_exception=False,
-            set_status_on_exception=False,
+def tracer_before_init() -> otel_trace.Tracer:
+    """The global tracer, for ``trace()`` before ``init()``; warns once, since
+    unless the app set up OpenTelemetry itself, those spans go nowhere."""
+    global _warned_before_init
+    if not _warned_before_init:
+        _warned_before_init = True
+        logger.warning(
+            "neatlogs_web.trace() ran before neatlogs_web.init(): call init() once at "
+            "startup, before serving requests, or these spans are not exported"
         )
-        self._span = span
-        if top_level:
-            # Lets the middleware tell the client which trace this turn was.
-            binding = current_request_binding()
-            if binding is not None:
-                binding.last_trace_id = span.get_span_context().trace_id
-        inner = otel_trace.set_span_in_context(span, current)
-        if top_level:  # nested, the marker is already in the context
-            inner = otel_context.set_value(_IN_TRACE_KEY, True, inner)
-        self._token = otel_context.attach(inner)
-        return span
+    return otel_trace.get_tracer("neatlogs_web", __version__)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        span = self._span
-        if exc is not None and isinstance(exc, Exception):
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
-        otel_context.detach(self._token)  # type: ignore[arg-type]
 
-    async def __aenter__(self) -> Span:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-    @overload
-    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function: one span per call."""
-        name, attributes = self._name, self._attributes
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with trace(name, **attributes):
-                    return await fn(*args, **kwargs)
-
-            return run_async
-
-        @functools.wraps(fn)
-        def run(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with trace(name, **attributes):
-                return fn(*args, **kwargs)
-
-        return run
+def stamps_every_request() -> bool:
+    """Whether a framework's request span joins the session even when no turn ran in it."""
+    pipeline = _pipeline
+    return pipeline is not None and pipeline.request_traces == "all"

@@ -47,8 +47,9 @@ def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture
     rows = [line.split() for line in out.splitlines() if line.startswith("user-")]
     assert len(rows) == 6
     assert {row[1] for row in rows} == {"cookie", "header", "conversation"}
-    # Per turn: the turn trace, the background summary, FastAPI's request trace.
-    assert all(row[3:5] == ["2", "6"] for row in rows), rows
+    # One trace per turn: FastAPI's request span becomes the turn, and the
+    # background summary runs inside that trace.
+    assert all(row[3:6] == ["2", "2", "2"] for row in rows), rows
 
 
 def test_flask_example_sessions_land_in_the_collector(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
-"""FastAPI traces itself through the global provider: its spans join ours.
+"""FastAPI traces itself through the global provider: one turn is still one trace.
 
-Its HTTP server span starts before our middleware runs, so binding stamps
-it; the operation spans it starts inside the request carry the session like
-any span; ``trace("turn")`` in a handler is still a root, linked to them.
+Its HTTP server span starts before our middleware runs. A turn run in the
+request joins that trace and the server span becomes the turn (its name,
+input, output and session), keeping route, method and status; a request
+that runs no turn stays a trace without a session.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi import BackgroundTasks, FastAPI
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
-from tests.otlp_receiver import OTLPReceiver
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import run_uvicorn
 from tests.tokens import session_of
 
@@ -27,44 +28,95 @@ def make_app() -> FastAPI:
         with neatlogs_web.trace("later"):
             pass
 
-    @app.get("/turn")
-    async def turn(background: BackgroundTasks) -> dict[str, str | None]:
+    @app.post("/chat")
+    async def chat(message: dict[str, str], background: BackgroundTasks) -> dict[str, str]:
         background.add_task(later)
-        with neatlogs_web.trace("turn"):
-            return {"session_id": neatlogs_web.current_session_id()}
+        with neatlogs_web.trace("turn", input=message["text"]):
+            with neatlogs_web.trace("llm", kind="llm"):
+                neatlogs_web.set_usage(prompt_tokens=3, completion_tokens=4, model="m")
+            answer = f"echo: {message['text']}"
+            neatlogs_web.set_output(answer)
+            return {"answer": answer}
 
     @app.get("/sync")
     def sync_turn() -> dict[str, str | None]:
         with neatlogs_web.trace("sync_turn"):
             return {"session_id": neatlogs_web.current_session_id()}
 
+    @app.get("/whoami")
+    async def whoami() -> dict[str, str | None]:
+        return {"session_id": neatlogs_web.current_session_id()}
+
     return app
 
 
-def test_fastapi_own_spans_carry_the_session_and_turns_stay_roots(
+def server_span_of(spans: list[ReceivedSpan], trace_id: str) -> ReceivedSpan:
+    (server,) = [
+        s
+        for s in spans
+        if s.trace_id == trace_id and s.scope == "fastapi" and s.kind == PROTO_KIND_SERVER
+    ]
+    return server
+
+
+def test_each_turn_is_one_trace_and_the_request_span_becomes_the_turn(
     tracing: OTLPReceiver,
 ) -> None:
     with run_uvicorn(make_app()) as base, httpx.Client(base_url=base) as http:
-        response = http.get("/turn")
-        session_id = session_of(response.headers["x-neatlogs-session-id"])
+        first = http.post("/chat", json={"text": "hello"})
+        session_id = session_of(first.headers["x-neatlogs-session-id"])
+        http.post("/chat", json={"text": "again"})
         assert http.get("/sync").json()["session_id"] == session_id
+        assert http.get("/whoami").json()["session_id"] == session_id
     neatlogs_web.flush()
-    spans = tracing.wait_for(lambda s: sum(x.scope == "fastapi" for x in s) >= 2 and len(s) >= 6)
+    spans = tracing.wait_for(lambda s: sum(x.kind == PROTO_KIND_SERVER for x in s) >= 4)
 
-    server_spans = [s for s in spans if s.scope == "fastapi" and s.kind == PROTO_KIND_SERVER]
-    assert {s.name for s in server_spans} == {"GET /turn", "GET /sync"}
+    turns = [s for s in spans if s.name in ("turn", "sync_turn") and s.scope == "neatlogs_web"]
+    assert len(turns) == 3
+    # One trace per turn: the request span is its root and carries the turn.
+    assert len({turn.trace_id for turn in turns}) == 3
+    for turn in turns:
+        root = server_span_of(spans, turn.trace_id)
+        assert root.parent_span_id == ""
+        assert root.name == turn.name
+        assert root.attributes["session.id"] == session_id
+        assert root.attributes["openinference.span.kind"] == "CHAIN"
+        assert "http.route" in root.attributes  # what the request span knew stays
+        assert turn.links == []
+    hello = next(t for t in turns if t.attributes.get("input.value") == "hello")
+    root = server_span_of(spans, hello.trace_id)
+    assert root.attributes["input.value"] == "hello"
+    assert root.attributes["output.value"] == "echo: hello"
+    # Work after the response (a background task) stays in the turn's trace.
+    later = [s for s in spans if s.name == "later"]
+    assert len(later) == 2
+    assert {s.trace_id for s in later} <= {t.trace_id for t in turns}
+    # Every span of a turn's trace carries the session.
     for span in spans:
-        assert span.attributes.get("session.id") == session_id, span.name
-        assert span.attributes.get("neatlogs.session.id") == session_id, span.name
+        if span.trace_id in {t.trace_id for t in turns}:
+            assert span.attributes.get("session.id") == session_id, span.name
+    # A request that ran no turn is kept, as a trace outside the session.
+    (whoami,) = [s for s in spans if s.name == "GET /whoami"]
+    assert "session.id" not in whoami.attributes
+    llm = next(s for s in spans if s.name == "llm" and s.trace_id == hello.trace_id)
+    assert llm.attributes["openinference.span.kind"] == "LLM"
+    assert llm.attributes["llm.token_count.total"] == 7
+    assert llm.attributes["gen_ai.usage.input_tokens"] == 3
 
-    by_name = {s.name: s for s in spans}
-    turn, server = by_name["turn"], by_name["GET /turn"]
-    assert turn.parent_span_id == ""
-    assert turn.trace_id != server.trace_id
-    assert len(turn.links) == 1 and turn.links[0][0] == server.trace_id
-    assert by_name["sync_turn"].parent_span_id == ""
-    assert by_name["later"].parent_span_id == ""
-    operation_spans = [s for s in spans if s.name.startswith("fastapi.")]
-    request_traces = {server.trace_id, by_name["GET /sync"].trace_id}
-    assert operation_spans
-    assert all(s.trace_id in request_traces for s in operation_spans)
+
+def test_request_traces_all_keeps_every_request_in_the_session(receiver: OTLPReceiver) -> None:
+    from tests.conftest import reset_global_tracer_provider
+
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    neatlogs_web.init(endpoint=receiver.url, request_traces="all", flush_on_sigterm=False)
+    try:
+        with run_uvicorn(make_app()) as base, httpx.Client(base_url=base) as http:
+            session_id = http.get("/whoami").json()["session_id"]
+        neatlogs_web.flush()
+        spans = receiver.wait_for(lambda s: any(x.name == "GET /whoami" for x in s))
+        (whoami,) = [s for s in spans if s.name == "GET /whoami"]
+        assert whoami.attributes["session.id"] == session_id
+    finally:
+        neatlogs_web.shutdown()
+        reset_global_tracer_provider()

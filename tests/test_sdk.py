@@ -119,7 +119,7 @@ def test_auto_session_generates_one_id_for_the_process(receiver: OTLPReceiver) -
 
 
 def test_trace_decorates_sync_and_async_functions(tracing: OTLPReceiver) -> None:
-    @neatlogs_web.trace("sync_step", kind="tool")
+    @neatlogs_web.trace("sync_step", kind="tool", step=1)
     def sync_step(x: int) -> int:
         return x + 1
 
@@ -134,7 +134,8 @@ def test_trace_decorates_sync_and_async_functions(tracing: OTLPReceiver) -> None
     assert sync_step.__name__ == "sync_step"
     neatlogs_web.flush()
     spans = by_name(tracing.wait_for(lambda s: len(s) >= 3))
-    assert spans["sync_step"].attributes["kind"] == "tool"
+    assert spans["sync_step"].attributes["openinference.span.kind"] == "TOOL"
+    assert spans["sync_step"].attributes["step"] == 1
     assert spans["inner"].parent_span_id == spans["async_step"].span_id
 
 
@@ -146,9 +147,12 @@ def test_exception_is_recorded_and_reraised(tracing: OTLPReceiver) -> None:
     assert span.status_code == 2  # STATUS_CODE_ERROR
 
 
-def test_top_level_trace_under_a_framework_span_is_a_linked_root(
-    tracing: OTLPReceiver,
+def test_without_joining_a_top_level_trace_under_a_framework_span_is_a_linked_root(
+    receiver: OTLPReceiver,
 ) -> None:
+    reset_global_tracer_provider()
+    neatlogs_web.init(endpoint=receiver.url, join_request_trace=False, flush_on_sigterm=False)
+    tracing = receiver
     framework = otel_trace.get_tracer("fastapi")
     with framework.start_as_current_span("POST /chat") as server_span, neatlogs_web.trace("turn"):
         pass
@@ -161,9 +165,8 @@ def test_top_level_trace_under_a_framework_span_is_a_linked_root(
     assert turn.links == [(f"{context.trace_id:032x}", f"{context.span_id:016x}")]
 
 
-def test_join_request_trace_makes_trace_a_child(receiver: OTLPReceiver) -> None:
-    reset_global_tracer_provider()
-    neatlogs_web.init(endpoint=receiver.url, join_request_trace=True, flush_on_sigterm=False)
+def test_by_default_a_top_level_trace_joins_the_framework_span(tracing: OTLPReceiver) -> None:
+    receiver = tracing
     framework = otel_trace.get_tracer("fastapi")
     with framework.start_as_current_span("POST /chat"), neatlogs_web.trace("turn"):
         pass

@@ -1,0 +1,191 @@
+"""``trace()``: one user turn is one trace, whatever traces the request itself.
+
+A top-level ``trace()`` (no ``trace()`` around it) is a turn; nested ones
+are its steps. When a framework traces each request itself (FastAPI does by
+default, and the OpenTelemetry ASGI and WSGI middlewares), its request span
+is already the root of a trace when the turn starts. Two traces per turn
+would double every session, so by default the turn joins that trace: it is a
+child of the request span, and the request span becomes the turn — it takes
+the turn's name, input, output and kind, and the session — keeping what it
+knew (route, method, status, errors). Toward the neatlogs backend, which
+drops transport spans, the turn is a root of its own that links the request
+span instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, Final, ParamSpec, TypeVar, overload
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from neatlogs_web import sdk
+from neatlogs_web.context import collecting_garbage, current_request_binding
+from neatlogs_web.conventions import SpanKind, check_kind, set_input, set_kind
+
+__all__ = ["trace"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Marks an OpenTelemetry context as "inside a trace() block": only a trace()
+# span makes a trace() nested; a framework's span does not.
+_IN_TRACE_KEY: Final = otel_context.create_key("neatlogs_web.in_trace")
+
+#: What a request span takes from the turn it became, when the turn ends.
+_TURN_KEYS: Final = (
+    "input.value",
+    "input.mime_type",
+    "output.value",
+    "output.mime_type",
+    "neatlogs.input.value",
+    "neatlogs.output.value",
+)
+
+
+class trace:
+    """A span for a block or a function: ``with trace("turn"):`` or ``@trace("turn")``.
+
+    At top level it is a turn: a new trace, or the framework's request trace
+    (see the module's docstring). Nested, it is a child span. ``kind`` marks
+    an LLM call, a tool call, a retrieval, ...; ``input`` is what the user or
+    caller said (set the output with :func:`neatlogs_web.set_output`).
+    Exceptions are recorded and re-raised.
+    """
+
+    __slots__ = ("_attributes", "_input", "_kind", "_name", "_request_span", "_span", "_token")
+
+    def __init__(
+        self,
+        name: str,
+        /,
+        *,
+        kind: SpanKind | None = None,
+        input: object = None,
+        **attributes: AttributeValue,
+    ) -> None:
+        self._name = name
+        self._kind = None if kind is None else check_kind(kind)
+        self._input = input
+        self._attributes = attributes
+        self._span: Span = INVALID_SPAN
+        self._request_span: Span | None = None
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        pipeline = sdk.active_pipeline()
+        tracer = pipeline.tracer if pipeline is not None else sdk.tracer_before_init()
+        current = otel_context.get_current()
+        if collecting_garbage():
+            # A finalizer of something a request abandoned: no request's trace is its parent.
+            current = otel_context.Context()
+        top_level = current.get(_IN_TRACE_KEY) is None
+        parent = current
+        links: list[Link] = []
+        # An empty context has no outer span: skip the lookups (scripts, workers).
+        if top_level and current:
+            outer = otel_trace.get_current_span(current)
+            if outer.get_span_context().is_valid:
+                if pipeline is None or pipeline.join_request_trace:
+                    self._request_span = _claim_request_span(self._name)
+                else:
+                    links.append(Link(outer.get_span_context()))
+                    parent = otel_trace.set_span_in_context(INVALID_SPAN, current)
+        span = tracer.start_span(
+            self._name,
+            context=parent,
+            attributes=self._attributes or None,
+            links=links,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._span = span
+        if self._kind is not None:
+            set_kind(self._kind, span)
+        elif top_level:
+            set_kind("chain", span)
+        if self._input is not None:
+            set_input(self._input, span)
+        if top_level:
+            # Lets the middleware tell the client which trace this turn was.
+            binding = current_request_binding()
+            if binding is not None:
+                binding.last_trace_id = span.get_span_context().trace_id
+        inner = otel_trace.set_span_in_context(span, current)
+        if top_level:  # nested, the marker is already in the context
+            inner = otel_context.set_value(_IN_TRACE_KEY, True, inner)
+        self._token = otel_context.attach(inner)
+        return span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        span = self._span
+        if exc is not None and isinstance(exc, Exception):
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        span.end()
+        if self._request_span is not None and isinstance(span, ReadableSpan):
+            turn = span.attributes or {}
+            self._request_span.set_attributes({k: turn[k] for k in _TURN_KEYS if k in turn})
+        otel_context.detach(self._token)  # type: ignore[arg-type]
+
+    async def __aenter__(self) -> Span:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
+    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a sync or async function: one span per call."""
+        name, kind, attributes = self._name, self._kind, self._attributes
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with trace(name, kind=kind, **attributes):
+                    return await fn(*args, **kwargs)
+
+            return run_async
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with trace(name, kind=kind, **attributes):
+                return fn(*args, **kwargs)
+
+        return run
+
+
+def _claim_request_span(turn_name: str) -> Span | None:
+    """The request's framework span, made into this turn: renamed, stamped with the
+    session, marked as a chain. Only the request's first turn claims it."""
+    binding = current_request_binding()
+    if binding is None or binding.request_span_is_turn:
+        return None
+    request_span = binding.request_span
+    if not isinstance(request_span, otel_trace.Span) or not request_span.is_recording():
+        return None
+    binding.request_span_is_turn = True
+    request_span.update_name(turn_name)
+    sdk.stamp_span(request_span, binding)
+    set_kind("chain", request_span)
+    return request_span
