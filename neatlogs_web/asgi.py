@@ -235,7 +235,7 @@ def _flush_at_shutdown(send: Send) -> Send:
 
     async def send_after_flush(message: Message) -> None:
         if message["type"] in _LIFESPAN_DONE:
-            sdk.flush(timeout_s=_FLUSH_AT_SHUTDOWN_S)
+            sdk.flush_at_exit()  # bounded by init(shutdown_timeout_s=...)
         await send(message)
 
     return send_after_flush
