@@ -299,7 +299,7 @@ class PipelineExporter(SpanExporter):
             try:
                 result = self.inner.export([*batch, *markers] if markers else batch)
             except Exception as error:
-                outcome.trouble = trouble_of(error)
+                outcome.trouble = outcome.trouble or trouble_of(error)
                 result = SpanExportResult.FAILURE
         # Speak before settling: a flush waiting on these spans returns after the line.
         if result is SpanExportResult.SUCCESS:
@@ -414,13 +414,14 @@ class BoundedBatchProcessor(SpanProcessor):
         self._closed = True
         watch = self.exporter.watch
         watch.deadline = deadline
+        failed_before = self.stats.spans_failed
         flushed = self.flush_until(deadline)
         run_within(self._batch.shutdown, deadline)
         watch.stop()
-        if not flushed:
-            self.exporter.voice.unsent_at_exit(
-                self.stats.pending(), self.shutdown_timeout_s, watch.last_trouble
-            )
+        # The last word, whatever the rate limit held back: all that stopping lost.
+        lost = self.stats.spans_failed - failed_before + self.stats.pending()
+        if lost:
+            self.exporter.voice.lost_at_exit(lost, self.shutdown_timeout_s, watch.last_trouble)
         return flushed
 
     def shutdown(self) -> None:

@@ -259,10 +259,10 @@ class ExportVoice:
                 self.fix,
             )
 
-    def unsent_at_exit(self, spans: int, timeout_s: float, trouble: Trouble | None) -> None:
+    def lost_at_exit(self, spans: int, timeout_s: float, trouble: Trouble | None) -> None:
         logger.warning(
-            "neatlogs_web gave up on %d spans not yet accepted by %s when shutdown_timeout_s "
-            "(%g s) ran out%s. %s",
+            "neatlogs_web lost %d spans at shutdown: %s did not accept them within "
+            "shutdown_timeout_s (%g s)%s. %s",
             spans,
             self.destination,
             timeout_s,
