@@ -3,6 +3,7 @@
 #   make demo   create .venv and run the local collector, the example app and simulated users
 #   make reliability   the long reliability and security suite; rewrites docs/reliability.md
 #   make bench   ours against bare apps and peer middlewares; rewrites docs/benchmarks.md
+#   make floor   the export tests against the lowest versions pyproject.toml allows
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: test demo reliability bench lint typecheck pytest browser redis clean
+.PHONY: test demo reliability bench floor lint typecheck pytest browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +48,7 @@ redis:
 pytest: $(STAMP) browser redis
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck pytest floor
 
 demo: $(STAMP)
 	$(BIN)/neatlogs-web demo
@@ -63,6 +64,20 @@ $(BENCH_STAMP): $(BIN)/python pyproject.toml
 # A few minutes; the first run also builds a 1,000,000-span collector store in .bench-cache/.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
+
+# Export leans on the SDK's batch processor and the OTLP exporter: prove the floors.
+FLOOR := $(VENV)/floor
+FLOOR_PINS := opentelemetry-api==1.35.0 opentelemetry-sdk==1.35.0 \
+	opentelemetry-exporter-otlp-proto-http==1.35.0 opentelemetry-proto==1.35.0 requests==2.28.0
+
+$(FLOOR)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet -e . $(FLOOR_PINS) \
+		pytest httpx uvicorn starlette playwright
+	touch $@
+
+floor: $(FLOOR)/.installed
+	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/test_export.py tests/test_sdk.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache

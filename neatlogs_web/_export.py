@@ -1,21 +1,30 @@
-"""The export pipeline: which exporter, what is filtered, and what is counted.
+"""The export pipeline: which exporter, what is filtered, counted, and waited for.
 
-Export must never slow or fail a request. Spans go through the SDK's
-``BatchSpanProcessor`` (a bounded queue drained by a background thread); this
-module adds what the neatlogs backend expects on top of plain OTLP (no HTTP
-transport spans, a completion marker after each exported root) and counters
-an operator can read with ``neatlogs_web.stats()``.
+Export must never slow, fail or hold up the app. Spans go through the SDK's
+``BatchSpanProcessor`` (a queue drained by a background thread), behind our
+own count of spans waiting for export: a span that would overflow the queue
+is refused and counted here, so drops are exact without reading the SDK's
+internals. The exporter wrapper filters what the neatlogs backend rejects,
+adds a completion marker after each root (built as a plain ``ReadableSpan``,
+sent in the root's own request), and counts what settled, so ``flush`` can
+tell the truth. Nothing here waits without a deadline: the SDK's flush and
+shutdown run on a helper thread that is abandoned when time runs out.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import threading
 import time
-from collections.abc import Sequence, Sized
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
-from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.environment_variables import (
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
+    OTEL_BSP_MAX_QUEUE_SIZE,
+)
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -23,11 +32,23 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-logger = logging.getLogger("neatlogs_web")
+from neatlogs_web._export_health import (
+    UNKNOWN,
+    ExportVoice,
+    ExportWatch,
+    quiet_while_exporting,
+    trouble_of,
+)
 
 COMPLETE_MARKER_NAME: Final = "neatlogs.trace.complete"
+#: The SDK's own defaults for ``OTEL_BSP_MAX_QUEUE_SIZE`` and ``..._EXPORT_BATCH_SIZE``.
+DEFAULT_MAX_QUEUE_SIZE: Final = 2048
+DEFAULT_MAX_EXPORT_BATCH_SIZE: Final = 512
+LOCAL_ENDPOINT: Final = "http://127.0.0.1:4318"
 _HTTP_ATTRIBUTE_KEYS: Final = (
     "http.request.method",
     "http.method",
@@ -37,132 +58,162 @@ _HTTP_ATTRIBUTE_KEYS: Final = (
 )
 # Spans that frameworks emit about the request itself, not about the app's work.
 _TRANSPORT_SCOPES: Final = ("fastapi", "opentelemetry.instrumentation.")
-_DROP_LOG_INTERVAL_S: Final = 10.0
-
-
-_DROPPED_MESSAGE: Final = (
-    "neatlogs_web dropped %d spans because the export queue was full "
-    "(%d dropped in total): the receiver is down or too slow, or raise max_queue_size"
-)
-_FAILED_MESSAGE: Final = (
-    "neatlogs_web could not export %d spans (%d lost in total): the receiver "
-    "answered with an error or did not answer in time"
-)
-
-
-class _LossTally:
-    """Spans lost one way, and when their count was last reported.
-
-    A receiver that is down loses spans continuously: reporting at most every
-    10 s keeps the operator informed without flooding the log.
-    """
-
-    __slots__ = ("_last_report", "_since_report", "total")
-
-    def __init__(self) -> None:
-        self.total = 0
-        self._since_report = 0
-        self._last_report = 0.0
-
-    def add(self, count: int, now: float) -> tuple[int, int] | None:
-        """Count ``count`` more; ``(recent, total)`` when a report is due."""
-        self.total += count
-        self._since_report += count
-        if now - self._last_report < _DROP_LOG_INTERVAL_S:
-            return None
-        self._last_report = now
-        recent, self._since_report = self._since_report, 0
-        return recent, self.total
+_MARKER_SCOPE: Final = InstrumentationScope("neatlogs.internal")
+_ids: Final = RandomIdGenerator()
 
 
 class ExportStats:
-    """Counters of what happened to ended spans; read by ``neatlogs_web.stats()``."""
+    """Counts of what happened to ended spans; read by ``neatlogs_web.stats()``.
+
+    A span is *queued* when admitted, *handed* when the batch processor gives
+    it to the exporter, and *settled* once that export is over (exported,
+    failed or filtered). Queued minus handed is what waits in the SDK's
+    queue; queued minus settled is what a flush still waits for.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._settled_or_failed = threading.Condition(threading.Lock())
         self.spans_queued = 0
+        self.spans_dropped = 0
+        self._handed = 0
+        self._settled = 0
         self.spans_exported = 0
+        self.spans_failed = 0
         self.spans_filtered = 0
         self.markers_sent = 0
         self.export_failures = 0
-        self._dropped = _LossTally()
-        self._failed = _LossTally()
+        if hasattr(os, "register_at_fork"):
+            forget = weakref.WeakMethod(self._forget_queued)
+            os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
 
-    def queued(self) -> None:
-        """Count one span entering the export queue (once per span: kept cheap)."""
-        with self._lock:
+    def admit(self, limit: int) -> bool:
+        """Count one ended span in, unless ``limit`` are already waiting (a drop)."""
+        with self._settled_or_failed:
+            if self.spans_queued - self._handed >= limit:
+                self.spans_dropped += 1
+                return False
             self.spans_queued += 1
+            return True
 
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, value in counts.items():
-                setattr(self, name, getattr(self, name) + value)
+    def handed(self, count: int) -> None:
+        with self._settled_or_failed:
+            self._handed += count
 
-    def dropped(self) -> None:
-        """Count a span the full queue had to drop."""
-        self._lose(self._dropped, 1, _DROPPED_MESSAGE)
+    def settled(
+        self, *, exported: int = 0, failed: int = 0, filtered: int = 0, markers: int = 0
+    ) -> None:
+        with self._settled_or_failed:
+            self._settled += exported + failed + filtered
+            self.spans_exported += exported
+            self.spans_filtered += filtered
+            self.markers_sent += markers
+            if failed:
+                self.spans_failed += failed
+                self.export_failures += 1
+            self._settled_or_failed.notify_all()
 
-    def failed(self, count: int) -> None:
-        """Count spans an export lost (error status, timeout).
+    def mark(self) -> tuple[int, int]:
+        """What a flush started now waits for: ``(spans queued, failures so far)``."""
+        with self._settled_or_failed:
+            return self.spans_queued, self.export_failures
 
-        The exporter logs each failure, but not how many spans it cost.
-        """
-        with self._lock:
-            self.export_failures += 1
-        self._lose(self._failed, count, _FAILED_MESSAGE)
+    def pending(self) -> int:
+        with self._settled_or_failed:
+            return self.spans_queued - self._settled
 
-    def _lose(self, tally: _LossTally, count: int, message: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            report = tally.add(count, now)
-        if report is not None:
-            logger.warning(message, *report)
+    def wait_settled(self, mark: tuple[int, int], deadline: float) -> bool:
+        """Wait until every span queued at ``mark`` settled; ``True`` if all were accepted."""
+        queued, failures = mark
+        with self._settled_or_failed:
+            self._settled_or_failed.wait_for(
+                lambda: self._settled >= queued or self.export_failures != failures,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+            return self._settled >= queued and self.export_failures == failures
+
+    def _forget_queued(self) -> None:
+        # A forked child starts with an empty SDK queue: what the parent had
+        # queued is the parent's to export.
+        with self._settled_or_failed:
+            self._handed = self._settled = self.spans_queued
 
     def snapshot(self) -> dict[str, int]:
-        with self._lock:
+        with self._settled_or_failed:
             return {
                 "spans_queued": self.spans_queued,
+                "spans_pending": self.spans_queued - self._settled,
                 "spans_exported": self.spans_exported,
-                "spans_failed": self._failed.total,
-                "spans_dropped": self._dropped.total,
+                "spans_failed": self.spans_failed,
+                "spans_dropped": self.spans_dropped,
                 "spans_filtered": self.spans_filtered,
                 "markers_sent": self.markers_sent,
                 "export_failures": self.export_failures,
             }
 
 
-class CountingBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor, counting what enters and what a full queue drops.
+@dataclass(frozen=True)
+class ExportTarget:
+    """The exporter ``init()`` asked for, and how to talk about it."""
 
-    ``stamp``, when given, runs as this processor's ``on_start`` (the SDK's is a
-    no-op): the provider then calls one processor per span event, not two.
-    """
+    exporter: SpanExporter
+    voice: ExportVoice
+    watch: ExportWatch
 
-    def __init__(
-        self,
-        exporter: SpanExporter,
-        stats: ExportStats,
-        *,
-        stamp: SpanProcessor | None = None,
-        **options: float,
-    ) -> None:
-        super().__init__(exporter, **options)  # type: ignore[arg-type]
-        if stamp is not None:
-            self.on_start = stamp.on_start  # type: ignore[method-assign]
-        self._stats = stats
-        self._max_queue_size = int(options.get("max_queue_size") or 2048)
-        # The SDK's deque lives as long as the processor: look it up once, not per span.
-        self._queue: Sized | None = getattr(getattr(self, "_batch_processor", None), "_queue", None)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        # The SDK drops the oldest span silently (bar one log line) when its
-        # deque is full; look before adding so the operator can count drops.
-        queue = self._queue
-        if queue is not None and len(queue) >= self._max_queue_size:
-            self._stats.dropped()
-        else:
-            self._stats.queued()
-        BatchSpanProcessor.on_end(self, span)
+def build_target(
+    exporter: SpanExporter | str | None,
+    *,
+    endpoint: str,
+    api_key: str | None,
+    timeout_s: float | None,
+) -> ExportTarget | None:
+    """The exporter ``init()`` asked for; ``None`` means export nothing."""
+    watch = ExportWatch()
+    if isinstance(exporter, SpanExporter):
+        name = type(exporter).__name__
+        fix = f'Check {name}, or pass exporter="none" to init() to stop exporting.'
+        return ExportTarget(exporter, ExportVoice(f"the exporter {name}", fix), watch)
+    if exporter == "none":
+        return None
+    if exporter == "console":
+        return ExportTarget(ConsoleSpanExporter(), ExportVoice("the console", ""), watch)
+    if exporter not in (None, "otlp"):
+        raise ValueError(
+            f"exporter must be 'otlp', 'console', 'none' or a SpanExporter, not {exporter!r}"
+        )
+    from opentelemetry.exporter.otlp.proto.http import Compression
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    url = traces_url(endpoint)
+    quiet_while_exporting(OTLPSpanExporter.__module__)
+    otlp = OTLPSpanExporter(
+        endpoint=url,
+        headers={"x-api-key": api_key} if api_key else None,
+        compression=Compression.Gzip,
+        timeout=timeout_s,
+        session=watch.session(),
+    )
+    return ExportTarget(otlp, ExportVoice(f"{url} (OTLP/HTTP)", _fix(url)), watch)
+
+
+def _fix(url: str) -> str:
+    off = 'or pass exporter="none" to init() to stop exporting.'
+    if url == traces_url(LOCAL_ENDPOINT):
+        return (
+            "Start the local collector with `neatlogs-web serve`, set NEATLOGS_ENDPOINT "
+            f"to your receiver, {off}"
+        )
+    return f"Check that the receiver is up, set NEATLOGS_ENDPOINT to the right one, {off}"
+
+
+def traces_url(endpoint: str) -> str:
+    """``{endpoint}/v1/traces``, accepting an endpoint that already ends in it."""
+    base = endpoint.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(
+            f"endpoint {endpoint!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:4318"
+        )
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
 def is_transport_span(span: ReadableSpan) -> bool:
@@ -177,74 +228,88 @@ def is_transport_span(span: ReadableSpan) -> bool:
     return False
 
 
+def completion_marker(root: ReadableSpan, session_keys: Sequence[str]) -> ReadableSpan:
+    """The neatlogs backend's "this trace is finished" span, as a child of ``root``.
+
+    Built directly, not started on a tracer: the export thread never
+    re-enters the provider, and the marker carries the root's session keys.
+    """
+    context = root.get_span_context()
+    assert context is not None  # every SDK span has one
+    attributes = root.attributes or {}
+    return ReadableSpan(
+        name=COMPLETE_MARKER_NAME,
+        context=SpanContext(
+            context.trace_id, _ids.generate_span_id(), False, TraceFlags(TraceFlags.SAMPLED)
+        ),
+        parent=context,
+        resource=root.resource,
+        attributes={
+            **{key: attributes[key] for key in session_keys if key in attributes},
+            "neatlogs.trace.complete": True,
+            "neatlogs.internal": True,
+        },
+        kind=SpanKind.INTERNAL,
+        start_time=root.end_time,
+        end_time=root.end_time,
+        instrumentation_scope=_MARKER_SCOPE,
+    )
+
+
 class PipelineExporter(SpanExporter):
-    """Wraps the real exporter: filters, counts, and sends completion markers."""
+    """Wraps the real exporter: filters, adds markers, counts, and reports trouble."""
 
     def __init__(
         self,
-        inner: SpanExporter,
-        stats: ExportStats,
+        target: ExportTarget,
         *,
         drop_transport_spans: bool,
         completion_markers: bool,
         session_keys: Sequence[str],
     ) -> None:
-        self.inner = inner
-        self._stats = stats
+        self.inner = target.exporter
+        self.voice = target.voice
+        self.watch = target.watch
+        self.stats = ExportStats()
         self._drop_transport = drop_transport_spans
         self._markers = completion_markers
         self._session_keys = tuple(session_keys)
-        self.marker_tracer: otel_trace.Tracer | None = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        stats = self.stats
+        stats.handed(len(spans))
         batch = spans
         if self._drop_transport:
             batch = [span for span in spans if not is_transport_span(span)]
-            if len(batch) != len(spans):
-                self._stats.add(spans_filtered=len(spans) - len(batch))
+        filtered = len(spans) - len(batch)
+        if self.watch.stopped:
+            # Shut down, and the deadline passed: what the SDK still hands over is
+            # lost, already reported once, and must not keep a dying process busy.
+            stats.settled(failed=len(batch), filtered=filtered)
+            return SpanExportResult.FAILURE
         if not batch:
+            stats.settled(filtered=filtered)
             return SpanExportResult.SUCCESS
-        try:
-            result = self.inner.export(batch)
-        except Exception:
-            logger.exception("neatlogs_web span exporter raised; %d spans lost", len(batch))
-            result = SpanExportResult.FAILURE
+        markers = [
+            completion_marker(span, self._session_keys)
+            for span in (batch if self._markers else ())
+            if span.parent is None
+        ]
+        with self.watch.exporting() as outcome:
+            try:
+                result = self.inner.export([*batch, *markers] if markers else batch)
+            except Exception as error:
+                outcome.trouble = outcome.trouble or trouble_of(error)
+                result = SpanExportResult.FAILURE
+        # Speak before settling: a flush waiting on these spans returns after the line.
         if result is SpanExportResult.SUCCESS:
-            self._stats.add(spans_exported=len(batch))
-            if self._markers:
-                self._send_markers(batch)
+            self.voice.succeeded()
+            stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
         else:
-            self._stats.failed(len(batch))
+            if not self.watch.stopped:  # after shutdown, unsent_at_exit said it all
+                self.voice.failed(outcome.trouble or UNKNOWN, len(batch))
+            stats.settled(failed=len(batch), filtered=filtered)
         return result
-
-    def _send_markers(self, batch: Sequence[ReadableSpan]) -> None:
-        tracer = self.marker_tracer
-        if tracer is None:
-            return
-        sent = 0
-        for span in batch:
-            if span.parent is not None or span.name == COMPLETE_MARKER_NAME:
-                continue
-            context = span.get_span_context()
-            if context is None:
-                continue
-            parent = SpanContext(
-                context.trace_id, context.span_id, False, TraceFlags(TraceFlags.SAMPLED)
-            )
-            marker = tracer.start_span(
-                COMPLETE_MARKER_NAME,
-                context=otel_trace.set_span_in_context(NonRecordingSpan(parent)),
-            )
-            root_attributes = span.attributes or {}
-            marker.set_attributes(
-                {key: root_attributes[key] for key in self._session_keys if key in root_attributes}
-            )
-            marker.set_attribute("neatlogs.trace.complete", True)
-            marker.set_attribute("neatlogs.internal", True)
-            marker.end()
-            sent += 1
-        if sent:
-            self._stats.add(markers_sent=sent)
 
     def shutdown(self) -> None:
         self.inner.shutdown()
@@ -253,40 +318,120 @@ class PipelineExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def build_exporter(
-    exporter: SpanExporter | str | None,
-    *,
-    endpoint: str,
-    api_key: str | None,
-    timeout_s: float,
-) -> SpanExporter | None:
-    """The exporter ``init()`` asked for; ``None`` means export nothing."""
-    if isinstance(exporter, SpanExporter):
-        return exporter
-    if exporter == "none":
-        return None
-    if exporter == "console":
-        return ConsoleSpanExporter()
-    if exporter not in (None, "otlp"):
-        raise ValueError(
-            f"exporter must be 'otlp', 'console', 'none' or a SpanExporter, not {exporter!r}"
+def run_within(work: Callable[[], object], deadline: float) -> bool:
+    """Run ``work`` on a daemon thread until ``deadline``; ``True`` if it finished.
+
+    A thread that outlives the deadline is abandoned: being a daemon, it never
+    keeps the process from exiting.
+    """
+    thread = threading.Thread(target=work, name="neatlogs-web-export", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no new threads this late in interpreter shutdown
+        return False
+    thread.join(max(0.0, deadline - time.monotonic()))
+    return not thread.is_alive()
+
+
+class BoundedBatchProcessor(SpanProcessor):
+    """The SDK's ``BatchSpanProcessor`` behind our own bound, with honest flushes.
+
+    ``None`` options fall through to the SDK, which reads the ``OTEL_BSP_*``
+    environment variables; the queue bound is read the same way, so that a
+    span is refused here (and counted) rather than silently by the SDK.
+    """
+
+    def __init__(
+        self,
+        exporter: PipelineExporter,
+        *,
+        max_queue_size: int | None = None,
+        max_export_batch_size: int | None = None,
+        schedule_delay_ms: float | None = None,
+        export_timeout_s: float | None = None,
+        shutdown_timeout_s: float = 5.0,
+    ) -> None:
+        self.exporter = exporter
+        self.stats = exporter.stats
+        self.shutdown_timeout_s = shutdown_timeout_s
+        queue = max_queue_size or _env_int(OTEL_BSP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE)
+        if max_export_batch_size is None:
+            # Only a small queue given in code needs the SDK's batch size shortened to fit.
+            batch = _env_int(OTEL_BSP_MAX_EXPORT_BATCH_SIZE, DEFAULT_MAX_EXPORT_BATCH_SIZE)
+            max_export_batch_size = queue if batch > queue else None
+        self.max_queue_size = queue
+        self._batch = BatchSpanProcessor(
+            exporter,
+            max_queue_size=queue,
+            schedule_delay_millis=schedule_delay_ms,
+            max_export_batch_size=max_export_batch_size,
+            export_timeout_millis=None if export_timeout_s is None else export_timeout_s * 1000,
         )
-    from opentelemetry.exporter.otlp.proto.http import Compression
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        self._flusher: threading.Thread | None = None
+        self._flusher_lock = threading.Lock()
+        self._closed = False
 
-    return OTLPSpanExporter(
-        endpoint=traces_url(endpoint),
-        headers={"x-api-key": api_key} if api_key else None,
-        compression=Compression.Gzip,
-        timeout=timeout_s,
-    )
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:  # the batch processor skips them too
+            return
+        if self.stats.admit(self.max_queue_size):
+            self._batch.on_end(span)
+        else:
+            self.exporter.voice.dropped(1, self.max_queue_size)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export what is queued; ``True`` only if all of it was accepted in time."""
+        return self.flush_until(time.monotonic() + timeout_millis / 1000)
+
+    def flush_until(self, deadline: float) -> bool:
+        mark = self.stats.mark()
+        if self.stats.pending() == 0:
+            return True
+        self._start_flushing()
+        return self.stats.wait_settled(mark, deadline)
+
+    def _start_flushing(self) -> None:
+        """Have the SDK export its queue now, on a helper thread, one at a time.
+
+        The SDK's ``force_flush`` ignores its timeout; a running one will also
+        export whatever was queued since, so a second is never needed.
+        """
+        with self._flusher_lock:
+            if self._flusher is not None and self._flusher.is_alive():
+                return
+            self._flusher = threading.Thread(
+                target=self._batch.force_flush, name="neatlogs-web-flush", daemon=True
+            )
+            try:
+                self._flusher.start()
+            except RuntimeError:  # no new threads this late in interpreter shutdown
+                self._flusher = None
+
+    def close(self, deadline: float) -> bool:
+        """Flush and stop by ``deadline``; ``True`` if every queued span was accepted."""
+        if self._closed:
+            return True
+        self._closed = True
+        watch = self.exporter.watch
+        watch.deadline = deadline
+        failed_before = self.stats.spans_failed
+        flushed = self.flush_until(deadline)
+        run_within(self._batch.shutdown, deadline)
+        watch.stop()
+        # The last word, whatever the rate limit held back: all that stopping lost.
+        lost = self.stats.spans_failed - failed_before + self.stats.pending()
+        if lost:
+            self.exporter.voice.lost_at_exit(lost, self.shutdown_timeout_s, watch.last_trouble)
+        return flushed
+
+    def shutdown(self) -> None:
+        """The provider's shutdown, bounded like ours (``neatlogs_web.shutdown`` comes first)."""
+        self.close(time.monotonic() + self.shutdown_timeout_s)
 
 
-def traces_url(endpoint: str) -> str:
-    """``{endpoint}/v1/traces``, accepting an endpoint that already ends in it."""
-    base = endpoint.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ValueError(
-            f"endpoint {endpoint!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:4318"
-        )
-    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+def _env_int(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default

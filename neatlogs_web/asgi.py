@@ -41,7 +41,6 @@ SCOPE_STATE_KEY: Final = "neatlogs_session_id"
 # Marks a scope already handled, so a middleware applied twice binds once.
 _SCOPE_BINDING_KEY: Final = "neatlogs_web.binding"
 _LIFESPAN_DONE: Final = frozenset({"lifespan.shutdown.complete", "lifespan.shutdown.failed"})
-_FLUSH_AT_SHUTDOWN_S: Final = 10.0
 
 
 class NeatlogsSessionMiddleware:
@@ -241,7 +240,7 @@ def _flush_at_shutdown(send: Send) -> Send:
 
     async def send_after_flush(message: Message) -> None:
         if message["type"] in _LIFESPAN_DONE:
-            sdk.flush(timeout_s=_FLUSH_AT_SHUTDOWN_S)
+            sdk.flush_at_exit()  # bounded by init(shutdown_timeout_s=...)
         await send(message)
 
     return send_after_flush

@@ -23,6 +23,7 @@ from neatlogs_web._counters import reject
 from neatlogs_web._ids import is_valid_session_id
 from neatlogs_web._resolver import Resolution
 from neatlogs_web.context import SessionBinding, bind, current_request_binding
+from neatlogs_web.tracing import in_turn
 
 __all__ = ["bind_session", "confirm_conversation"]
 
@@ -46,7 +47,10 @@ def open_binding(
         active = otel_trace.get_current_span(context)
         if active.is_recording():
             binding.request_span = active
-            if sdk.stamps_every_request():
+            if in_turn(context):
+                # A trace() around the whole request: it is the turn already.
+                binding.request_span_is_turn = True
+            if binding.request_span_is_turn or sdk.stamps_every_request():
                 sdk.stamp_span(active, binding)
     return binding
 

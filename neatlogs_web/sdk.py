@@ -4,6 +4,8 @@
 current session on every span at start (ours and any instrumentation's), and
 the batching export pipeline. ``trace()`` makes each top-level block a new
 root trace, so one user turn is one trace in the session's timeline.
+``flush()`` and ``shutdown()`` never wait longer than they are allowed: the
+process stops within ``shutdown_timeout_s`` whatever the receiver does.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
@@ -120,21 +123,38 @@ class _Pipeline:
     def __init__(
         self,
         provider: TracerProvider,
-        exporter: _export.PipelineExporter | None,
-        stats: _export.ExportStats,
+        processor: _export.BoundedBatchProcessor | None,
         session_keys: tuple[str, ...],
         join_request_trace: bool,
         request_traces: str,
+        shutdown_timeout_s: float,
         init_arguments: dict[str, Any],
     ) -> None:
         self.provider = provider
         self.tracer = provider.get_tracer("neatlogs_web", __version__)
-        self.exporter = exporter
-        self.stats = stats
+        self.processor = processor
         self.session_keys = session_keys
         self.join_request_trace = join_request_trace
         self.request_traces = request_traces
+        self.shutdown_timeout_s = shutdown_timeout_s
         self.init_arguments = init_arguments
+        #: Seconds spent so far in the steps of stopping (lifespan, SIGTERM, atexit),
+        #: which share one ``shutdown_timeout_s``.
+        self.stopping_spent_s = 0.0
+
+    def while_stopping(self, step: Callable[[float], bool]) -> bool:
+        """Run one step of stopping with what is left of ``shutdown_timeout_s``.
+
+        ``step`` gets a ``time.monotonic()`` deadline; the time it takes is
+        spent, so lifespan shutdown, a SIGTERM handler and ``atexit`` together
+        never take longer than the one budget.
+        """
+        # No lock: a SIGTERM handler may interrupt a step on the same thread.
+        started = time.monotonic()
+        try:
+            return step(started + max(0.0, self.shutdown_timeout_s - self.stopping_spent_s))
+        finally:
+            self.stopping_spent_s += time.monotonic() - started
 
 
 _pipeline: _Pipeline | None = None
@@ -161,10 +181,11 @@ def init(
     request_traces: Literal["turns", "all"] = "turns",
     set_global_provider: bool = True,
     resource_attributes: Mapping[str, AttributeValue] | None = None,
-    max_queue_size: int = 2048,
-    max_export_batch_size: int = 512,
-    schedule_delay_ms: int = 1000,
-    export_timeout_s: float = 10.0,
+    max_queue_size: int | None = None,
+    max_export_batch_size: int | None = None,
+    schedule_delay_ms: float | None = None,
+    export_timeout_s: float | None = None,
+    shutdown_timeout_s: float = 5.0,
     flush_on_sigterm: bool = True,
     sample_rate: float = 1.0,
 ) -> TracerProvider:
@@ -196,8 +217,7 @@ def init(
         raise ValueError(f"request_traces must be 'turns' or 'all', not {request_traces!r}")
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}")
-    if max_queue_size < 1 or max_export_batch_size < 1 or max_export_batch_size > max_queue_size:
-        raise ValueError("need 1 <= max_export_batch_size <= max_queue_size")
+    _check_batching(max_queue_size, max_export_batch_size, shutdown_timeout_s)
 
     with _pipeline_lock:
         if _pipeline is not None:
@@ -216,45 +236,43 @@ def init(
             }
         )
         provider = TracerProvider(
-            resource=resource, sampler=session_sampler(sample_rate) if sample_rate < 1 else None
+            resource=resource,
+            sampler=session_sampler(sample_rate) if sample_rate < 1 else None,
+            # Its atexit hook would wait on the exporter without a deadline: ours has one.
+            shutdown_on_exit=False,
         )
-        stamper = SessionSpanProcessor(keys)
-        stats = _export.ExportStats()
-        inner = _export.build_exporter(
+        provider.add_span_processor(SessionSpanProcessor(keys))
+        target = _export.build_target(
             exporter, endpoint=endpoint, api_key=api_key, timeout_s=export_timeout_s
         )
-        pipeline_exporter = None
-        if inner is not None:
-            pipeline_exporter = _export.PipelineExporter(
-                inner,
-                stats,
-                drop_transport_spans=backend == "neatlogs",
-                completion_markers=backend == "neatlogs",
-                session_keys=keys,
+        processor = None
+        if target is not None:
+            processor = _export.BoundedBatchProcessor(
+                _export.PipelineExporter(
+                    target,
+                    drop_transport_spans=backend == "neatlogs",
+                    completion_markers=backend == "neatlogs",
+                    session_keys=keys,
+                ),
+                max_queue_size=max_queue_size,
+                max_export_batch_size=max_export_batch_size,
+                schedule_delay_ms=schedule_delay_ms,
+                export_timeout_s=export_timeout_s,
+                shutdown_timeout_s=shutdown_timeout_s,
             )
-            provider.add_span_processor(
-                _export.CountingBatchSpanProcessor(
-                    pipeline_exporter,
-                    stats,
-                    stamp=stamper,
-                    max_queue_size=max_queue_size,
-                    max_export_batch_size=max_export_batch_size,
-                    schedule_delay_millis=schedule_delay_ms,
-                    export_timeout_millis=export_timeout_s * 1000,
-                )
-            )
-            pipeline_exporter.marker_tracer = provider.get_tracer("neatlogs.internal")
+            provider.add_span_processor(processor)
+            target.voice.started()
         else:
-            provider.add_span_processor(stamper)
+            logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
         if set_global_provider:
             _install_global_provider(provider)
         _pipeline = _Pipeline(
             provider,
-            pipeline_exporter,
-            stats,
+            processor,
             keys,
             join_request_trace,
             request_traces,
+            shutdown_timeout_s,
             arguments,
         )
         set_default_session(
@@ -289,6 +307,21 @@ def _flush_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, flush_then_terminate)
 
 
+def _check_batching(
+    max_queue_size: int | None, max_export_batch_size: int | None, shutdown_timeout_s: float
+) -> None:
+    if max_queue_size is not None and max_queue_size < 1:
+        raise ValueError(f"max_queue_size must be at least 1, not {max_queue_size!r}")
+    if max_export_batch_size is not None and max_export_batch_size < 1:
+        raise ValueError(f"max_export_batch_size must be at least 1, not {max_export_batch_size!r}")
+    if max_queue_size and max_export_batch_size and max_export_batch_size > max_queue_size:
+        raise ValueError("max_export_batch_size must not exceed max_queue_size: lower it")
+    if not shutdown_timeout_s >= 0:
+        raise ValueError(
+            f"shutdown_timeout_s must be 0 or more seconds, not {shutdown_timeout_s!r}"
+        )
+
+
 def _resolve_session_keys(session_keys: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(session_keys, str):
         if session_keys not in SESSION_KEY_PRESETS:
@@ -317,36 +350,59 @@ def _install_global_provider(provider: TracerProvider) -> None:
 
 
 def flush(timeout_s: float | None = None) -> bool:
-    """Export every queued span now; ``True`` if all went out in time."""
+    """Export every queued span now, waiting at most ``timeout_s`` (default 30).
+
+    ``True`` only when every span queued before the call was accepted by the
+    receiver; ``False`` when one failed or time ran out (the export goes on
+    in the background).
+    """
     pipeline = _pipeline
-    if pipeline is None:
+    if pipeline is None or pipeline.processor is None:
         return True
-    return _flush_pipeline(pipeline, int((timeout_s if timeout_s is not None else 30.0) * 1000))
+    return pipeline.processor.flush_until(
+        time.monotonic() + (timeout_s if timeout_s is not None else 30.0)
+    )
 
 
-def _flush_pipeline(pipeline: _Pipeline, timeout_ms: int) -> bool:
-    done = pipeline.provider.force_flush(timeout_ms)
-    # Exported roots queue their completion markers: drain those too.
-    if pipeline.exporter is not None and pipeline.stats.markers_sent:
-        done = pipeline.provider.force_flush(timeout_ms) and done
-    return done
+def flush_at_exit() -> bool:
+    """Flush within what is left of ``shutdown_timeout_s``; for the app's last moments.
+
+    The ASGI middleware calls it at lifespan shutdown: it is spent from the
+    same budget as the SIGTERM handler and ``atexit`` that may follow.
+    """
+    pipeline = _pipeline
+    processor = pipeline.processor if pipeline is not None else None
+    if pipeline is None or processor is None:
+        return True
+
+    def flush_by(deadline: float) -> bool:
+        processor.exporter.watch.deadline = deadline
+        try:
+            return processor.flush_until(deadline)
+        finally:
+            processor.exporter.watch.deadline = None
+
+    return pipeline.while_stopping(flush_by)
 
 
 def shutdown() -> None:
-    """Flush and stop the pipeline; ``init()`` may be called again afterwards."""
+    """Flush and stop the pipeline within ``shutdown_timeout_s``; ``init()`` may follow."""
     global _pipeline
     with _pipeline_lock:
         pipeline, _pipeline = _pipeline, None
         set_default_session(None)
-    if pipeline is not None:
-        _flush_pipeline(pipeline, 10_000)
-        pipeline.provider.shutdown()
+    if pipeline is None:
+        return
+    if pipeline.processor is not None:
+        pipeline.while_stopping(pipeline.processor.close)
+    pipeline.provider.shutdown()  # the stamper; ours is closed already
 
 
 def stats() -> dict[str, Any]:
     """Export counters and skipped session values, for an operator's endpoint."""
     pipeline = _pipeline
-    export = pipeline.stats.snapshot() if pipeline is not None else {}
+    processor = pipeline.processor if pipeline is not None else None
+    export = processor.stats.snapshot() if processor is not None else {}
     return {
         "export": export,
         "rejected": rejection_counts(),
@@ -363,16 +419,21 @@ _warned_before_init = False
 
 
 def tracer_before_init() -> otel_trace.Tracer:
-    """The global tracer, for ``trace()`` before ``init()``; warns once, since
-    unless the app set up OpenTelemetry itself, those spans go nowhere."""
+    """The global tracer, for ``trace()`` before ``init()`` (the app may have set
+    up OpenTelemetry itself)."""
+    return otel_trace.get_tracer("neatlogs_web", __version__)
+
+
+def warn_not_initialised(name: str) -> None:
+    """Say once that ``trace()`` records nothing until ``init()`` runs."""
     global _warned_before_init
     if not _warned_before_init:
         _warned_before_init = True
         logger.warning(
-            "neatlogs_web.trace() ran before neatlogs_web.init(): call init() once at "
-            "startup, before serving requests, or these spans are not exported"
+            "neatlogs_web.trace(%r) recorded nothing: call neatlogs_web.init() at "
+            "startup, before the first trace()",
+            name,
         )
-    return otel_trace.get_tracer("neatlogs_web", __version__)
 
 
 def stamps_every_request() -> bool:

@@ -107,6 +107,8 @@ class trace:
             set_status_on_exception=False,
         )
         self._span = span
+        if pipeline is None and not span.is_recording():
+            sdk.warn_not_initialised(self._name)
         if self._kind is not None:
             set_kind(self._kind, span)
         elif top_level:
@@ -173,6 +175,11 @@ class trace:
                 return fn(*args, **kwargs)
 
         return run
+
+
+def in_turn(context: otel_context.Context) -> bool:
+    """Whether ``context`` is inside a ``trace()`` block."""
+    return context.get(_IN_TRACE_KEY) is not None
 
 
 def _claim_request_span(turn_name: str) -> Span | None:

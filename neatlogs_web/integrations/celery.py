@@ -53,7 +53,7 @@ class NeatlogsCelery:
     ``max_age`` (seconds, default none) refuses older tokens, so a task
     that waited longer in the queue runs with no session; ``header_name``
     names the task header; ``propagate_trace`` sends W3C ``traceparent``
-    so the worker's spans link to the turn that enqueued them.
+    so the worker's spans join the trace of the turn that enqueued them.
 
     Celery's signals are process-wide: one configuration serves every
     Celery app of the process; installing again replaces it.

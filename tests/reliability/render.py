@@ -40,6 +40,7 @@ SECTIONS = {
     "isolation": "Isolation at scale (example apps, concurrent clients)",
     "faults": "Export faults (faulty receiver vs healthy receiver, side by side)",
     "shutdown": "SIGTERM flush (healthy receiver)",
+    "exit": "Exit time after SIGTERM, by receiver (seconds)",
     "fuzz": "Fuzzed input (direct ASGI / WSGI calls)",
     "security": "Security: logs scanned for ids, tokens and keys",
     "soak": "Soak into the local collector",
@@ -58,6 +59,7 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
     isolation = by_section.get("isolation", [])
     faults = by_section.get("faults", [])
     shutdown = by_section.get("shutdown", [])
+    exits = by_section.get("exit", [])
     fuzz = by_section.get("fuzz", [])
     security = by_section.get("security", [])
     soak = by_section.get("soak", [])
@@ -98,7 +100,8 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
             f"{_sum(faults, 'failed_requests')} failed requests, worst latency ratio "
             f"p50 {_worst(faults, 'p50_ratio'):.2f}, p99 {_worst(faults, 'p99_ratio'):.2f}, "
             f"{_sum(faults, 'spans_dropped'):,} drops and {_sum(faults, 'spans_failed'):,} "
-            f"failed exports counted; SIGTERM on {len(shutdown)} servers",
+            f"failed exports counted; SIGTERM on {len(shutdown)} servers, slowest exit "
+            f"{_worst(exits, 'exit_s'):.1f} s over {len(exits)} server and receiver pairs",
         ),
         (
             "Bad inputs tried",
@@ -154,6 +157,21 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _exit_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Servers down, receivers across: how long each took to exit after SIGTERM."""
+    servers = list(dict.fromkeys(row["scenario"] for row in rows))
+    receivers = list(dict.fromkeys(row["receiver"] for row in rows))
+    seconds = {(row["scenario"], row["receiver"]): row["exit_s"] for row in rows}
+    lines = [
+        "| server | " + " | ".join(receivers) + " |",
+        "| --- |" + " ---: |" * len(receivers),
+    ]
+    for server in servers:
+        cells = [f"{seconds[server, r]:.1f}" if (server, r) in seconds else "" for r in receivers]
+        lines.append(f"| {server} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -187,7 +205,8 @@ def render(rows: list[dict[str, Any]], started: datetime, seconds: float, outcom
     ]
     for section, title in SECTIONS.items():
         if by_section.get(section):
-            lines += [f"## {title}", "", *_table(by_section[section]), ""]
+            table = _exit_table if section == "exit" else _table
+            lines += [f"## {title}", "", *table(by_section[section]), ""]
     lines += [
         "## How to read this",
         "",
@@ -224,6 +243,15 @@ def render(rows: list[dict[str, Any]], started: datetime, seconds: float, outcom
         "  `init()` installs when nobody else handles the signal). Exit status 0: the",
         "  gunicorn master; its workers flushed at lifespan shutdown (uvicorn workers)",
         "  or through `atexit` as they left with `sys.exit` (sync, gthread).",
+        "- Exit time: seconds from SIGTERM until the server process is gone, after a",
+        "  few hundred turns, with the receiver healthy or faulty: *closed port*",
+        "  (connection refused), *black hole* (accepts, never answers), *slow* (answers",
+        "  after 3 s), *HTTP 500*, *HTTP 429* (`Retry-After: 1`). `init()`'s default",
+        "  `shutdown_timeout_s` of 5 s is one budget across lifespan shutdown, the",
+        "  SIGTERM handler and `atexit`; what the receiver has not accepted by then is",
+        "  given up and counted in one WARNING line. gunicorn's figure is the master's,",
+        "  its workers' exit included. All are far inside the 30 s after which",
+        "  gunicorn and Kubernetes kill.",
         "- Fuzz: each example is one request through the middleware with a fuzzed",
         "  cookie, header, path segment, query string or JSON body; *values skipped*",
         "  counts inputs the middleware rejected (and so bound a new session).",

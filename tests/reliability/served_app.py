@@ -4,7 +4,8 @@ One request is one traced turn (a root span and a child in a worker thread),
 so spans sent can be counted from requests made. ``/_stats`` tells the
 operator's view: export counters, RSS, threads and asyncio tasks. Tracing
 options come from ``RELIABILITY_*`` variables so each scenario picks its own
-queue size and schedule.
+queue size, schedule and shutdown deadline; unset, they fall through to
+``init()``'s defaults.
 
     uvicorn tests.reliability.served_app:asgi_app
     gunicorn -k gthread tests.reliability.served_app:wsgi_app
@@ -30,12 +31,19 @@ import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
 
+
+def _option(name: str) -> float | None:
+    value = os.environ.get(f"RELIABILITY_{name}")
+    return float(value) if value else None
+
+
 neatlogs_web.init(
     workflow_name="reliability",
-    schedule_delay_ms=int(os.environ.get("RELIABILITY_SCHEDULE_DELAY_MS", "200")),
-    max_queue_size=int(os.environ.get("RELIABILITY_MAX_QUEUE_SIZE", "2048")),
-    max_export_batch_size=int(os.environ.get("RELIABILITY_MAX_BATCH_SIZE", "512")),
-    export_timeout_s=float(os.environ.get("RELIABILITY_EXPORT_TIMEOUT_S", "10")),
+    schedule_delay_ms=_option("SCHEDULE_DELAY_MS") or 200,
+    max_queue_size=int(_option("MAX_QUEUE_SIZE") or 0) or None,
+    max_export_batch_size=int(_option("MAX_BATCH_SIZE") or 0) or None,
+    export_timeout_s=_option("EXPORT_TIMEOUT_S"),
+    shutdown_timeout_s=_option("SHUTDOWN_TIMEOUT_S") or 5.0,
 )
 SESSION_OPTIONS: dict[str, Any] = {"exclude_paths": ["/_stats", "/healthz"]}
 _process = psutil.Process()

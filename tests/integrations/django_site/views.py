@@ -6,6 +6,7 @@ Each answers with the session the view saw; every span carries ``user``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -88,11 +89,17 @@ def template(request: HttpRequest) -> HttpResponse:
     return render(request, "session.html")
 
 
+# The Celery app is imported on first use (only the Celery tests configure a broker);
+# a gthread worker's threads must not import it, and Celery's lazy names, at once.
+_celery_import = threading.Lock()
+
+
 def enqueue(request: HttpRequest) -> JsonResponse:
     """Hand the turn to Celery: a task that calls another, a chain, a retried task."""
-    from celery import chain
+    with _celery_import:
+        from celery import chain
 
-    from tests.integrations.django_site import tasks
+        from tests.integrations.django_site import tasks
 
     user = _user(request)
     with neatlogs_web.trace("enqueue", user=user):
@@ -105,7 +112,8 @@ def enqueue(request: HttpRequest) -> JsonResponse:
 
 def enqueue_outside_sessions(request: HttpRequest) -> JsonResponse:
     """An excluded path: our own publisher, with no session bound."""
-    from tests.integrations.django_site import tasks
+    with _celery_import:
+        from tests.integrations.django_site import tasks
 
     tasks.anonymous.delay(_user(request))
     return JsonResponse({"session": neatlogs_web.current_session_id()})

@@ -1,0 +1,270 @@
+"""Export never holds the app hostage: honest flushes, bounded shutdown, one clear voice.
+
+Every scenario exports over OTLP/HTTP to a real receiver on 127.0.0.1 (healthy
+or faulty, see ``tests/faulty_receivers.py``) and is judged on what arrives,
+what ``flush()`` / ``shutdown()`` return and how long they take, and what the
+operator reads in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+
+import neatlogs_web
+from neatlogs_web import sdk
+from tests.conftest import reset_global_tracer_provider
+from tests.faulty_receivers import FAULTS, closed_port
+from tests.otlp_receiver import OTLPReceiver
+
+#: What a bounded call may take beyond its limit on a busy machine.
+MARGIN_S = 0.5
+SPANS_PER_TURN = 2
+
+
+@pytest.fixture(autouse=True)
+def _fresh_provider() -> Iterator[None]:
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    yield
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+
+
+def init(endpoint: str, **options: object) -> None:
+    neatlogs_web.init(
+        endpoint=endpoint,
+        flush_on_sigterm=False,
+        set_global_provider=False,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def turns(count: int, prefix: str = "turn") -> None:
+    for index in range(count):
+        with neatlogs_web.trace(f"{prefix}-{index}"), neatlogs_web.trace("child"):
+            pass
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture, name: str = "neatlogs_web") -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == name and r.levelname == "WARNING"]
+
+
+def exporter_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")]
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_flush_returns_false_within_its_timeout_whatever_the_receiver_does(fault: str) -> None:
+    with FAULTS[fault]() as url:
+        init(url, shutdown_timeout_s=0.5)
+        turns(50)
+        started = time.monotonic()
+        assert neatlogs_web.flush(timeout_s=1.0) is False
+        assert time.monotonic() - started < 1.0 + MARGIN_S
+        neatlogs_web.shutdown()
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_shutdown_returns_within_shutdown_timeout_whatever_the_receiver_does(
+    fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with FAULTS[fault]() as url:
+        init(url, shutdown_timeout_s=1.0)
+        turns(300)
+        started = time.monotonic()
+        neatlogs_web.shutdown()
+        took = time.monotonic() - started
+    assert took < 1.0 + MARGIN_S, f"shutdown took {took:.1f} s against {fault}"
+    [lost] = [line for line in warnings_of(caplog) if "at shutdown" in line]
+    assert "within shutdown_timeout_s (1 s)" in lost
+
+
+def test_flush_is_true_only_when_every_span_was_accepted(receiver: OTLPReceiver) -> None:
+    # A short export timeout: the exporter's retries of a 500 end within the flush.
+    init(receiver.url, schedule_delay_ms=60_000, export_timeout_s=1.0)
+    turns(10, "accepted")
+    assert neatlogs_web.flush(timeout_s=5) is True
+    # True means already received: no waiting for stragglers.
+    assert len([s for s in receiver.spans if s.name.startswith("accepted")]) == 10
+    receiver.status = 500
+    turns(10, "refused")
+    assert neatlogs_web.flush(timeout_s=5) is False
+    assert neatlogs_web.stats()["export"]["spans_failed"] == 10 * SPANS_PER_TURN
+    receiver.status = 200
+    turns(1, "again")
+    assert neatlogs_web.flush(timeout_s=5) is True
+
+
+def test_completion_markers_arrive_with_their_root_in_one_flush(receiver: OTLPReceiver) -> None:
+    init(receiver.url, api_key="key", schedule_delay_ms=60_000)  # a key: neatlogs backend
+    with neatlogs_web.session("s-1"):
+        turns(3)
+    assert neatlogs_web.flush(timeout_s=5) is True
+    spans = receiver.spans  # no waiting: the flush was honest
+    roots = {s.span_id: s for s in spans if s.name.startswith("turn-")}
+    markers = [s for s in spans if s.name == "neatlogs.trace.complete"]
+    assert sorted(m.parent_span_id for m in markers) == sorted(roots)
+    for marker in markers:
+        root = roots[marker.parent_span_id]
+        assert marker.trace_id == root.trace_id
+        assert marker.attributes["session.id"] == "s-1"
+        assert marker.attributes["neatlogs.internal"] is True
+    export = neatlogs_web.stats()["export"]
+    assert export["markers_sent"] == 3
+    assert export["spans_exported"] == 3 * SPANS_PER_TURN
+
+
+class _Recorder(SpanProcessor):
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.ended: list[str] = []
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.name)
+
+
+def test_completion_markers_never_reenter_the_provider(receiver: OTLPReceiver) -> None:
+    provider = neatlogs_web.init(
+        "key", receiver.url, flush_on_sigterm=False, set_global_provider=False
+    )
+    recorder = _Recorder()
+    provider.add_span_processor(recorder)
+    turns(2)
+    assert neatlogs_web.flush(timeout_s=5) is True
+    assert len([s for s in receiver.spans if s.name == "neatlogs.trace.complete"]) == 2
+    assert "neatlogs.trace.complete" not in recorder.started + recorder.ended
+
+
+def test_drops_are_exact_and_the_bsp_environment_variables_are_honoured(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "4")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    receiver.delay_s = 1.0  # the first batch holds the export thread while spans pile up
+    init(receiver.url)
+    made = 20
+    for index in range(made):
+        with neatlogs_web.trace(f"span-{index}"):
+            pass
+    receiver.delay_s = 0.0
+    assert neatlogs_web.flush(timeout_s=10) is True
+    export = neatlogs_web.stats()["export"]
+    # At most 4 queued and one batch of 2 in flight: the rest was refused, and counted.
+    assert export["spans_dropped"] >= made - 4 - 2
+    assert len(receiver.spans) == made - export["spans_dropped"] == export["spans_exported"]
+    drops = [line for line in warnings_of(caplog) if "dropped" in line]
+    assert len(drops) == 1 and "4 were already waiting" in drops[0]
+
+
+def test_one_warning_per_kind_of_trouble_and_one_line_when_it_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with closed_port() as url:
+        init(url, schedule_delay_ms=60_000, export_timeout_s=1.0)
+        for _ in range(3):
+            turns(5)
+            assert neatlogs_web.flush(timeout_s=5) is False
+        [refused] = warnings_of(caplog)
+        assert f"{url}/v1/traces" in refused
+        assert "connection refused" in refused
+        assert "could not export 10 spans" in refused
+        assert "NEATLOGS_ENDPOINT" in refused and 'exporter="none"' in refused
+        with OTLPReceiver(int(url.rsplit(":", 1)[1])) as receiver:
+            receiver.status = 500
+            turns(5)
+            assert neatlogs_web.flush(timeout_s=5) is False
+            assert "HTTP 500" in warnings_of(caplog)[-1]
+            receiver.status = 200
+            for _ in range(2):
+                turns(5)
+                assert neatlogs_web.flush(timeout_s=5) is True
+    assert len(warnings_of(caplog)) == 2
+    recovered = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
+    export = neatlogs_web.stats()["export"]
+    assert export["spans_failed"] == 40 and export["export_failures"] == 4
+    assert len(recovered) == 1 and "40 spans were lost" in recovered[0]
+    assert exporter_lines(caplog) == [], "the OTLP exporter's own lines reached the log"
+
+
+@pytest.mark.parametrize(
+    ("fault", "what"),
+    [
+        ("black hole", "no answer within 0.5 s"),
+        ("HTTP 429", "HTTP 429"),
+        ("HTTP 500", "HTTP 500"),
+        ("closed port", "connection refused"),
+    ],
+)
+def test_the_warning_says_what_happened(
+    fault: str, what: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with FAULTS[fault]() as url:
+        init(url, export_timeout_s=0.5, schedule_delay_ms=60_000, shutdown_timeout_s=0.5)
+        turns(3)
+        assert neatlogs_web.flush(timeout_s=3) is False
+        neatlogs_web.shutdown()
+    failed = [line for line in warnings_of(caplog) if "could not export" in line]
+    assert len(failed) == 1 and what in failed[0], warnings_of(caplog)
+    assert exporter_lines(caplog) == []
+
+
+def test_the_local_default_endpoint_names_the_local_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 4318)) == 0:
+            pytest.skip("something listens on 127.0.0.1:4318")
+    caplog.set_level(logging.INFO)
+    neatlogs_web.init(
+        flush_on_sigterm=False,
+        set_global_provider=False,
+        export_timeout_s=0.5,
+        shutdown_timeout_s=0.5,
+    )
+    [started] = [r.getMessage() for r in caplog.records if r.name == "neatlogs_web"]
+    assert "spans go to http://127.0.0.1:4318/v1/traces" in started
+    turns(1)
+    assert neatlogs_web.flush(timeout_s=3) is False
+    [refused] = warnings_of(caplog)
+    assert "connection refused" in refused and "`neatlogs-web serve`" in refused
+
+
+def test_startup_says_where_spans_go(
+    receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    init(receiver.url)
+    lines = [r.getMessage() for r in caplog.records if r.name == "neatlogs_web"]
+    assert lines == [f"neatlogs_web: spans go to {receiver.url}/v1/traces (OTLP/HTTP)"]
+
+
+def test_trace_before_init_warns_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sdk, "_warned_before_init", False)  # once per process
+    for _ in range(3):
+        with neatlogs_web.trace("too early") as span:
+            assert not span.is_recording()
+    lines = warnings_of(caplog)
+    assert len(lines) == 1
+    assert "call neatlogs_web.init() at startup" in lines[0]
+
+
+def test_bad_batching_options_say_what_to_change() -> None:
+    with pytest.raises(ValueError, match="must not exceed max_queue_size"):
+        neatlogs_web.init(exporter="none", max_queue_size=10, max_export_batch_size=20)
+    with pytest.raises(ValueError, match="shutdown_timeout_s"):
+        neatlogs_web.init(exporter="none", shutdown_timeout_s=-1)
