@@ -3,14 +3,18 @@
 #   make demo   create .venv and run the local collector, the example app and simulated users
 #   make reliability   the long reliability and security suite; rewrites docs/reliability.md
 #   make bench   ours against bare apps and peer middlewares; rewrites docs/benchmarks.md
+#   make backends   only the suite against a real Phoenix server (tests/backends)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+# The real Phoenix server the backend suite starts lives in its own environment:
+# it is large and pins its own OpenTelemetry, FastAPI and Starlette.
+PHOENIX_VENV := .venv-phoenix
 
-.PHONY: test demo reliability bench lint typecheck pytest browser redis clean
+.PHONY: test demo reliability bench lint typecheck pytest backends phoenix browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,8 +48,16 @@ redis:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends redis-server; }
 
-pytest: $(STAMP) browser redis
+# Installs arize-phoenix into $(PHOENIX_VENV) once (a few hundred MB; about a
+# minute or two); the backend tests would do it themselves otherwise.
+phoenix: $(STAMP)
+	$(BIN)/python -m tests.backends.phoenix_server install
+
+pytest: $(STAMP) browser redis phoenix
 	$(BIN)/pytest -q
+
+backends: $(STAMP) phoenix
+	$(BIN)/pytest -q tests/backends
 
 test: lint typecheck pytest
 
@@ -65,4 +77,4 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
+	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
