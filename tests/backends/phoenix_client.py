@@ -227,6 +227,10 @@ class PhoenixClient:
             if not cursor:
                 return spans
 
+    def all_spans(self) -> list[Span]:
+        """Every span of every project."""
+        return [span for name in self.project_names() for span in self.spans(name)]
+
     # GraphQL
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
