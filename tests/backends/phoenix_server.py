@@ -124,15 +124,18 @@ class PhoenixServer:
     def __init__(self, python: Path | None = None, start_timeout_s: float = START_TIMEOUT_S):
         self.python = python if python is not None else ensure_installed()
         self.start_timeout_s = start_timeout_s
+        self.startup_s: float | None = None
+        self._workdir: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
         self.port = free_port()
         self.grpc_port = free_port()
         while self.grpc_port == self.port:
             self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.otlp_traces_url = f"{self.url}/v1/traces"
-        self.startup_s: float | None = None
-        self._workdir: Path | None = None
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def working_dir(self) -> Path:
@@ -151,6 +154,16 @@ class PhoenixServer:
             return ""
 
     def start(self) -> None:
+        try:
+            self._start()
+        except PhoenixError as error:
+            # A free port can be taken between our probe and Phoenix's bind: once more.
+            if "address already in use" not in str(error):
+                raise
+            self._pick_ports()
+            self._start()
+
+    def _start(self) -> None:
         self._workdir = Path(tempfile.mkdtemp(prefix="phoenix-test-"))
         self.working_dir.mkdir()
         tmp = self._workdir / "tmp"
