@@ -4,14 +4,18 @@
 #   make reliability   the long reliability and security suite; rewrites docs/reliability.md
 #   make bench   ours against bare apps and peer middlewares; rewrites docs/benchmarks.md
 #   make floor   the export tests against the lowest versions pyproject.toml allows
+#   make backends   only the suite against a real Phoenix server (tests/backends)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+# The real Phoenix server the backend suite starts lives in its own environment:
+# it is large and pins its own OpenTelemetry, FastAPI and Starlette.
+PHOENIX_VENV := .venv-phoenix
 
-.PHONY: test demo reliability bench floor lint typecheck pytest browser redis clean
+.PHONY: test demo reliability bench floor lint typecheck pytest backends phoenix browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +49,16 @@ redis:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends redis-server; }
 
-pytest: $(STAMP) browser redis
+# Installs arize-phoenix into $(PHOENIX_VENV) once (a few hundred MB; about a
+# minute or two); the backend tests would do it themselves otherwise.
+phoenix: $(STAMP)
+	$(BIN)/python -m tests.backends.phoenix_server install
+
+pytest: $(STAMP) browser redis phoenix
 	$(BIN)/pytest -q
+
+backends: $(STAMP) phoenix
+	$(BIN)/pytest -q tests/backends
 
 test: lint typecheck pytest floor
 
@@ -80,4 +92,4 @@ floor: $(FLOOR)/.installed
 	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/test_export.py tests/test_sdk.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
+	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
