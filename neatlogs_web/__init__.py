@@ -15,6 +15,7 @@ from neatlogs_web.context import (
 )
 from neatlogs_web.conventions import set_input, set_kind, set_output, set_usage
 from neatlogs_web.sdk import (
+    END_USER_KEY_PRESETS,
     SESSION_KEY_PRESETS,
     SessionSpanProcessor,
     flush,
@@ -25,6 +26,7 @@ from neatlogs_web.sdk import (
 from neatlogs_web.tracing import trace
 
 __all__ = [
+    "END_USER_KEY_PRESETS",
     "SESSION_KEY_PRESETS",
     "SessionSpanProcessor",
     "__version__",

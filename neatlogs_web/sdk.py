@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
@@ -40,6 +41,7 @@ from neatlogs_web.context import (
 from neatlogs_web.sampling import session_sampler
 
 __all__ = [
+    "END_USER_KEY_PRESETS",
     "SESSION_KEY_PRESETS",
     "SessionSpanProcessor",
     "flush",
@@ -72,45 +74,66 @@ SESSION_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
+#: Attribute keys that carry the end user's id, per backend, named like the
+#: session presets. Not ``user.id`` toward the neatlogs backend: it reads that
+#: key as the operator.
+END_USER_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
+    "default": (END_USER_KEY, "user.id"),
+    "neatlogs": (END_USER_KEY,),
+    "opentelemetry": ("user.id",),
+    "langfuse": ("langfuse.user.id",),
+    "genai": ("user.id",),
+    "langsmith": ("langsmith.metadata.user_id",),
+}
+
+
 class SessionSpanProcessor(SpanProcessor):
     """Stamps the session in effect on every span when it starts.
 
     Running in ``on_start`` means instrumentations need no cooperation: any
     span of this provider, started while a session is bound, carries it.
+    Add it to a provider of your own with ``provider.add_span_processor(...)``;
+    ``init()`` does so for a provider the app already set up.
     """
 
-    def __init__(self, session_keys: Sequence[str]) -> None:
+    def __init__(
+        self,
+        session_keys: Sequence[str] = SESSION_KEY_PRESETS["default"],
+        end_user_keys: Sequence[str] = END_USER_KEY_PRESETS["default"],
+    ) -> None:
         self.session_keys = tuple(session_keys)
+        self.end_user_keys = tuple(end_user_keys)
+        self._stamping = True
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         binding = current_binding()
-        if binding is None:
-            return
-        if binding.end_user_id is None and binding.previous_session_id is None:
-            # stamp_span's common case inline: this runs for every span started.
-            session_id = binding.session_id
-            for key in self.session_keys:
-                span.set_attribute(key, session_id)
-        else:
-            stamp_span(span, binding, self.session_keys)
+        if binding is not None and self._stamping:
+            stamp_span(span, binding, self)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
 
     def shutdown(self) -> None:
-        pass
+        # A provider we do not own outlives our shutdown(): stop stamping its spans.
+        self._stamping = False
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
 
-def stamp_span(span: Span, binding: SessionBinding, keys: Sequence[str] | None = None) -> None:
-    """Put the session attributes of ``binding`` on ``span``."""
+def stamp_span(
+    span: Span, binding: SessionBinding, keys: SessionSpanProcessor | None = None
+) -> None:
+    """Put the session attributes of ``binding`` on ``span``, under the keys of
+    ``keys`` (default: those ``init()`` chose)."""
+    if keys is None:
+        keys = _stamper()
     session_id = binding.session_id
-    for key in keys if keys is not None else _session_keys():
+    for key in keys.session_keys:
         span.set_attribute(key, session_id)
     if binding.end_user_id is not None:
-        span.set_attribute(END_USER_KEY, binding.end_user_id)
+        for key in keys.end_user_keys:
+            span.set_attribute(key, binding.end_user_id)
     if binding.previous_session_id is not None:
         parent = span.parent if isinstance(span, SdkSpan) else None
         if parent is None or parent.is_remote:
@@ -123,17 +146,20 @@ class _Pipeline:
     def __init__(
         self,
         provider: TracerProvider,
+        owns_provider: bool,
         processor: _export.BoundedBatchProcessor | None,
-        session_keys: tuple[str, ...],
+        stamper: SessionSpanProcessor,
         join_request_trace: bool,
         request_traces: str,
         shutdown_timeout_s: float,
         init_arguments: dict[str, Any],
     ) -> None:
         self.provider = provider
+        #: False when the app set up the provider (phoenix.otel.register(), Langfuse).
+        self.owns_provider = owns_provider
         self.tracer = provider.get_tracer("neatlogs_web", __version__)
         self.processor = processor
-        self.session_keys = session_keys
+        self.stamper = stamper
         self.join_request_trace = join_request_trace
         self.request_traces = request_traces
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -162,9 +188,12 @@ _pipeline_lock = threading.Lock()
 _atexit_registered = False
 
 
-def _session_keys() -> tuple[str, ...]:
+_default_stamper: Final = SessionSpanProcessor()
+
+
+def _stamper() -> SessionSpanProcessor:
     pipeline = _pipeline
-    return pipeline.session_keys if pipeline is not None else SESSION_KEY_PRESETS["default"]
+    return pipeline.stamper if pipeline is not None else _default_stamper
 
 
 def init(
@@ -177,6 +206,7 @@ def init(
     exporter: SpanExporter | Literal["otlp", "console", "none"] | None = None,
     backend: Literal["neatlogs", "otlp"] | None = None,
     session_keys: str | Sequence[str] = "default",
+    end_user_keys: str | Sequence[str] | None = None,
     join_request_trace: bool | None = None,
     request_traces: Literal["turns", "all"] = "turns",
     set_global_provider: bool = True,
@@ -203,13 +233,21 @@ def init(
         raise ValueError("init() takes auto_session or session_id, not both: drop one")
     if session_id is not None and not is_valid_session_id(session_id):
         raise ValueError("init(session_id=...) must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
-    keys = _resolve_session_keys(session_keys)
+    keys = _resolve_keys("session_keys", session_keys, SESSION_KEY_PRESETS)
     api_key = api_key if api_key is not None else os.environ.get("NEATLOGS_API_KEY") or None
+    # Export asked for in so many words, as opposed to the local collector by default.
+    export_configured = bool(endpoint or os.environ.get("NEATLOGS_ENDPOINT") or exporter)
     endpoint = endpoint or os.environ.get("NEATLOGS_ENDPOINT") or DEFAULT_ENDPOINT
     if backend is None:
         backend = "neatlogs" if api_key else "otlp"
     if backend not in ("neatlogs", "otlp"):
         raise ValueError(f"backend must be 'neatlogs' or 'otlp', not {backend!r}")
+    if end_user_keys is None:
+        # Like the session keys; never user.id toward the neatlogs backend.
+        end_user_keys = session_keys if isinstance(session_keys, str) else "default"
+        if backend == "neatlogs" and end_user_keys == "default":
+            end_user_keys = "neatlogs"
+    user_keys = _resolve_keys("end_user_keys", end_user_keys, END_USER_KEY_PRESETS)
     if join_request_trace is None:
         # The neatlogs backend drops transport spans: there the turn stays a root.
         join_request_trace = backend != "neatlogs"
@@ -228,23 +266,33 @@ def init(
                 "neatlogs_web.shutdown() first to set up tracing again"
             )
         workflow = workflow_name or DEFAULT_WORKFLOW
-        resource = Resource.create(
-            {
-                **(resource_attributes or {}),
-                "service.name": workflow,
-                "neatlogs.workflow_name": workflow,
-            }
-        )
-        provider = TracerProvider(
-            resource=resource,
-            sampler=session_sampler(sample_rate) if sample_rate < 1 else None,
-            # Its atexit hook would wait on the exporter without a deadline: ours has one.
-            shutdown_on_exit=False,
-        )
-        provider.add_span_processor(SessionSpanProcessor(keys))
-        target = _export.build_target(
-            exporter, endpoint=endpoint, api_key=api_key, timeout_s=export_timeout_s
-        )
+        existing = _app_provider() if set_global_provider else None
+        if existing is not None:
+            provider = existing
+        else:
+            resource = Resource.create(
+                {
+                    **(resource_attributes or {}),
+                    "service.name": workflow,
+                    "neatlogs.workflow_name": workflow,
+                    # Phoenix files traces under this project.
+                    "openinference.project.name": workflow,
+                }
+            )
+            provider = TracerProvider(
+                resource=resource,
+                sampler=session_sampler(sample_rate) if sample_rate < 1 else None,
+                # Its atexit hook would wait on the exporter without a deadline: ours has one.
+                shutdown_on_exit=False,
+            )
+            _providers_made_here.add(provider)
+        stamper = SessionSpanProcessor(keys, user_keys)
+        provider.add_span_processor(stamper)
+        target = None
+        if existing is None or export_configured:
+            target = _export.build_target(
+                exporter, endpoint=endpoint, api_key=api_key, timeout_s=export_timeout_s
+            )
         processor = None
         if target is not None:
             processor = _export.BoundedBatchProcessor(
@@ -262,14 +310,22 @@ def init(
             )
             provider.add_span_processor(processor)
             target.voice.started()
-        else:
+        elif existing is None:
             logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
-        if set_global_provider:
+        if existing is not None:
+            logger.info(
+                "neatlogs_web: using the tracer provider the app set up (%s): sessions "
+                "are stamped on its spans, which go where it exports them%s",
+                type(existing).__module__,
+                "" if processor is None else ", and to neatlogs_web's exporter too",
+            )
+        elif set_global_provider:
             _install_global_provider(provider)
         _pipeline = _Pipeline(
             provider,
+            existing is None,
             processor,
-            keys,
+            stamper,
             join_request_trace,
             request_traces,
             shutdown_timeout_s,
@@ -322,18 +378,35 @@ def _check_batching(
         )
 
 
-def _resolve_session_keys(session_keys: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(session_keys, str):
-        if session_keys not in SESSION_KEY_PRESETS:
+def _resolve_keys(
+    option: str, value: str | Sequence[str], presets: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    if isinstance(value, str):
+        if value not in presets:
             raise ValueError(
-                f"unknown session_keys preset {session_keys!r}: choose from "
-                f"{', '.join(SESSION_KEY_PRESETS)} or pass a list of attribute keys"
+                f"unknown {option} preset {value!r}: choose from "
+                f"{', '.join(presets)} or pass a list of attribute keys"
             )
-        return SESSION_KEY_PRESETS[session_keys]
-    keys = tuple(session_keys)
+        return presets[value]
+    keys = tuple(value)
     if not keys or not all(isinstance(key, str) and key for key in keys):
-        raise ValueError("session_keys must name at least one non-empty attribute key")
+        raise ValueError(f"{option} must name at least one non-empty attribute key")
     return keys
+
+
+def _app_provider() -> TracerProvider | None:
+    """The OpenTelemetry SDK provider the app already made global, if any
+    (``phoenix.otel.register()``, Langfuse, Logfire): ``init()`` then joins it,
+    so one trace never splits between two pipelines."""
+    current = otel_trace.get_tracer_provider()
+    if isinstance(current, TracerProvider) and current not in _providers_made_here:
+        return current
+    return None
+
+
+# An earlier init()'s provider stays global after shutdown() (OpenTelemetry sets
+# it once): it is not the app's, and its pipeline is closed.
+_providers_made_here: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
 
 
 def _install_global_provider(provider: TracerProvider) -> None:
@@ -343,9 +416,8 @@ def _install_global_provider(provider: TracerProvider) -> None:
         otel_trace.set_tracer_provider(provider)
     elif current is not provider:
         logger.info(
-            "neatlogs_web: a global tracer provider is already set; spans of other "
-            "instrumentations stay there (add neatlogs_web.SessionSpanProcessor to it "
-            "to stamp sessions on them)"
+            "neatlogs_web: a global tracer provider that is not OpenTelemetry's SDK is "
+            "set; spans of other instrumentations stay there"
         )
 
 
@@ -395,7 +467,10 @@ def shutdown() -> None:
         return
     if pipeline.processor is not None:
         pipeline.while_stopping(pipeline.processor.close)
-    pipeline.provider.shutdown()  # the stamper; ours is closed already
+    if pipeline.owns_provider:
+        pipeline.provider.shutdown()  # the stamper; ours is closed already
+    else:
+        pipeline.stamper.shutdown()  # the app's provider goes on without us
 
 
 def stats() -> dict[str, Any]:

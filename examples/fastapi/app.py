@@ -58,17 +58,20 @@ class ChatMessage(BaseModel):
 
 def retrieve(message: str) -> list[str]:
     """Blocking retrieval, run in the thread pool: the session follows it there."""
-    with neatlogs_web.trace("retrieval", query=message):
+    with neatlogs_web.trace("retrieval", kind="retriever", input=message):
         return [f"doc about {word}" for word in message.split()[:3]]
 
 
 async def fake_llm(message: str, documents: list[str]) -> AsyncIterator[str]:
-    with neatlogs_web.trace("llm", model="fake-llm", documents=len(documents)) as span:
+    with neatlogs_web.trace("llm", kind="llm", input=message, documents=len(documents)):
         words = f"You said: {message}".split()
         for word in words:
             await asyncio.sleep(0.002)
             yield word
-        span.set_attribute("gen_ai.usage.output_tokens", len(words))
+        neatlogs_web.set_output(" ".join(words))
+        neatlogs_web.set_usage(
+            prompt_tokens=len(message.split()), completion_tokens=len(words), model="fake-llm"
+        )
 
 
 def summarise(message: str) -> None:
@@ -78,12 +81,15 @@ def summarise(message: str) -> None:
 
 
 async def reply(message: str) -> AsyncIterator[str]:
-    with neatlogs_web.trace("turn", message=message):
+    with neatlogs_web.trace("turn", input=message):
         documents = await run_in_threadpool(retrieve, message)
+        answer = []
         async for word in fake_llm(message, documents):
+            answer.append(word)
             yield f"data: {word}\n\n"
-        with neatlogs_web.trace("tool", tool="word_count"):
+        with neatlogs_web.trace("tool", kind="tool", tool="word_count"):
             count = len(message.split())
+        neatlogs_web.set_output(" ".join(answer))
         yield f"data: [DONE] {count} words\n\n"
 
 

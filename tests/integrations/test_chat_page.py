@@ -44,13 +44,13 @@ def test_two_tabs_are_two_sessions(browser: Browser) -> None:
             context.close()
         messages = {f"tab0 turn{t}" for t in range(3)} | {f"tab1 turn{t}" for t in range(2)}
         spans = receiver.wait_for(
-            lambda s: messages <= {x.attributes.get("message") for x in s if x.name == "turn"}
+            lambda s: messages <= {x.attributes.get("input.value") for x in s if x.name == "turn"}
         )
 
     sessions: dict[str, set[str]] = {"tab0": set(), "tab1": set()}
     for span in spans:
-        if span.name == "turn" and span.attributes["message"] in messages:
-            tab = span.attributes["message"].split()[0]
+        if span.name == "turn" and span.attributes.get("input.value") in messages:
+            tab = span.attributes["input.value"].split()[0]
             sessions[tab].add(span.attributes["session.id"])
     assert all(len(found) == 1 for found in sessions.values()), sessions
     assert sessions["tab0"] != sessions["tab1"]

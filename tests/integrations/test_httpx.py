@@ -54,10 +54,11 @@ def test_tool_service_spans_land_in_the_callers_session_and_trace() -> None:
             conversation = httpx.post(f"{api_url}/chat/conv-7", json={"message": "hi"})
             assert conversation.json()["tool"]["session_id"] == "conv-7"
 
+        def turns(spans: list[Any], name: str) -> list[Any]:
+            return [s for s in spans if s.name == name and s.scope == "neatlogs_web"]
+
         def complete(spans: list[Any]) -> bool:
-            return sum(s.name == "tool" for s in spans) == 5 and (
-                sum(s.name == "call_tool" for s in spans) == 5
-            )
+            return len(turns(spans, "tool")) == 5 and len(turns(spans, "call_tool")) == 5
 
         spans = receiver.wait_for(complete, timeout_s=20)
 
@@ -65,26 +66,25 @@ def test_tool_service_spans_land_in_the_callers_session_and_trace() -> None:
     service = {"example-api", "example-tool"}
     assert {s.resource["service.name"] for s in spans} == service
     by_id = {s.span_id: s for s in spans}
-    tool_roots = [s for s in spans if s.name == "tool"]
-    assert len(tool_roots) == 5
-    for tool in tool_roots:
-        # The tool's turn is a root in its own service, linked to the request
-        # span FastAPI continued from the caller's traceparent.
+    tool_turns = turns(spans, "tool")
+    assert len(tool_turns) == 5
+    for tool in tool_turns:
+        # The tool's turn joins the caller's trace: under the request span
+        # FastAPI continued from the caller's traceparent, which became the turn.
         assert tool.resource["service.name"] == "example-tool"
-        assert tool.parent_span_id == ""
-        (linked_trace, linked_span), *_ = tool.links
-        # Up from the linked FastAPI span to the first span of the caller.
-        chain = [by_id[linked_span]]
+        assert tool.links == []
+        chain = [tool]
         while chain[-1].resource["service.name"] == "example-tool":
             chain.append(by_id[chain[-1].parent_span_id])
-        *tool_request_spans, caller = chain
+        *tool_spans, caller = chain
         assert caller.name == "call_tool"
-        assert {s.trace_id for s in chain} == {linked_trace}
+        assert {s.trace_id for s in chain} == {caller.trace_id}
         session_id = caller.attributes["session.id"]
-        assert tool.attributes["session.id"] == session_id
-        for span in tool_request_spans:
+        request = [s for s in tool_spans if s.scope == "fastapi" and s.kind == 2]
+        assert [s.name for s in request] == ["tool"]
+        for span in tool_spans:
             assert span.attributes["session.id"] == session_id
-    tool_sessions = sorted(s.attributes["session.id"] for s in tool_roots)
+    tool_sessions = sorted(s.attributes["session.id"] for s in tool_turns)
     assert tool_sessions == sorted([*[sessions[0]] * 2, *[sessions[1]] * 2, "conv-7"])
 
 
