@@ -6,7 +6,7 @@ become root traces or child spans that carry it.
 """
 
 from neatlogs_web._version import __version__
-from neatlogs_web.binding import bind_session, confirm_conversation
+from neatlogs_web.binding import bind_conversation, bind_session, confirm_conversation
 from neatlogs_web.context import (
     current_end_user_id,
     current_session_id,
@@ -30,6 +30,7 @@ __all__ = [
     "SESSION_KEY_PRESETS",
     "SessionSpanProcessor",
     "__version__",
+    "bind_conversation",
     "bind_session",
     "confirm_conversation",
     "current_end_user_id",

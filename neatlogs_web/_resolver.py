@@ -110,7 +110,7 @@ class SessionResolver:
         self._validator = config.validator or is_valid_session_id
         self._max_id_length = MAX_ID_LENGTH if config.validator is None else _CUSTOM_ID_LIMIT
         self._templates = tuple(compile_template(t) for t in config.conversation_paths)
-        self._confirm_conversations = config.conversation_binding == "when_confirmed"
+        self.confirms_conversations = config.conversation_binding == "when_confirmed"
         self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
         self._steps = self._build_steps()
@@ -176,7 +176,7 @@ class SessionResolver:
             index += 1
             if found is None:
                 continue
-            if step.source == "conversation" and self._confirm_conversations:
+            if step.source == "conversation" and self.confirms_conversations:
                 # Kept for the app to confirm; the session comes from the other sources.
                 assert isinstance(found, _Candidate)
                 inputs.pending_conversation_id = found.session_id

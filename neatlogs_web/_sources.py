@@ -24,6 +24,7 @@ __all__ = [
 
 _PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BAGGAGE_KEY: Final = "session.id"
+_COOKIE_PAIR_END: Final = re.compile("[;,]")
 
 
 class RequestInputs:
@@ -102,14 +103,18 @@ def query_value(query: str, name: str) -> str | None:
 
 
 def find_cookie(header: str, name: str) -> str | None:
-    """The value of cookie ``name`` in a ``Cookie`` header, without a full parse."""
+    """The value of cookie ``name`` in a ``Cookie`` header, without a full parse.
+
+    WSGI servers join repeated ``Cookie`` headers with ``,`` (gunicorn) or
+    ``, `` (waitress), and no cookie value may hold a comma (RFC 6265): a
+    comma ends a pair like a semicolon does.
+    """
     target = name + "="
     start = 0
     while (at := header.find(target, start)) >= 0:
         # At the start of a cookie-pair, not the tail of another name.
-        if at == 0 or header[at - 1] in " ;":
-            end = header.find(";", at)
-            value = header[at + len(target) : end if end >= 0 else len(header)].strip()
+        if at == 0 or header[at - 1] in " ;,":
+            value = _COOKIE_PAIR_END.split(header[at + len(target) :], maxsplit=1)[0].strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             return value

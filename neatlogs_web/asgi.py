@@ -122,7 +122,12 @@ class NeatlogsSessionMiddleware:
                 resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
             assert isinstance(resolved, Resolution)
             resolution = resolved
-            binding = open_binding(resolution, self.end_user, scope)
+            binding = open_binding(
+                resolution,
+                self.end_user,
+                scope,
+                confirms_conversations=resolver.confirms_conversations,
+            )
         except Exception:
             internal_error("resolving an ASGI request's session")
             resolution = resolver.fallback()

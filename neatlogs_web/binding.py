@@ -22,10 +22,10 @@ from neatlogs_web import sdk
 from neatlogs_web._counters import reject
 from neatlogs_web._ids import is_valid_session_id
 from neatlogs_web._resolver import Resolution
-from neatlogs_web.context import SessionBinding, bind, current_request_binding
+from neatlogs_web.context import SessionBinding, current_request_binding
 from neatlogs_web.tracing import in_turn
 
-__all__ = ["bind_session", "confirm_conversation"]
+__all__ = ["bind_conversation", "bind_session", "confirm_conversation"]
 
 RequestT = TypeVar("RequestT")
 
@@ -34,6 +34,8 @@ def open_binding(
     resolution: Resolution,
     end_user: Callable[[RequestT], str | None] | None,
     request: RequestT,
+    *,
+    confirms_conversations: bool,
 ) -> SessionBinding:
     """The request's binding, stamped on the framework's active request span."""
     binding = SessionBinding(
@@ -42,6 +44,7 @@ def open_binding(
         resolution.previous_session_id,
         resolution.pending_conversation_id,
     )
+    binding.confirms_conversations = confirms_conversations
     context = current_otel_context()
     if context:  # an empty context has no active span
         active = otel_trace.get_current_span(context)
@@ -62,7 +65,10 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
     The request's one binding is changed in place, so its streamed body,
     background tasks and thread-pool calls follow; the framework's request
     span is re-stamped. Spans already started keep the session they started
-    with. Outside a request, binds ``session_id`` in the current context.
+    with. Outside a request the middleware bound (an excluded path, a CORS
+    preflight, a script) it binds nothing and returns ``False``: a binding
+    set there would outlive the request on a reused worker thread. Use
+    ``neatlogs_web.session()`` for a block of your own.
     """
     if not isinstance(session_id, str) or not is_valid_session_id(session_id):
         reject("bind_session", "invalid")
@@ -72,8 +78,8 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
         end_user_id = None
     binding = current_request_binding()
     if binding is None:
-        bind(SessionBinding(session_id, end_user_id))
-        return True
+        reject("bind_session", "outside_request")
+        return False
     binding.session_id = session_id
     binding.previous_session_id = None
     binding.pending_conversation_id = None
@@ -86,6 +92,21 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
         and (binding.request_span_is_turn or sdk.stamps_every_request())
     ):
         sdk.stamp_span(request_span, binding)
+    return True
+
+
+def bind_conversation(conversation_id: str) -> bool:
+    """For integrations that find the conversation after routing (Flask's
+    ``view_args``, Django's ``view_kwargs``): bind it, or, with
+    ``conversation_binding="when_confirmed"``, keep it for
+    :func:`confirm_conversation`, which the app calls once it authorized it."""
+    binding = current_request_binding()
+    if binding is None or not binding.confirms_conversations:
+        return bind_session(conversation_id)
+    if not is_valid_session_id(conversation_id):
+        reject("bind_session", "invalid")
+        return False
+    binding.pending_conversation_id = conversation_id
     return True
 
 

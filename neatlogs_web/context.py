@@ -40,6 +40,7 @@ class SessionBinding:
     """
 
     __slots__ = (
+        "confirms_conversations",
         "end_user_id",
         "last_trace_id",
         "pending_conversation_id",
@@ -61,6 +62,8 @@ class SessionBinding:
         self.previous_session_id = previous_session_id
         #: A conversation id the request named, bound once the app confirms it.
         self.pending_conversation_id = pending_conversation_id
+        #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
+        self.confirms_conversations = False
         #: The framework's request span, active when the request was bound.
         self.request_span: object = None
         #: Whether a turn made the request span its own (and stamped it).

@@ -31,11 +31,18 @@ DEFAULT_MAX_AGE: Final = 14 * 24 * 3600
 DEFAULT_JSON_BODY_LIMIT: Final = 64 * 1024
 # RFC 9110 token characters.
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What a Set-Cookie attribute value may hold (RFC 6265: no controls, no ";").
+_COOKIE_PATH_RE: Final = re.compile(r"/[\x20-\x3a\x3c-\x7e]*")
+_COOKIE_DOMAIN_RE: Final = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
 
 
-def _items(value: str | Iterable[str]) -> tuple[str, ...]:
+def _items(option: str, value: str | Iterable[str]) -> tuple[str, ...]:
     """A list option given as one string is that one item, not its characters."""
-    return (value,) if isinstance(value, str) else tuple(value)
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, Iterable) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{option} must be a string or a list of strings, not {value!r}")
+    return tuple(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,13 +78,8 @@ class SessionConfig:
     expose_trace_id: bool = False
 
     def __post_init__(self) -> None:
-        normalise = {
-            "conversation_paths": _items(self.conversation_paths),
-            "exclude_paths": _items(self.exclude_paths),
-            "sources": _items(self.sources),
-        }
-        for name, value in normalise.items():
-            object.__setattr__(self, name, value)
+        for name in ("conversation_paths", "exclude_paths", "sources"):
+            object.__setattr__(self, name, _items(name, getattr(self, name)))
         _check(self)
 
     @classmethod
@@ -119,6 +121,20 @@ def _check(config: SessionConfig) -> None:
             "conversation_binding must be 'on_arrival' or 'when_confirmed', "
             f"not {config.conversation_binding!r}"
         )
+    for name in ("trust_plain_header", "expose_trace_id"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name} must be True or False, not {getattr(config, name)!r}")
+    if config.secure is not None and not isinstance(config.secure, bool):
+        raise ValueError(f"secure must be True, False or None (https only), not {config.secure!r}")
+    if not isinstance(config.cookie_path, str) or not _COOKIE_PATH_RE.fullmatch(config.cookie_path):
+        raise ValueError(
+            f"cookie_path {config.cookie_path!r} must start with '/' and hold only "
+            "printable ASCII without ';'"
+        )
+    if config.cookie_domain is not None and not _COOKIE_DOMAIN_RE.fullmatch(
+        str(config.cookie_domain)
+    ):
+        raise ValueError(f"cookie_domain {config.cookie_domain!r} is not a host name")
     if not TOKEN_RE.fullmatch(config.cookie_name) or "=" in config.cookie_name:
         raise ValueError(f"cookie_name {config.cookie_name!r} is not a valid cookie name")
     for name in ("header_name", "conversation_header"):

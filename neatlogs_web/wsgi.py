@@ -91,7 +91,12 @@ class NeatlogsSessionMiddleware:
                 resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
             assert isinstance(resolved, Resolution)
             resolution = resolved
-            binding = open_binding(resolution, self.end_user, environ)
+            binding = open_binding(
+                resolution,
+                self.end_user,
+                environ,
+                confirms_conversations=resolver.confirms_conversations,
+            )
         except Exception:
             internal_error("resolving a WSGI request's session")
             resolution = resolver.fallback()

@@ -185,6 +185,14 @@ def test_bad_value_is_skipped_counted_and_replaced(
         ({"header_name": "X Session"}, "header_name 'X Session' is not a valid header name"),
         ({"exclude_paths": ["healthz"]}, "exclude_paths: 'healthz' must start with '/'"),
         ({"conversation_binding": "later"}, "conversation_binding must be"),
+        ({"exclude_paths": None}, "exclude_paths must be a string or a list of strings"),
+        ({"sources": None}, "sources must be a string or a list of strings"),
+        ({"conversation_paths": [None]}, "conversation_paths must be a string or a list"),
+        ({"cookie_path": "/チャット"}, "cookie_path '/チャット' must start with '/'"),
+        ({"cookie_path": "app"}, "cookie_path 'app' must start with '/'"),
+        ({"cookie_domain": "a;b"}, "cookie_domain 'a;b' is not a host name"),
+        ({"secure": "false"}, "secure must be True, False or None"),
+        ({"expose_trace_id": "yes"}, "expose_trace_id must be True or False"),
     ],
 )
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -231,3 +239,49 @@ def test_same_site_none_with_secure_is_accepted() -> None:
     app = make_asgi_app(same_site="none", secure=True)
     with TestClient(app) as http:
         assert "SameSite=None; Secure" in http.get("/whoami").headers["set-cookie"]
+
+
+@pytest.mark.parametrize(
+    "cookie_header",
+    [
+        "theme=dark,neatlogs_session={token}",  # gunicorn joins repeated headers with ","
+        "neatlogs_session={token},theme=dark",
+        "theme=dark, neatlogs_session={token}",  # waitress with ", "
+        "neatlogs_session={token}, theme=dark",
+    ],
+)
+def test_a_cookie_split_over_repeated_headers_keeps_its_session(cookie_header: str) -> None:
+    """WSGI servers fold several Cookie headers into one HTTP_COOKIE with commas."""
+    from tests.tokens import make_token
+
+    token = make_token("alice", SECRET)
+    client = werkzeug.test.Client(make_wsgi_app(), use_cookies=False)
+    response = client.get(
+        "/whoami", environ_overrides={"HTTP_COOKIE": cookie_header.format(token=token)}
+    )
+    assert response.json == {"session_id": "alice"}
+    assert "Set-Cookie" not in response.headers
+
+
+def test_repeated_cookie_headers_on_waitress_keep_the_session() -> None:
+    import socket
+
+    from tests.servers import run_waitress
+    from tests.tokens import make_token
+
+    token = make_token("alice", SECRET)
+    with run_waitress(make_wsgi_app()) as base:
+        host, port = base.removeprefix("http://").split(":")
+        for first, second in (
+            (f"neatlogs_session={token}", "a=1"),
+            ("a=1", f"neatlogs_session={token}"),
+        ):
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(
+                    f"GET /whoami HTTP/1.1\r\nHost: x\r\nCookie: {first}\r\nCookie: {second}\r\n"
+                    "Connection: close\r\n\r\n".encode()
+                )
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            assert b'"session_id":"alice"' in reply.replace(b" ", b""), reply

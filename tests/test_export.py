@@ -18,7 +18,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 import neatlogs_web
-from neatlogs_web import sdk
+from neatlogs_web import _export, sdk
 from tests.conftest import reset_global_tracer_provider
 from tests.faulty_receivers import FAULTS, closed_port
 from tests.otlp_receiver import OTLPReceiver
@@ -222,11 +222,16 @@ def test_the_warning_says_what_happened(
 
 
 def test_the_local_default_endpoint_names_the_local_collector(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The default is 127.0.0.1:4318, where a developer's own collector may run:
+    # move the default to a port nothing listens on.
     with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", 4318)) == 0:
-            pytest.skip("something listens on 127.0.0.1:4318")
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setattr(sdk, "DEFAULT_ENDPOINT", closed)
+    monkeypatch.setattr(_export, "LOCAL_ENDPOINT", closed)
+    monkeypatch.delenv("NEATLOGS_ENDPOINT", raising=False)
     caplog.set_level(logging.INFO)
     neatlogs_web.init(
         flush_on_sigterm=False,
@@ -235,7 +240,7 @@ def test_the_local_default_endpoint_names_the_local_collector(
         shutdown_timeout_s=0.5,
     )
     [started] = [r.getMessage() for r in caplog.records if r.name == "neatlogs_web"]
-    assert "spans go to http://127.0.0.1:4318/v1/traces" in started
+    assert f"spans go to {closed}/v1/traces" in started
     turns(1)
     assert neatlogs_web.flush(timeout_s=3) is False
     [refused] = warnings_of(caplog)

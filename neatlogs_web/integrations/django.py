@@ -38,7 +38,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from neatlogs_web import asgi as _asgi
 from neatlogs_web import wsgi as _wsgi
-from neatlogs_web.binding import bind_session
+from neatlogs_web.binding import bind_conversation
 from neatlogs_web.context import current_session_id
 from neatlogs_web.integrations.websockets import message_session
 from neatlogs_web.options import OPTION_NAMES, SessionOptions
@@ -207,7 +207,7 @@ def _bind_conversation(
         value = view_kwargs.get(name)
         if value is not None:
             # An invalid id is counted in stats() and leaves the session as it was.
-            bind_session(str(value))
+            bind_conversation(str(value))
     setattr(request, REQUEST_ATTRIBUTE, current_session_id())
 
 
@@ -295,7 +295,7 @@ class NeatlogsConsumerMixin:
         name = self.conversation_kwarg
         value = (scope.get("url_route") or {}).get("kwargs", {}).get(name) if name else None
         if value is not None and _asgi.SCOPE_STATE_KEY in scope.get("state", {}):
-            bind_session(str(value))
+            bind_conversation(str(value))
         self.neatlogs_session_id = current_session_id()
         await cast(Any, super()).__call__(scope, receive, send)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from flask import Flask, request
 
-from neatlogs_web.binding import bind_session
+from neatlogs_web.binding import bind_conversation
 from neatlogs_web.options import OPTION_NAMES, SessionOptions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
@@ -96,9 +96,9 @@ def _flask_keys(config: Mapping[str, Any]) -> list[str | bytes] | None:
 
 
 def _bind_view_arg(name: str) -> Callable[[], None]:
-    def bind_conversation() -> None:
+    def bind_view_arg() -> None:
         value = (request.view_args or {}).get(name)
         if value is not None:
-            bind_session(str(value))
+            bind_conversation(str(value))
 
-    return bind_conversation
+    return bind_view_arg

@@ -121,3 +121,46 @@ def test_conversation_argument_name_and_explicit_options_override_the_config() -
 def test_unknown_options_are_configuration_errors() -> None:
     with pytest.raises(ValueError, match="cookie_nmae"):
         make_app({"SECRET_KEY": "k"}, cookie_nmae="x")
+
+
+def test_when_confirmed_the_view_argument_waits_for_the_app(tracing: OTLPReceiver) -> None:
+    """``conversation_binding="when_confirmed"``: a view that refuses the request
+    never writes into the conversation its URL names."""
+    from flask import abort, request
+
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "flask-key"
+
+    @app.post("/chat/<conversation_id>")
+    def chat(conversation_id: str) -> Response:
+        if request.headers.get("x-owner") != conversation_id:
+            with neatlogs_web.trace("refused"):
+                abort(403)
+        neatlogs_web.confirm_conversation()
+        with neatlogs_web.trace("turn"):
+            return jsonify(session_id=neatlogs_web.current_session_id())
+
+    NeatlogsFlask(app, conversation_binding="when_confirmed")
+    client = app.test_client()
+    assert client.post("/chat/victim").status_code == 403
+    allowed = client.post("/chat/mine", headers={"x-owner": "mine"})
+    assert allowed.json == {"session_id": "mine"}
+    neatlogs_web.flush()
+    spans = tracing.wait_for(lambda s: {"refused", "turn"} <= {x.name for x in s})
+    sessions = {s.name: s.attributes["session.id"] for s in spans}
+    assert sessions["turn"] == "mine"
+    assert sessions["refused"] not in ("victim", "mine")
+
+
+def test_a_preflight_binds_nothing_that_outlives_it() -> None:
+    """A CORS preflight skips the middleware but Flask still routes it: the
+    view-argument hook must not bind on a worker thread that serves others next."""
+    app = make_app({"SECRET_KEY": "flask-key"}, exclude_paths=["/threads/*"])
+    with run_waitress(app, threads=1) as base:
+        preflight = httpx.options(
+            f"{base}/chat/victim-conversation",
+            headers={"origin": "http://127.0.0.1:5173", "access-control-request-method": "POST"},
+        )
+        assert "set-cookie" not in preflight.headers
+        after = httpx.get(f"{base}/threads/t1").json()["session_id"]
+    assert after is None
