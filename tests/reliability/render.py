@@ -41,6 +41,7 @@ SECTIONS = {
     "faults": "Export faults (faulty receiver vs healthy receiver, side by side)",
     "shutdown": "SIGTERM flush (healthy receiver)",
     "exit": "Exit time after SIGTERM, by receiver (seconds)",
+    "threads": "Many distinct users on many threads (threaded WSGI, caches full)",
     "fuzz": "Fuzzed input (direct ASGI / WSGI calls)",
     "security": "Security: logs scanned for ids, tokens and keys",
     "soak": "Soak into the local collector",
@@ -64,6 +65,7 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
     security = by_section.get("security", [])
     soak = by_section.get("soak", [])
     matrix = by_section.get("matrix", [])
+    threads = by_section.get("threads", [])
     servers = ", ".join(row["scenario"] for row in isolation)
     clients = max((int(row["clients"]) for row in isolation), default=0)
     turns = max((int(row["turns_per_client"]) for row in isolation), default=0)
@@ -93,6 +95,15 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
             f"{_sum(isolation, 'failed_requests')} failed requests, "
             f"{_sum(isolation, 'spans_wrong_session')} spans in a wrong session, "
             f"{_sum(isolation, 'spans_no_session')} without a session",
+        ),
+        (
+            "Many users, many threads",
+            "; ".join(
+                f"{row['scenario']}: {row['errors']} errors, {row['wrong_session']} in a "
+                f"wrong session, largest cache {row['largest_cache']:,} of {row['cache_bound']:,}"
+                for row in threads
+            )
+            or "not run",
         ),
         (
             "Faults survived",
