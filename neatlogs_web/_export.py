@@ -407,6 +407,19 @@ class BoundedBatchProcessor(SpanProcessor):
             except RuntimeError:  # no new threads this late in interpreter shutdown
                 self._flusher = None
 
+    def flush_before_exit(self, deadline: float) -> bool:
+        """Flush as the app stops (lifespan shutdown), requests bounded by ``deadline``.
+
+        The process may end right after (uvicorn re-raises SIGTERM): what was
+        lost is said here, not left to ``close()``.
+        """
+        watch = self.exporter.watch
+        watch.deadline = deadline
+        try:
+            return self._reporting_loss(lambda: self.flush_until(deadline))
+        finally:
+            watch.deadline = None
+
     def close(self, deadline: float) -> bool:
         """Flush and stop by ``deadline``; ``True`` if every queued span was accepted."""
         if self._closed:
@@ -414,15 +427,27 @@ class BoundedBatchProcessor(SpanProcessor):
         self._closed = True
         watch = self.exporter.watch
         watch.deadline = deadline
+
+        def flush_and_stop() -> bool:
+            flushed = self.flush_until(deadline)
+            run_within(self._batch.shutdown, deadline)
+            watch.stop()
+            return flushed
+
+        return self._reporting_loss(flush_and_stop)
+
+    def _reporting_loss(self, stopping: Callable[[], bool]) -> bool:
+        """Run a step of stopping, then say in one line all it lost.
+
+        The last word, whatever the once-a-minute limit held back.
+        """
         failed_before = self.stats.spans_failed
-        flushed = self.flush_until(deadline)
-        run_within(self._batch.shutdown, deadline)
-        watch.stop()
-        # The last word, whatever the rate limit held back: all that stopping lost.
+        done = stopping()
         lost = self.stats.spans_failed - failed_before + self.stats.pending()
         if lost:
-            self.exporter.voice.lost_at_exit(lost, self.shutdown_timeout_s, watch.last_trouble)
-        return flushed
+            trouble = self.exporter.watch.last_trouble
+            self.exporter.voice.lost_at_exit(lost, self.shutdown_timeout_s, trouble)
+        return done
 
     def shutdown(self) -> None:
         """The provider's shutdown, bounded like ours (``neatlogs_web.shutdown`` comes first)."""

@@ -255,7 +255,7 @@ def init(
         raise ValueError(f"request_traces must be 'turns' or 'all', not {request_traces!r}")
     if not 0.0 <= sample_rate <= 1.0:
         raise ValueError(f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}")
-    _check_batching(max_queue_size, max_export_batch_size, shutdown_timeout_s)
+    _check_export_options(max_queue_size, max_export_batch_size, shutdown_timeout_s)
 
     with _pipeline_lock:
         if _pipeline is not None:
@@ -363,7 +363,7 @@ def _flush_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, flush_then_terminate)
 
 
-def _check_batching(
+def _check_export_options(
     max_queue_size: int | None, max_export_batch_size: int | None, shutdown_timeout_s: float
 ) -> None:
     if max_queue_size is not None and max_queue_size < 1:
@@ -443,18 +443,9 @@ def flush_at_exit() -> bool:
     same budget as the SIGTERM handler and ``atexit`` that may follow.
     """
     pipeline = _pipeline
-    processor = pipeline.processor if pipeline is not None else None
-    if pipeline is None or processor is None:
+    if pipeline is None or pipeline.processor is None:
         return True
-
-    def flush_by(deadline: float) -> bool:
-        processor.exporter.watch.deadline = deadline
-        try:
-            return processor.flush_until(deadline)
-        finally:
-            processor.exporter.watch.deadline = None
-
-    return pipeline.while_stopping(flush_by)
+    return pipeline.while_stopping(pipeline.processor.flush_before_exit)
 
 
 def shutdown() -> None:

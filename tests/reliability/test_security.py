@@ -221,7 +221,9 @@ def test_no_id_token_or_key_is_logged_at_info_or_above(
     debug = [r for r in records if r.levelno < logging.INFO]
     loud = [r for r in records if r.levelno >= logging.INFO]
     assert any("skipped a session value" in r.getMessage() for r in debug), "capture is on"
-    assert any(r.levelno >= logging.ERROR for r in loud), "the export failure was logged"
+    assert any(
+        r.levelno >= logging.WARNING and "could not export" in r.getMessage() for r in loud
+    ), "the export failure was logged"
     leaks = [
         r.getMessage()
         for r in loud

@@ -43,7 +43,12 @@ SERVER_STOP_S = 2.5
 EXIT_CASES = (
     [(server, fault) for server, _ in CASES for fault in FAULTS]
     if SCALE.name == "long"
-    else [("uvicorn", "black hole"), ("gunicorn-sync", "closed port"), ("waitress", "HTTP 429")]
+    else [
+        ("uvicorn", "black hole"),
+        ("uvicorn", "HTTP 500"),
+        ("gunicorn-sync", "closed port"),
+        ("waitress", "HTTP 429"),
+    ]
 )
 
 
