@@ -40,6 +40,7 @@ class SessionBinding:
     """
 
     __slots__ = (
+        "awaits_request_span",
         "end_user_id",
         "last_trace_id",
         "pending_conversation_id",
@@ -61,8 +62,11 @@ class SessionBinding:
         self.previous_session_id = previous_session_id
         #: A conversation id the request named, bound once the app confirms it.
         self.pending_conversation_id = pending_conversation_id
-        #: The framework's request span, active when the request was bound.
+        #: The framework's request span: active when the request was bound, or
+        #: the first server span started in it (an instrumentation inside ours).
         self.request_span: object = None
+        #: Whether a request span starting inside the binding is the request's own.
+        self.awaits_request_span = False
         #: Whether a turn made the request span its own (and stamped it).
         self.request_span_is_turn = False
         #: The trace id of the latest root ``trace()`` started under this binding.
