@@ -214,6 +214,11 @@ def _stamper() -> SessionSpanProcessor:
     return pipeline.stamper if pipeline is not None else _default_stamper
 
 
+def session_keys() -> tuple[str, ...]:
+    """The attribute keys sessions are stamped under (those ``init()`` chose)."""
+    return _stamper().session_keys
+
+
 def init(
     api_key: str | None = None,
     endpoint: str | None = None,
