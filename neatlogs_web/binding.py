@@ -46,15 +46,18 @@ def open_binding(
     )
     binding.confirms_conversations = confirms_conversations
     context = current_otel_context()
-    if context:  # an empty context has no active span
-        active = otel_trace.get_current_span(context)
-        if active.is_recording():
-            binding.request_span = active
-            if in_turn(context):
-                # A trace() around the whole request: it is the turn already.
-                binding.request_span_is_turn = True
-            if binding.request_span_is_turn or sdk.stamps_every_request():
-                sdk.stamp_span(active, binding)
+    active = otel_trace.get_current_span(context) if context else None  # empty: no span
+    if active is not None and active.is_recording():
+        binding.request_span = active
+        if in_turn(context):
+            # A trace() around the whole request: it is the turn already.
+            binding.request_span_is_turn = True
+        if binding.request_span_is_turn or sdk.stamps_every_request():
+            sdk.stamp_span(active, binding)
+    else:
+        # An instrumentation inside ours starts the request span after the binding:
+        # the span processor takes the first server span as the request's.
+        binding.awaits_request_span = True
     return binding
 
 

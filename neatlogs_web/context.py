@@ -40,6 +40,7 @@ class SessionBinding:
     """
 
     __slots__ = (
+        "awaits_request_span",
         "confirms_conversations",
         "end_user_id",
         "last_trace_id",
@@ -64,8 +65,11 @@ class SessionBinding:
         self.pending_conversation_id = pending_conversation_id
         #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
         self.confirms_conversations = False
-        #: The framework's request span, active when the request was bound.
+        #: The framework's request span: active when the request was bound, or
+        #: the first server span started in it (an instrumentation inside ours).
         self.request_span: object = None
+        #: Whether a request span starting inside the binding is the request's own.
+        self.awaits_request_span = False
         #: Whether a turn made the request span its own (and stamped it).
         self.request_span_is_turn = False
         #: The trace id of the latest root ``trace()`` started under this binding.

@@ -23,6 +23,9 @@ SpanKind = Literal[
     "chain", "llm", "tool", "retriever", "agent", "embedding", "reranker", "guardrail", "evaluator"
 ]
 SPAN_KINDS: Final = frozenset(SpanKind.__args__)  # type: ignore[attr-defined]
+#: The neatlogs SDK's span kind key; a framework's request span that became a
+#: turn carries it too.
+KIND_KEY: Final = "neatlogs.span.kind"
 
 # GenAI's operation names for the kinds that have one.
 _GENAI_OPERATIONS: Final = {
@@ -47,7 +50,7 @@ def set_kind(kind: SpanKind, span: Span | None = None) -> None:
     span = span or otel_trace.get_current_span()
     check_kind(kind)
     span.set_attribute("openinference.span.kind", kind.upper())
-    span.set_attribute("neatlogs.span.kind", kind.upper())
+    span.set_attribute(KIND_KEY, kind.upper())
     operation = _GENAI_OPERATIONS.get(kind)
     if operation is not None:
         span.set_attribute("gen_ai.operation.name", operation)

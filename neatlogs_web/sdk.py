@@ -107,8 +107,17 @@ class SessionSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         binding = current_binding()
-        if binding is not None and self._stamping:
-            stamp_span(span, binding, self)
+        if binding is None or not self._stamping:
+            return
+        if binding.awaits_request_span and _is_request_span(span):
+            # The request's own span, started inside the middleware (the OpenTelemetry
+            # ASGI or WSGI middleware installed inside ours): like one started before
+            # it, it joins the session when a turn makes it its own.
+            binding.awaits_request_span = False
+            binding.request_span = span
+            if not (binding.request_span_is_turn or stamps_every_request()):
+                return
+        stamp_span(span, binding, self)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
@@ -138,6 +147,15 @@ def stamp_span(
         parent = span.parent if isinstance(span, SdkSpan) else None
         if parent is None or parent.is_remote:
             span.set_attribute(PREVIOUS_SESSION_KEY, binding.previous_session_id)
+
+
+def _is_request_span(span: Span) -> bool:
+    """A server span that starts a trace here: a framework's or an instrumentation's
+    span for an incoming request (its parent, if any, is the caller's)."""
+    if not isinstance(span, SdkSpan) or span.kind is not otel_trace.SpanKind.SERVER:
+        return False
+    parent = span.parent
+    return parent is None or parent.is_remote
 
 
 class _Pipeline:
@@ -194,6 +212,11 @@ _default_stamper: Final = SessionSpanProcessor()
 def _stamper() -> SessionSpanProcessor:
     pipeline = _pipeline
     return pipeline.stamper if pipeline is not None else _default_stamper
+
+
+def session_keys() -> tuple[str, ...]:
+    """The attribute keys sessions are stamped under (those ``init()`` chose)."""
+    return _stamper().session_keys
 
 
 def init(

@@ -1,12 +1,20 @@
-"""Bridge to the neatlogs SDK: its request identity follows our session.
+"""Bridge to the neatlogs SDK: its spans carry our session.
 
 Apps that already trace with ``neatlogs.init()`` / ``neatlogs.trace()`` /
 ``@neatlogs.span`` / ``neatlogs.wrap()`` export through the SDK's own
-pipeline, which reads the session and end user from ``neatlogs.identify()``
-when a root span starts. These wrappers enter ``neatlogs.identify()`` with
-the request's resolved session (and end-user id) around the app, so those
-apps get per-request sessions without touching their handlers. Install them
-inside ``NeatlogsSessionMiddleware``, which resolves the session first.
+pipeline and tracer provider. Two ways in:
+
+- :func:`tracer_provider`, handed to ``neatlogs.init(tracer_provider=...)``:
+  a provider whose span processor stamps the session in effect on every span
+  the SDK starts, as ``init()`` does on ours. It follows
+  ``neatlogs_web.bind_session()`` after routing, like every span of ours.
+- The identity middlewares, for an app whose ``neatlogs.init()`` you cannot
+  change: they enter ``neatlogs.identify()`` with the request's resolved
+  session (and end-user id) around the app, which the SDK reads when a root
+  span starts. ``identify()`` holds fixed values, so a later
+  ``bind_session()`` does not reach the SDK's roots this way (and they
+  would overwrite what :func:`tracer_provider` stamps on roots: use one or
+  the other). Install them inside ``NeatlogsSessionMiddleware``.
 """
 
 from __future__ import annotations
@@ -15,20 +23,42 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapp
 from typing import TYPE_CHECKING, Any
 
 import neatlogs
+from opentelemetry.sdk.trace import TracerProvider
 
 from neatlogs_web.context import current_binding
+from neatlogs_web.sdk import END_USER_KEY_PRESETS, SESSION_KEY_PRESETS, SessionSpanProcessor
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 else:
     StartResponse = WSGIApplication = WSGIEnvironment = Any
 
-__all__ = ["NeatlogsIdentityMiddleware", "NeatlogsIdentityWSGIMiddleware"]
+__all__ = ["NeatlogsIdentityMiddleware", "NeatlogsIdentityWSGIMiddleware", "tracer_provider"]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def tracer_provider(**options: Any) -> TracerProvider:
+    """A tracer provider for ``neatlogs.init(tracer_provider=...)`` (or
+    ``neatlogs.Client``) whose spans carry the session in effect when they start.
+
+    ::
+
+        neatlogs.init(workflow_name="support-bot", tracer_provider=tracer_provider())
+
+    Every span the SDK starts in a request (its roots, ``wrap()``'s auto
+    roots, children) gets ``neatlogs.session.id`` and, where known,
+    ``neatlogs.end_user.id``, including after a ``bind_session()``.
+    ``options`` go to ``TracerProvider``; the SDK adds its own exporter.
+    """
+    provider = TracerProvider(**options)
+    provider.add_span_processor(
+        SessionSpanProcessor(SESSION_KEY_PRESETS["neatlogs"], END_USER_KEY_PRESETS["neatlogs"])
+    )
+    return provider
 
 
 class NeatlogsIdentityMiddleware:

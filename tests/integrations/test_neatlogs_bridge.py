@@ -20,10 +20,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
+import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
 from neatlogs_web.integrations.neatlogs import (
     NeatlogsIdentityMiddleware,
     NeatlogsIdentityWSGIMiddleware,
+    tracer_provider,
 )
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiMiddleware
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
@@ -143,3 +145,107 @@ def test_neatlogs_roots_get_each_requests_session_and_end_user(
         assert span.attributes["neatlogs.session.id"] == conversation, span.name
         index = CONVERSATIONS.index(conversation)
         assert span.attributes["neatlogs.end_user.id"] == f"user-{index}", span.name
+
+
+# --- Late binding: the conversation is known only after routing. ---
+
+ROOMS = [f"room-{i}" for i in range(4)]
+
+
+def rebinding_asgi_app(identity: bool) -> Any:
+    async def chat(request: Request) -> StreamingResponse:
+        room = request.path_params["room"]
+        assert neatlogs_web.bind_session(room, end_user_id=f"user-of-{room}")
+
+        async def body() -> Any:
+            with neatlogs.trace("streamed", kind="CHAIN", conversation=room):
+                yield "ok"
+
+        with neatlogs.trace("turn", kind="AGENT", conversation=room):
+            pass
+        return StreamingResponse(body())
+
+    app = Starlette(routes=[Route("/rooms/{room}", chat)])
+    if identity:
+        app.add_middleware(NeatlogsIdentityMiddleware)
+    app.add_middleware(AsgiMiddleware, secret_key="k")
+    return app
+
+
+def rebinding_wsgi_app(identity: bool) -> Any:
+    app = Flask(__name__)
+
+    @app.get("/rooms/<room>")
+    def chat(room: str) -> Response:
+        assert neatlogs_web.bind_session(room, end_user_id=f"user-of-{room}")
+
+        def body() -> Iterator[str]:
+            with neatlogs.trace("streamed", kind="CHAIN", conversation=room):
+                yield "ok"
+
+        with neatlogs.trace("turn", kind="AGENT", conversation=room):
+            pass
+        return Response(body())
+
+    inner = NeatlogsIdentityWSGIMiddleware(app.wsgi_app) if identity else app.wsgi_app
+    return WsgiMiddleware(inner, secret_key="k")
+
+
+@pytest.fixture
+def stamped_neatlogs_receiver() -> Iterator[OTLPReceiver]:
+    """The SDK's pipeline on the provider of the bridge, pointed at a receiver."""
+    with OTLPReceiver() as receiver:
+        neatlogs.init(
+            api_key="test-key",
+            endpoint=receiver.url,
+            workflow_name="bridge-test",
+            flush_interval=0.05,
+            register_shutdown_handlers=False,
+            tracer_provider=tracer_provider(),
+        )
+        try:
+            yield receiver
+        finally:
+            neatlogs.shutdown()
+
+
+def rebind_over(kind: str, identity: bool) -> Any:
+    app = rebinding_asgi_app(identity) if kind == "asgi" else rebinding_wsgi_app(identity)
+    server = run_uvicorn(app) if kind == "asgi" else run_waitress(app)
+    with server as base, ThreadPoolExecutor(max_workers=len(ROOMS)) as clients:
+
+        def chat(room: str) -> str:
+            return httpx.get(f"{base}/rooms/{room}").text
+
+        assert list(clients.map(chat, ROOMS)) == ["ok"] * len(ROOMS)
+    neatlogs.flush()
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_bind_session_after_routing_reaches_the_sdks_spans_through_its_provider(
+    kind: str, stamped_neatlogs_receiver: OTLPReceiver
+) -> None:
+    rebind_over(kind, identity=False)
+    expected = 2 * len(ROOMS)
+    spans = roots(stamped_neatlogs_receiver.wait_for(lambda s: len(roots(s)) >= expected))
+    assert sorted(s.name for s in spans) == sorted(["turn", "streamed"] * len(ROOMS))
+    for span in spans:
+        room = span.attributes["conversation"]
+        assert span.attributes["neatlogs.session.id"] == room, span.name
+        assert span.attributes["neatlogs.end_user.id"] == f"user-of-{room}", span.name
+        # Only the neatlogs SDK's keys: toward its backend, never user.id or session.id.
+        assert "session.id" not in span.attributes
+        assert "user.id" not in span.attributes
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_identify_holds_the_session_resolved_before_the_app_ran(
+    kind: str, neatlogs_receiver: OTLPReceiver
+) -> None:
+    """The limit the provider lifts: identify() values are fixed per request."""
+    rebind_over(kind, identity=True)
+    expected = 2 * len(ROOMS)
+    spans = roots(neatlogs_receiver.wait_for(lambda s: len(roots(s)) >= expected))
+    assert len(spans) == expected
+    for span in spans:
+        assert span.attributes["neatlogs.session.id"] != span.attributes["conversation"]

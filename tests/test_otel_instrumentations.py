@@ -1,0 +1,153 @@
+"""The OpenTelemetry ASGI and WSGI instrumentations trace each request: one turn is
+still one trace, whichever side of our middleware they sit on.
+
+Outside our middleware, the instrumentation's request span is active when the
+request is bound; inside it, the request span starts after the binding. Either
+way a turn joins the request's trace and the request span becomes the turn
+(its name, input, output and session), keeping method, route and status; a
+request that runs no turn stays a trace whose request span carries no session.
+Real servers (uvicorn, waitress), spans decoded from a real OTLP receiver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, request
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as OtelAsgiMiddleware
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as OtelWsgiMiddleware
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessionMiddleware
+from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessionMiddleware
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.servers import run_uvicorn, run_waitress
+from tests.tokens import session_of
+
+PROTO_KIND_SERVER = 2  # OTLP numbers kinds from UNSPECIFIED = 0
+TURNS = ["hello", "how are you", "bye"]
+
+
+def answer(text: str) -> str:
+    """One turn: a chain with an LLM call inside, input and output set."""
+    with neatlogs_web.trace("turn", input=text):
+        with neatlogs_web.trace("llm", kind="llm"):
+            neatlogs_web.set_usage(prompt_tokens=3, completion_tokens=4, model="m")
+        reply = f"echo: {text}"
+        neatlogs_web.set_output(reply)
+        return reply
+
+
+def starlette_app(instrumentation: str) -> Starlette:
+    async def chat(request: Request) -> JSONResponse:
+        return JSONResponse({"answer": answer((await request.json())["text"])})
+
+    async def whoami(request: Request) -> JSONResponse:
+        return JSONResponse({"session_id": neatlogs_web.current_session_id()})
+
+    app = Starlette(routes=[Route("/chat", chat, methods=["POST"]), Route("/whoami", whoami)])
+    # add_middleware: the one added last is the outermost.
+    if instrumentation == "outside":
+        app.add_middleware(AsgiSessionMiddleware, secret_key="k")
+        app.add_middleware(OtelAsgiMiddleware)
+    else:
+        app.add_middleware(OtelAsgiMiddleware)
+        app.add_middleware(AsgiSessionMiddleware, secret_key="k")
+    return app
+
+
+def flask_app(instrumentation: str) -> Flask:
+    app = Flask(__name__)
+
+    @app.post("/chat")
+    def chat() -> dict[str, str]:
+        return {"answer": answer(request.get_json()["text"])}
+
+    @app.get("/whoami")
+    def whoami() -> dict[str, str | None]:
+        return {"session_id": neatlogs_web.current_session_id()}
+
+    if instrumentation == "outside":
+        app.wsgi_app = OtelWsgiMiddleware(WsgiSessionMiddleware(app.wsgi_app, secret_key="k"))  # type: ignore[method-assign]
+    else:
+        app.wsgi_app = WsgiSessionMiddleware(OtelWsgiMiddleware(app.wsgi_app), secret_key="k")  # type: ignore[method-assign]
+    return app
+
+
+SERVERS: dict[str, tuple[Callable[[str], Any], Callable[[Any], AbstractContextManager[str]]]] = {
+    "starlette-uvicorn": (starlette_app, run_uvicorn),
+    "flask-waitress": (flask_app, run_waitress),
+}
+
+
+def request_span_of(spans: list[ReceivedSpan], trace_id: str) -> ReceivedSpan:
+    (server,) = [
+        s
+        for s in spans
+        if s.trace_id == trace_id
+        and s.scope.startswith("opentelemetry.instrumentation.")
+        and s.kind == PROTO_KIND_SERVER
+    ]
+    return server
+
+
+def path_of(span: ReceivedSpan) -> str | None:
+    for key in ("url.path", "http.target"):
+        if key in span.attributes:
+            return str(span.attributes[key]).split("?")[0]
+    return None
+
+
+@pytest.mark.parametrize("instrumentation", ["outside", "inside"])
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
+    server: str, instrumentation: str, tracing: OTLPReceiver
+) -> None:
+    make_app, run = SERVERS[server]
+    with run(make_app(instrumentation)) as base, httpx.Client(base_url=base) as http:
+        first = http.post("/chat", json={"text": TURNS[0]})
+        session_id = session_of(first.headers["x-neatlogs-session-id"])
+        for text in TURNS[1:]:
+            assert http.post("/chat", json={"text": text}).json() == {"answer": f"echo: {text}"}
+        assert http.get("/whoami").json()["session_id"] == session_id
+    assert neatlogs_web.flush()
+    spans = tracing.wait_for(
+        lambda s: sum(x.kind == PROTO_KIND_SERVER for x in s) >= len(TURNS) + 1
+    )
+
+    turns = [s for s in spans if s.name == "turn" and s.scope == "neatlogs_web"]
+    assert len(turns) == len(TURNS)
+    # N turns, N traces: the turn joined the request's trace, no second root.
+    assert len({turn.trace_id for turn in turns}) == len(TURNS)
+    for turn in turns:
+        root = request_span_of(spans, turn.trace_id)
+        assert root.parent_span_id == ""
+        assert turn.parent_span_id == root.span_id
+        assert turn.links == []
+        # The request span became the turn, and kept what it knew.
+        assert root.name == "turn"
+        assert root.attributes["session.id"] == session_id
+        assert root.attributes["openinference.span.kind"] == "CHAIN"
+        assert root.attributes["input.value"] == turn.attributes["input.value"]
+        assert root.attributes["output.value"] == f"echo: {turn.attributes['input.value']}"
+        assert "http.route" in root.attributes or "http.target" in root.attributes
+        assert root.attributes.get("http.status_code", 200) == 200
+        # Every span of the turn's trace carries the session.
+        for span in spans:
+            if span.trace_id == turn.trace_id:
+                assert span.attributes.get("session.id") == session_id, span.name
+    assert sorted(t.attributes["input.value"] for t in turns) == sorted(TURNS)
+    # The request that ran no turn is kept, its request span outside the session.
+    (whoami,) = [s for s in spans if s.kind == PROTO_KIND_SERVER and path_of(s) == "/whoami"]
+    assert whoami.parent_span_id == ""
+    assert whoami.name.startswith("GET")
+    assert "session.id" not in whoami.attributes
+    assert "openinference.span.kind" not in whoami.attributes
