@@ -114,7 +114,7 @@ class SessionResolver:
         self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
         self._steps = self._build_steps()
-        sources = {step.source for step in self._steps}
+        sources = [step.source for step in self._steps]
         self.reads_cookie = "cookie" in sources
         self.reads_session_header = "header" in sources
         self.reads_baggage = "baggage" in sources
@@ -122,6 +122,17 @@ class SessionResolver:
             "conversation" in config.sources
         )
         self.reads_body = any(step.reads_body for step in self._steps)
+        # Sources before the cookie that read only headers: a request without those
+        # headers is decided by its cookie alone (see recall()).
+        header_reads = {
+            self._from_session_header,
+            self._from_conversation_header,
+            self._from_baggage,
+        }
+        before_cookie = self._steps[: sources.index("cookie")] if self.reads_cookie else []
+        self._cookie_decides_alone = self.reads_cookie and all(
+            step.read in header_reads for step in before_cookie
+        )
 
         # Refresh the token long before it lapses; with an idle timeout, often
         # enough that the signed timestamp tracks activity to within 10%.
@@ -156,6 +167,22 @@ class SessionResolver:
         return path in self._exclude_exact or (
             bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
         )
+
+    def recall(self, inputs: RequestInputs) -> Resolution | None:
+        """The decision remembered for a returning user's cookie, when nothing else
+        the request carries could decide first; else ``None``: call :meth:`resolve`.
+
+        The common request, a browser repeating its cookie, is then one lookup.
+        """
+        if (
+            inputs.cookie is None
+            or not self._cookie_decides_alone
+            or inputs.session_header is not None
+            or inputs.conversation_header is not None
+            or inputs.baggage is not None
+        ):
+            return None
+        return self._recall("cookie", inputs.cookie)
 
     def resolve(
         self, inputs: RequestInputs, *, https: bool, resume_at: int = 0

@@ -115,13 +115,15 @@ class NeatlogsSessionMiddleware:
 
         try:
             inputs = self._request_inputs(scope)
-            https = scope.get("scheme") in ("https", "wss")
-            resolved = resolver.resolve(inputs, https=https)
-            if isinstance(resolved, NeedsBody):
-                receive = await self._read_json_field(scope, inputs, receive)
-                resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
-            assert isinstance(resolved, Resolution)
-            resolution = resolved
+            resolution = resolver.recall(inputs)  # a returning user, usually
+            if resolution is None:
+                https = scope.get("scheme") in ("https", "wss")
+                resolved = resolver.resolve(inputs, https=https)
+                if isinstance(resolved, NeedsBody):
+                    receive = await self._read_json_field(scope, inputs, receive)
+                    resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
+                assert isinstance(resolved, Resolution)
+                resolution = resolved
             binding = open_binding(
                 resolution,
                 self.end_user,

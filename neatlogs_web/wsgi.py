@@ -84,13 +84,15 @@ class NeatlogsSessionMiddleware:
 
         try:
             inputs = self._request_inputs(environ)
-            https = environ.get("wsgi.url_scheme") == "https"
-            resolved = resolver.resolve(inputs, https=https)
-            if isinstance(resolved, NeedsBody):
-                self._read_json_field(environ, inputs)
-                resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
-            assert isinstance(resolved, Resolution)
-            resolution = resolved
+            resolution = resolver.recall(inputs)  # a returning user, usually
+            if resolution is None:
+                https = environ.get("wsgi.url_scheme") == "https"
+                resolved = resolver.resolve(inputs, https=https)
+                if isinstance(resolved, NeedsBody):
+                    self._read_json_field(environ, inputs)
+                    resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
+                assert isinstance(resolved, Resolution)
+                resolution = resolved
             binding = open_binding(
                 resolution,
                 self.end_user,
