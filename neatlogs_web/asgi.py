@@ -87,7 +87,7 @@ class NeatlogsSessionMiddleware:
         if resolver.reads_conversation_header:
             assert config.conversation_header is not None
             wanted[config.conversation_header.lower().encode("latin-1")] = "conversation_header"
-        self._wanted = {name: field for name, field in wanted.items() if field is not None}
+        self._wanted = [(name, field) for name, field in wanted.items() if field is not None]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # First, so the lifespan startup installs it before any request runs.
@@ -147,15 +147,15 @@ class NeatlogsSessionMiddleware:
 
     def _request_inputs(self, scope: Scope) -> RequestInputs:
         inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
-        wanted = self._wanted
-        for name, value in scope["headers"]:
-            field = wanted.get(name)
-            if field is None:
-                continue
-            text = value.decode("latin-1")
-            if field == "cookie" and inputs.cookie:
-                text = f"{inputs.cookie}; {text}"  # several Cookie headers (HTTP/2) are one list
-            setattr(inputs, field, text)
+        raw = scope["headers"]
+        headers = dict(raw)  # one pass in C; a repeated name keeps its last value
+        for name, field in self._wanted:
+            value = headers.get(name)
+            if value is not None:
+                setattr(inputs, field, value.decode("latin-1"))
+        if inputs.cookie is not None and len(headers) < len(raw):
+            # Several Cookie headers (HTTP/2 sends one per cookie) are one list.
+            inputs.cookie = "; ".join(v.decode("latin-1") for n, v in raw if n == b"cookie")
         return inputs
 
     def _add_session_headers(
