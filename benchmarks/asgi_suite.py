@@ -229,6 +229,11 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
             _request_id_header,
         ),
         variant(
+            "correlation_id_new",
+            "asgi-correlation-id (no header: generates an id)",
+            lambda: [_middleware(_import("asgi_correlation_id", "CorrelationIdMiddleware"))],
+        ),
+        variant(
             "starlette_context",
             "starlette-context RawContextMiddleware, 1 header plugin",
             _starlette_context,
