@@ -111,8 +111,6 @@ class trace:
             sdk.warn_not_initialised(self._name)
         if self._kind is not None:
             set_kind(self._kind, span)
-        elif top_level:
-            set_kind("chain", span)
         if self._input is not None:
             set_input(self._input, span)
         if top_level:
