@@ -127,10 +127,11 @@ $(VENV)-%/.installed: pyproject.toml
 	touch $@
 
 pythons: $(foreach version,$(EXTRA_PYTHONS),$(VENV)-$(version)/.installed)
-	@for version in $(EXTRA_PYTHONS); do \
+	@failed=""; for version in $(EXTRA_PYTHONS); do \
 		echo "== the fast suite on Python $$version"; \
-		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(FAST_TESTS) || exit 1; \
-	done
+		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(FAST_TESTS) || failed="$$failed $$version"; \
+	done; \
+	test -z "$$failed" || { echo "the fast suite failed on Python$$failed"; exit 1; }
 
 clean:
 	rm -rf $(VENV) $(VENV)-3.* $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
