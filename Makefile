@@ -1,6 +1,7 @@
 # Two commands do all the setup on a fresh machine with Python 3.11+ and make:
 #   make test   create .venv, install with test extras, run ruff, mypy and pytest
 #   make demo   create .venv and run the local collector, the example app and simulated users
+#   make pythons   the fast suite on every other Python the package supports (3.11 to 3.13)
 #   make reliability   the long reliability and security suite; rewrites docs/reliability.md
 #   make bench   ours against bare apps and peer middlewares; rewrites docs/benchmarks.md
 #   make floor   the export tests against the lowest versions pyproject.toml allows
@@ -11,11 +12,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
+# The demo needs the example app and the collector, not the test tools.
+DEMO_STAMP := $(VENV)/.installed-demo
 # The real Phoenix server the backend suite starts lives in its own environment:
 # it is large and pins its own OpenTelemetry, FastAPI and Starlette.
 PHOENIX_VENV := .venv-phoenix
 
-.PHONY: test demo reliability bench floor lint typecheck pytest backends phoenix browser redis clean
+.PHONY: test demo pythons reliability bench floor lint typecheck pytest backends phoenix browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,9 +63,13 @@ pytest: $(STAMP) browser redis phoenix
 backends: $(STAMP) phoenix
 	$(BIN)/pytest -q tests/backends
 
-test: lint typecheck pytest floor
+test: lint typecheck pytest floor pythons
 
-demo: $(STAMP)
+$(DEMO_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[examples,collector]"
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/neatlogs-web demo
 
 # Minutes, not seconds: 500 clients per server, export faults, 10,000 fuzz examples per target.
@@ -91,5 +98,40 @@ $(FLOOR)/.installed: pyproject.toml
 floor: $(FLOOR)/.installed
 	$(FLOOR)/bin/pytest -q -p no:cacheprovider tests/test_export.py tests/test_sdk.py
 
+# Every Python the package supports (requires-python >= 3.11) runs the fast suite:
+# $(PYTHON) in .venv above, each other one in its own .venv-X.Y. .ci/find-python finds
+# pythonX.Y on PATH, else in pyenv or uv, and says what is missing when none has it.
+SUPPORTED_PYTHONS := 3.11 3.12 3.13
+MAIN_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+EXTRA_PYTHONS ?= $(filter-out $(MAIN_PYTHON),$(SUPPORTED_PYTHONS))
+# The fast suite: the core, export, the collector's receiver and API, and the
+# framework integrations, on real servers; without the page tests (a browser),
+# Celery's worker (Redis), the Django server matrix, the Phoenix and reliability
+# suites and the benchmarks smoke test, which the main run covers. A few minutes.
+FAST_TESTS := -m "not slow and not backends" tests \
+	--ignore=tests/reliability --ignore=tests/backends \
+	--ignore=tests/collector/test_collector_page.py \
+	--ignore=tests/integrations/test_frontends.py \
+	--ignore=tests/integrations/test_chat_page.py \
+	--ignore=tests/integrations/test_celery_worker.py \
+	--ignore=tests/integrations/test_django_servers.py \
+	--ignore=tests/integrations/test_django_example.py \
+	--ignore=tests/test_benchmarks_smoke.py
+
+$(VENV)-%/.installed: pyproject.toml
+	@interpreter=$$(.ci/find-python $*) || exit 1; \
+		echo "Python $*: $$interpreter"; \
+		$$interpreter -m venv $(VENV)-$* && \
+		$(VENV)-$*/bin/python -m pip install --quiet --upgrade pip && \
+		$(VENV)-$*/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+pythons: $(foreach version,$(EXTRA_PYTHONS),$(VENV)-$(version)/.installed)
+	@failed=""; for version in $(EXTRA_PYTHONS); do \
+		echo "== the fast suite on Python $$version"; \
+		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(FAST_TESTS) || failed="$$failed $$version"; \
+	done; \
+	test -z "$$failed" || { echo "the fast suite failed on Python$$failed"; exit 1; }
+
 clean:
-	rm -rf $(VENV) $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
+	rm -rf $(VENV) $(VENV)-3.* $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache

@@ -131,7 +131,11 @@ def langfuse_sdk(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
     client = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench")
 
     def span(name: str) -> AbstractContextManager[Any]:
-        return client.start_as_current_observation(as_type="span", name=name)
+        # Typed here: without the bench extra installed, mypy sees the SDK as Any.
+        observation: AbstractContextManager[Any] = client.start_as_current_observation(
+            as_type="span", name=name
+        )
+        return observation
 
     def bind(session: str | None) -> AbstractContextManager[Any]:
         return propagate_attributes(session_id=session) if session else nullcontext()

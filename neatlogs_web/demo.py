@@ -228,7 +228,10 @@ def run_demo(
     print(f"collector  {collector}   (session timeline page)")
     with _process(collector_argv, {}, collector + "/api/sessions"):
         with _process(app_argv, app_env, base + "/healthz"):
-            print(f"chat app   {base}   ({users} simulated users, {turns} turns each)")
+            print(
+                f"chat app   {base}   ({users} simulated users, {turns} turns each;"
+                " Ctrl-C stops the demo)"
+            )
             try:
                 simulated = asyncio.run(simulate_users(base, users, turns, duration_s))
             except KeyboardInterrupt:

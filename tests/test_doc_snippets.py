@@ -1,0 +1,456 @@
+"""Every ```python block of README.md and docs/integrations.md runs as pasted.
+
+Each block is found by the heading it sits under and its place there. An app
+is written to ``app.py`` and served as a user serves it (uvicorn, waitress) on
+127.0.0.1; requests go over the wire and the spans it exports are read back
+from a real OTLP receiver. A module is run by a fresh interpreter, followed by
+a few lines of the test's own (``probe``) that use what it defined. The
+README's frontend section is served in Chromium by
+``tests/integrations/test_frontends.py``; this file checks that every other
+block is run here. A block that cannot run alone (a signature list, one file
+of a larger project) has a ``<!-- not-runnable: reason -->`` line right above
+it, and the reason says where its whole is run.
+
+A new block fails ``test_every_python_block_is_run_or_marked`` until it gets
+a test here or a marker there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from tests.integrations.test_frontends import readme_frontend_snippets
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.servers import ROOT, run_example
+
+DOCS = ("README.md", "docs/integrations.md")
+NOT_RUNNABLE = re.compile(r"<!-- not-runnable: (.+?) -->")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    doc: str
+    section: str
+    index: int  # 1-based, among the section's python blocks
+    code: str
+    not_runnable: str | None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.doc, self.section, self.index)
+
+
+def snippets(doc: str) -> list[Snippet]:
+    """The ```python blocks of ``doc``, each with its section and marker."""
+    found: list[Snippet] = []
+    lines = (ROOT / doc).read_text().splitlines()
+    section, counts, number = "", dict[str, int](), 0
+    while number < len(lines):
+        line = lines[number]
+        if line.startswith("```"):
+            end = next(i for i in range(number + 1, len(lines)) if lines[i].startswith("```"))
+            if line.strip() == "```python":
+                counts[section] = counts.get(section, 0) + 1
+                marker = NOT_RUNNABLE.fullmatch(lines[number - 1].strip())
+                code = "\n".join(lines[number + 1 : end]) + "\n"
+                reason = marker.group(1) if marker else None
+                found.append(Snippet(doc, section, counts[section], code, reason))
+            number = end + 1
+            continue
+        if line.startswith("#"):
+            section = line.lstrip("#").strip()
+        number += 1
+    return found
+
+
+def snippet(doc: str, section: str, index: int = 1) -> Snippet:
+    for found in snippets(doc):
+        if found.key == (doc, section, index):
+            assert found.not_runnable is None, f"{found.key} is marked not runnable"
+            return found
+    raise AssertionError(f"no python block {index} under {section!r} in {doc} any more")
+
+
+README_FASTAPI = ("README.md", "Quick start: FastAPI", 1)
+README_FLASK = ("README.md", "Quick start: Flask", 1)
+FRONTENDS = "Frontends: one session per tab, or per browser"
+DOCS_HTTPX = ("docs/integrations.md", "Calling other services: httpx", 1)
+DOCS_FASTAPI = ("docs/integrations.md", "FastAPI: bind a route parameter, read the session", 1)
+DOCS_FLASK = ("docs/integrations.md", "Flask: an extension configured from `app.config`", 1)
+DOCS_CELERY = ("docs/integrations.md", "Celery: the session follows the task into the worker", 1)
+DOCS_WEBSOCKETS = ("docs/integrations.md", "WebSockets", 1)
+DOCS_THREADS = ("docs/integrations.md", "Threads and tasks", 1)
+DOCS_LOGGING = ("docs/integrations.md", "Logging", 1)
+DOCS_BACKENDS = ("docs/integrations.md", "Backends and their session keys", 1)
+
+# Every runnable block, and the test that runs it.
+RUN_HERE = {
+    README_FASTAPI: "test_readme_fastapi_quick_start_streams_one_trace_per_turn",
+    README_FLASK: "test_readme_flask_quick_start_traces_the_turn_in_the_cookie_session",
+    DOCS_HTTPX: "test_httpx_snippet_sends_the_session_to_the_allowed_host",
+    DOCS_FASTAPI: "test_fastapi_dependency_snippet_binds_the_path_conversation",
+    DOCS_FLASK: "test_flask_extension_snippet_streams_in_the_path_conversation",
+    DOCS_CELERY: "test_celery_snippet_task_runs_in_the_callers_session",
+    DOCS_WEBSOCKETS: "test_websocket_snippet_rebinds_per_message",
+    DOCS_THREADS: "test_threads_snippet_keeps_the_session_in_every_thread",
+    DOCS_LOGGING: "test_logging_snippet_prints_the_session_on_each_line",
+    DOCS_BACKENDS: "test_backend_keys_snippet_stamps_both_backends_keys",
+}
+RUN_BY_FRONTENDS_TEST = {("README.md", FRONTENDS, 1), ("README.md", FRONTENDS, 2)}
+
+
+def test_every_python_block_is_run_or_marked() -> None:
+    unaccounted = []
+    for doc in DOCS:
+        for found in snippets(doc):
+            if found.not_runnable is not None:
+                assert len(found.not_runnable) > 20, f"{found.key}: say why, and what runs it"
+            elif found.key not in RUN_HERE and found.key not in RUN_BY_FRONTENDS_TEST:
+                unaccounted.append(found.key)
+    assert unaccounted == [], "python blocks no test runs: add a test here, or a marker"
+    keys = {found.key for doc in DOCS for found in snippets(doc) if not found.not_runnable}
+    assert set(RUN_HERE) | RUN_BY_FRONTENDS_TEST <= keys, "a block listed here is gone"
+    names = {name for name in globals() if name.startswith("test_")}
+    assert set(RUN_HERE.values()) <= names
+
+
+def test_frontend_blocks_are_the_ones_the_browser_test_serves() -> None:
+    served = readme_frontend_snippets()
+    assert [snippet("README.md", FRONTENDS, i).code for i in (1, 2)] == [
+        served["fastapi"],
+        served["flask"],
+    ]
+
+
+# -- running them ---------------------------------------------------------------
+
+
+def readme_key_command() -> list[str]:
+    """The README's command that makes a secret key, as argv."""
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"\$\((python -c '[^']*secrets[^']*')\)", readme)
+    assert command, "the README shows how to make a key"
+    argv = shlex.split(command.group(1))
+    return [sys.executable, *argv[1:]]
+
+
+@pytest.fixture(scope="module")
+def secret_key() -> str:
+    key = subprocess.run(readme_key_command(), capture_output=True, text=True, check=True)
+    made = key.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", made), made
+    return made
+
+
+def env_for(receiver: OTLPReceiver, secret_key: str, folder: Path) -> dict[str, str]:
+    return {
+        "NEATLOGS_ENDPOINT": receiver.url,
+        "NEATLOGS_SECRET_KEY": secret_key,
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+        "PYTHONPATH": str(folder),
+    }
+
+
+UVICORN = ["uvicorn", "app:app", "--port", "{port}", "--no-access-log"]
+WAITRESS = ["waitress", "--listen=127.0.0.1:{port}", "--threads=8", "app:app"]
+
+
+@contextmanager
+def serve(
+    code: str, command: list[str], receiver: OTLPReceiver, secret_key: str, folder: Path
+) -> Iterator[str]:
+    """``code`` as ``app.py``, served by ``command`` on 127.0.0.1; yields its base URL."""
+    (folder / "app.py").write_text(code)
+    with run_example(command, env_for(receiver, secret_key, folder)) as base:
+        yield base
+
+
+def run_module(
+    code: str, probe: str, receiver: OTLPReceiver, secret_key: str, folder: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` and then ``probe`` in a fresh interpreter; fail on a non-zero exit."""
+    script = folder / "snippet.py"
+    script.write_text(code + "\n# -- the test's probe --\n" + textwrap.dedent(probe))
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=folder,
+        env={**os.environ, **env_for(receiver, secret_key, folder)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
+    return [span for span in spans if span.name == name]
+
+
+def session_of_span(span: ReceivedSpan) -> Any:
+    return span.attributes.get("session.id")
+
+
+# -- README.md ----------------------------------------------------------------------
+
+
+def test_readme_fastapi_quick_start_streams_one_trace_per_turn(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*README_FASTAPI).code
+    with serve(code, UVICORN, receiver, secret_key, tmp_path) as base:
+        replies = []
+        for text in ("hello", "and again"):
+            with httpx.stream("POST", f"{base}/chat/conv-1", json={"text": text}) as response:
+                assert response.status_code == 200
+                assert response.headers["content-type"].startswith("text/plain")
+                replies.append("".join(response.iter_text()))
+    assert replies == ["You said: hello ", "You said: and again "]
+    spans = receiver.wait_for(lambda spans: len(named(spans, "llm")) == 2)
+    llms = named(spans, "llm")
+    assert len(llms) == 2, [span.name for span in spans]
+    # FastAPI traces each request itself: its request span takes the turn's name
+    # and the trace() span is inside it, so a turn may show as two spans of one trace.
+    turn_traces = {turn.trace_id for turn in named(spans, "turn")}
+    assert len(turn_traces) == 2 and {llm.trace_id for llm in llms} == turn_traces
+    by_id = {span.span_id: span for span in spans}
+    for llm in llms:
+        turn = by_id[llm.parent_span_id]  # a child of its turn
+        assert turn.name == "turn" and turn.trace_id == llm.trace_id
+        assert session_of_span(turn) == session_of_span(llm) == "conv-1"
+        assert llm.attributes["openinference.span.kind"] == "LLM"
+        assert turn.attributes["output.value"] == llm.attributes["output.value"]
+        assert llm.attributes["output.value"].startswith("You said: ")
+    inputs = {turn.attributes["input.value"] for turn in named(spans, "turn")}
+    assert inputs == {"hello", "and again"}
+
+
+def test_readme_flask_quick_start_traces_the_turn_in_the_cookie_session(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*README_FLASK).code
+    with serve(code, WAITRESS, receiver, secret_key, tmp_path) as base, httpx.Client() as user:
+        replies = [user.post(f"{base}/chat", json={"text": text}) for text in ("hi", "bye")]
+        cookie = user.cookies["neatlogs_session"]
+    assert [reply.json() for reply in replies] == [
+        {"reply": "You said: hi"},
+        {"reply": "You said: bye"},
+    ]
+    session_id = cookie.rsplit(".", 2)[0]
+    turns = named(receiver.wait_for(lambda spans: len(named(spans, "turn")) == 2), "turn")
+    assert [session_of_span(turn) for turn in turns] == [session_id, session_id]
+    assert len({turn.trace_id for turn in turns}) == 2
+    assert {turn.attributes["output.value"] for turn in turns} == {
+        "You said: hi",
+        "You said: bye",
+    }
+
+
+# -- docs/integrations.md -------------------------------------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.seen.append({key.lower(): value for key, value in self.headers.items()})
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@pytest.fixture
+def tool_service() -> Iterator[tuple[int, list[dict[str, str]]]]:
+    """A downstream service on 127.0.0.1 that records the headers it receives."""
+    handler = type("Recorder", (_Recorder,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield int(server.server_address[1]), handler.seen
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_httpx_snippet_sends_the_session_to_the_allowed_host(
+    receiver: OTLPReceiver,
+    secret_key: str,
+    tmp_path: Path,
+    tool_service: tuple[int, list[dict[str, str]]],
+) -> None:
+    port, seen = tool_service
+    code = snippet(*DOCS_HTTPX).code
+    # Only the host changes: the tool service runs here instead of tools.internal.
+    assert code.count("tools.internal:8002") == 2
+    code = code.replace("tools.internal:8002", f"127.0.0.1:{port}")
+    probe = """
+    import asyncio
+    import neatlogs_web
+
+    async def main():
+        with neatlogs_web.session("conv-h"), neatlogs_web.trace("turn"):
+            await tools.get("/tool")
+        await tools.aclose()
+
+    neatlogs_web.init(workflow_name="support-bot")
+    asyncio.run(main())
+    assert neatlogs_web.flush(10)
+    """
+    run_module(code, probe, receiver, secret_key, tmp_path)
+    (headers,) = seen
+    assert headers["x-neatlogs-session-id"].rsplit(".", 2)[0] == "conv-h"
+    (turn,) = named(receiver.wait_for(lambda spans: named(spans, "turn")), "turn")
+    assert headers["traceparent"].split("-")[1] == turn.trace_id
+
+
+def test_fastapi_dependency_snippet_binds_the_path_conversation(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*DOCS_FASTAPI).code
+    with serve(code, UVICORN, receiver, secret_key, tmp_path) as base, httpx.Client() as user:
+        reply = user.post(f"{base}/chat/conv-7")
+        whoami = user.get(f"{base}/whoami").json()
+    assert reply.text == "hello\n"
+    cookie_session = user.cookies["neatlogs_session"].rsplit(".", 2)[0]
+    assert whoami == {"session_id": cookie_session}
+    spans = receiver.wait_for(lambda spans: named(spans, "turn") and named(spans, "summarise"))
+    # FastAPI's request span becomes the turn too: both are in the conversation's session.
+    assert {session_of_span(span) for span in named(spans, "turn")} == {"conv-7"}
+    assert [session_of_span(span) for span in named(spans, "summarise")] == ["conv-7"]
+    assert len({span.trace_id for span in named(spans, "turn") + named(spans, "summarise")}) == 1
+
+
+def test_flask_extension_snippet_streams_in_the_path_conversation(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*DOCS_FLASK).code
+    with serve(code, WAITRESS, receiver, secret_key, tmp_path) as base:
+        reply = httpx.post(f"{base}/chat/conv-8")
+        health = httpx.get(f"{base}/healthz")
+    assert reply.text == "hello\n"
+    assert "neatlogs_session" not in health.cookies, "an excluded path starts no session"
+    turns = named(receiver.wait_for(lambda spans: named(spans, "turn")), "turn")
+    assert [session_of_span(turn) for turn in turns] == ["conv-8"]
+
+
+def test_celery_snippet_task_runs_in_the_callers_session(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    # The worker side is proven with Redis and a worker process in
+    # tests/integrations/test_celery_worker.py; here the module as pasted runs a task.
+    probe = """
+    import neatlogs_web
+
+    start_tracing()
+    with neatlogs_web.session("conv-c"):
+        result = summarise.apply(args=("hello",))
+    assert result.successful(), result.traceback
+    assert neatlogs_web.flush(10)
+    """
+    run_module(snippet(*DOCS_CELERY).code, probe, receiver, secret_key, tmp_path)
+    (task,) = named(receiver.wait_for(lambda spans: named(spans, "summarise")), "summarise")
+    assert session_of_span(task) == "conv-c"
+    assert task.resource["service.name"] == "support-bot-worker"
+
+
+def test_websocket_snippet_rebinds_per_message(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    # The snippet is a WebSocket endpoint: mounted on a Starlette app, as in any ASGI app.
+    mount = """
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+
+    app = NeatlogsSessionMiddleware(Starlette(routes=[WebSocketRoute("/ws", chat)]))
+    neatlogs_web.init(workflow_name="support-bot")
+    """
+    code = snippet(*DOCS_WEBSOCKETS).code + textwrap.dedent(mount)
+    with serve(code, UVICORN, receiver, secret_key, tmp_path) as base:
+        socket = connect(base.replace("http", "ws", 1) + "/ws")
+        with socket:
+            assert socket.response is not None
+            token = socket.response.headers["X-Neatlogs-Session-Id"]
+            answers = []
+            for message in ({"conversation_id": "conv-9"}, {}, {"conversation_id": "bad id!"}):
+                socket.send(json.dumps(message))
+                answers.append(json.loads(socket.recv(timeout=10))["session_id"])
+    connection_session = token.rsplit(".", 2)[0]
+    assert answers == ["conv-9", connection_session, connection_session]
+    turns = named(receiver.wait_for(lambda spans: len(named(spans, "turn")) == 3), "turn")
+    assert [session_of_span(turn) for turn in turns] == answers
+
+
+def test_threads_snippet_keeps_the_session_in_every_thread(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    probe = """
+    import threading
+
+    neatlogs_web.init(workflow_name="support-bot")
+    with neatlogs_web.session("conv-t"):
+        asyncio.run(handler())
+    pool.shutdown(wait=True)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    assert neatlogs_web.flush(10)
+    """
+    run_module(snippet(*DOCS_THREADS).code, probe, receiver, secret_key, tmp_path)
+    work = named(receiver.wait_for(lambda spans: len(named(spans, "work")) == 7), "work")
+    assert sorted(span.attributes["item"] for span in work) == list("abcdefg")
+    assert {session_of_span(span) for span in work} == {"conv-t"}
+
+
+def test_logging_snippet_prints_the_session_on_each_line(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    probe = """
+    import neatlogs_web
+
+    chat = logging.getLogger("chat")
+    with neatlogs_web.session("conv-l"):
+        chat.info("in a session")
+    chat.info("outside")
+    """
+    done = run_module(snippet(*DOCS_LOGGING).code, probe, receiver, secret_key, tmp_path)
+    lines = done.stderr.splitlines()
+    inside = next(line for line in lines if line.endswith("chat: in a session"))
+    outside = next(line for line in lines if line.endswith("chat: outside"))
+    assert "[session=conv-l trace=- span=-]" in inside
+    assert "[session=- trace=- span=-]" in outside
+
+
+def test_backend_keys_snippet_stamps_both_backends_keys(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    probe = """
+    with neatlogs_web.session("conv-b"), neatlogs_web.trace("turn"):
+        pass
+    assert neatlogs_web.flush(10)
+    """
+    run_module(snippet(*DOCS_BACKENDS).code, probe, receiver, secret_key, tmp_path)
+    (turn,) = named(receiver.wait_for(lambda spans: named(spans, "turn")), "turn")
+    assert turn.attributes["session.id"] == "conv-b"
+    assert turn.attributes["langfuse.session.id"] == "conv-b"
+    assert "neatlogs.session.id" not in turn.attributes
