@@ -37,10 +37,12 @@ _GENAI_OPERATIONS: Final = {
 
 
 def check_kind(kind: str) -> SpanKind:
-    """``kind`` if it is one of :data:`SpanKind`, else a ``ValueError`` listing them."""
-    if kind not in SPAN_KINDS:
+    """``kind`` (any case: OpenInference writes ``"LLM"``) if it is one of
+    :data:`SpanKind`, else a ``ValueError`` listing them."""
+    lowered = kind.lower() if isinstance(kind, str) else kind
+    if lowered not in SPAN_KINDS:
         raise ValueError(f"kind must be one of {', '.join(sorted(SPAN_KINDS))}, not {kind!r}")
-    return kind  # type: ignore[return-value]
+    return lowered  # type: ignore[return-value]
 
 
 def set_kind(kind: SpanKind, span: Span | None = None) -> None:
@@ -48,7 +50,7 @@ def set_kind(kind: SpanKind, span: Span | None = None) -> None:
     retrieval, ...: backends style and count spans by kind (Phoenix counts
     tokens on LLM spans only)."""
     span = span or otel_trace.get_current_span()
-    check_kind(kind)
+    kind = check_kind(kind)
     span.set_attribute("openinference.span.kind", kind.upper())
     span.set_attribute(KIND_KEY, kind.upper())
     operation = _GENAI_OPERATIONS.get(kind)

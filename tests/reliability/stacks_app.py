@@ -76,7 +76,7 @@ def _forever(client: str) -> Iterator[str]:
         for index in range(ABANDON_CHUNKS):
             yield f"{index}\n" + PADDING + "\n"
     finally:
-        with neatlogs_web.trace("abandoned", client=client, kind="sync") as span:
+        with neatlogs_web.trace("abandoned", client=client, stream="sync") as span:
             span.set_attribute("seen_session", neatlogs_web.current_session_id() or "")
 
 
@@ -118,7 +118,7 @@ def _make_fastapi(stack: str) -> Any:
                 for index in range(ABANDON_CHUNKS):
                     yield f"{index}\n" + PADDING + "\n"
             finally:
-                with neatlogs_web.trace("abandoned", client=c, kind="async") as span:
+                with neatlogs_web.trace("abandoned", client=c, stream="async") as span:
                     span.set_attribute("seen_session", neatlogs_web.current_session_id() or "")
 
         return StreamingResponse(forever(), media_type="text/plain")

@@ -5,8 +5,9 @@ under gunicorn with two uvicorn workers (one shared key, so a cookie issued by
 one worker is accepted by the other), the Flask one under waitress. Each
 client has its own cookie jar and chats for several turns: streamed replies,
 thread-pool retrieval, background summaries, and on FastAPI the last turns
-over the ``/ws`` WebSocket. Counted from the spans that arrive: a turn's root
-names its client by message, and links to the framework's request trace.
+over the ``/ws`` WebSocket. Counted from the spans that arrive: a turn names
+its client by its input (the summary by its message), and its trace holds the
+rest of the request's spans.
 """
 
 from __future__ import annotations
@@ -131,7 +132,8 @@ def count(spans: list[ReceivedSpan], clients: list[Client]) -> dict[str, Any]:
     client_of_message = {m: c.index for c in clients for m in c.messages}
     client_of_trace: dict[str, int] = {}
     for span in spans:
-        owner = client_of_message.get(str(span.attributes.get("message")))
+        said = span.attributes.get("input.value", span.attributes.get("message"))
+        owner = client_of_message.get(str(said))
         if span.name in ("turn", "summarise") and owner is not None:
             client_of_trace[span.trace_id] = owner
             for linked_trace, _ in span.links:

@@ -201,7 +201,7 @@ def count(spans: list[ReceivedSpan], clients: list[Client]) -> Counter[str]:
         keys_agree = span.attributes.get("neatlogs.session.id") == session
         if span.name == "abandoned":
             # No request owns it any more: its own session or none, never another's.
-            kind = span.attributes.get("kind")
+            kind = span.attributes.get("stream")
             seen = span.attributes.get("seen_session") or None
             if session is None and seen is None:
                 counts[f"{kind}_orphan_none"] += 1
