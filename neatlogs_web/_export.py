@@ -72,7 +72,10 @@ class ExportStats:
     """
 
     def __init__(self) -> None:
-        self._settled_or_failed = threading.Condition(threading.Lock())
+        # Reentrant: the garbage collector can run inside any block that holds it
+        # and finalize an abandoned stream whose finally: ends a span, which comes
+        # back here on the same thread (a plain lock would wait for itself forever).
+        self._settled_or_failed = threading.Condition(threading.RLock())
         self.spans_queued = 0
         self.spans_dropped = 0
         self._handed = 0

@@ -273,3 +273,48 @@ def test_bad_batching_options_say_what_to_change() -> None:
         neatlogs_web.init(exporter="none", max_queue_size=10, max_export_batch_size=20)
     with pytest.raises(ValueError, match="shutdown_timeout_s"):
         neatlogs_web.init(exporter="none", shutdown_timeout_s=-1)
+
+
+def test_a_span_ended_by_a_finalizer_inside_the_export_counters_does_not_deadlock(
+    receiver: OTLPReceiver,
+) -> None:
+    """The garbage collector runs wherever Python allocates, also while the export
+    counters are held: an abandoned stream's ``finally:`` that ends a span there
+    comes back to them on the same thread."""
+    import gc
+    import threading
+
+    init(receiver.url)
+    pipeline = sdk.active_pipeline()
+    assert pipeline is not None and pipeline.processor is not None
+    stats = pipeline.processor.stats
+
+    class EndsASpanWhenCollected:
+        def __init__(self) -> None:
+            self.cycle = self
+
+        def __del__(self) -> None:
+            with neatlogs_web.trace("finalizer"):
+                pass
+
+    def count_while_collecting() -> None:
+        EndsASpanWhenCollected()
+        real_pending = type(stats).pending
+
+        def pending_while_collecting(self: object) -> int:
+            gc.collect()  # as an allocation inside the lock could
+            return real_pending(self)  # type: ignore[arg-type]
+
+        type(stats).pending = pending_while_collecting  # type: ignore[method-assign]
+        try:
+            with stats._settled_or_failed:
+                stats.pending()
+        finally:
+            type(stats).pending = real_pending  # type: ignore[method-assign]
+
+    worker = threading.Thread(target=count_while_collecting, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "ending a span inside the export counters deadlocked"
+    assert neatlogs_web.flush(timeout_s=5)
+    assert any(s.name == "finalizer" for s in receiver.wait_for(lambda s: len(s) >= 1))
