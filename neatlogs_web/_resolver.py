@@ -113,6 +113,8 @@ class SessionResolver:
         self.confirms_conversations = config.conversation_binding == "when_confirmed"
         self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
+        #: Whether any path is excluded: most apps exclude none, and skip the check.
+        self.excludes_paths = bool(config.exclude_paths)
         self._steps = self._build_steps()
         sources = [step.source for step in self._steps]
         self.reads_cookie = "cookie" in sources

@@ -30,38 +30,21 @@ _COOKIE_PAIR_END: Final = re.compile("[;,]")
 class RequestInputs:
     """The raw, unvalidated values of one request that resolution may use."""
 
-    __slots__ = (
-        "baggage",
-        "body_read",
-        "conversation_header",
-        "cookie",
-        "json_value",
-        "path",
-        "pending_conversation_id",
-        "query",
-        "session_header",
-    )
+    # Class-level defaults: one is made per request and most requests carry
+    # only a cookie, so only the values given are stored.
+    cookie: str | None = None
+    session_header: str | None = None
+    conversation_header: str | None = None
+    baggage: str | None = None
+    #: Set by the adapter once it has read the body for the JSON field.
+    body_read: bool = False
+    json_value: object = None
+    #: A conversation id found but not yet bound (``conversation_binding="when_confirmed"``).
+    pending_conversation_id: str | None = None
 
-    def __init__(
-        self,
-        path: str,
-        query: str,
-        cookie: str | None = None,
-        session_header: str | None = None,
-        conversation_header: str | None = None,
-        baggage: str | None = None,
-    ) -> None:
+    def __init__(self, path: str, query: str) -> None:
         self.path = path
         self.query = query
-        self.cookie = cookie
-        self.session_header = session_header
-        self.conversation_header = conversation_header
-        self.baggage = baggage
-        #: Set by the adapter once it has read the body for the JSON field.
-        self.body_read = False
-        self.json_value: object = None
-        #: A conversation id found but not yet bound (``conversation_binding="when_confirmed"``).
-        self.pending_conversation_id: str | None = None
 
 
 def compile_template(template: str) -> re.Pattern[str]:

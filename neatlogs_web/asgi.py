@@ -107,8 +107,8 @@ class NeatlogsSessionMiddleware:
         resolver = self.resolver
         if (
             _SCOPE_BINDING_KEY in scope
-            or resolver.is_excluded(scope["path"])
-            or _is_preflight(scope)
+            or (resolver.excludes_paths and resolver.is_excluded(scope["path"]))
+            or (scope.get("method") == "OPTIONS" and _is_preflight(scope))
         ):
             await self.app(scope, receive, send)
             return
@@ -217,11 +217,10 @@ class NeatlogsSessionMiddleware:
 
 
 def _is_preflight(scope: Scope) -> bool:
-    """A CORS preflight is the browser asking, not the user acting: it binds
-    nothing, sets no cookie and echoes nothing, wherever CORSMiddleware sits."""
-    return scope.get("method") == "OPTIONS" and any(
-        name == b"access-control-request-method" for name, _ in scope["headers"]
-    )
+    """Whether an OPTIONS request is a CORS preflight: the browser asking, not the
+    user acting. It binds nothing, sets no cookie and echoes nothing, wherever
+    CORSMiddleware sits. The caller checks the method first: this scans the headers."""
+    return any(name == b"access-control-request-method" for name, _ in scope["headers"])
 
 
 def _server_is_running() -> bool:

@@ -44,7 +44,8 @@ def open_binding(
         resolution.previous_session_id,
         resolution.pending_conversation_id,
     )
-    binding.confirms_conversations = confirms_conversations
+    if confirms_conversations:
+        binding.confirms_conversations = True
     context = current_otel_context()
     active = otel_trace.get_current_span(context) if context else None  # empty: no span
     if active is not None and active.is_recording():

@@ -14,7 +14,7 @@ import functools
 import gc
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Final, ParamSpec, TypeVar
 
 from neatlogs_web._ids import ID_CHARSET, MAX_ID_LENGTH, is_valid_session_id
@@ -39,17 +39,23 @@ class SessionBinding:
     thread or streamed body already holding it sees the change.
     """
 
-    __slots__ = (
-        "awaits_request_span",
-        "confirms_conversations",
-        "end_user_id",
-        "last_trace_id",
-        "pending_conversation_id",
-        "previous_session_id",
-        "request_span",
-        "request_span_is_turn",
-        "session_id",
-    )
+    # Class-level defaults: a request's binding is made on every request and
+    # most of these keep their default, so only the given values are stored.
+    #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
+    confirms_conversations: bool = False
+    #: The framework's request span: active when the request was bound, or
+    #: the first server span started in it (an instrumentation inside ours).
+    request_span: object = None
+    #: Whether a request span starting inside the binding is the request's own.
+    awaits_request_span: bool = False
+    #: Whether a turn made the request span its own (and stamped it).
+    request_span_is_turn: bool = False
+    #: The trace id of the latest root ``trace()`` started under this binding.
+    last_trace_id: int | None = None
+    end_user_id: str | None = None
+    previous_session_id: str | None = None
+    #: A conversation id the request named, bound once the app confirms it.
+    pending_conversation_id: str | None = None
 
     def __init__(
         self,
@@ -59,21 +65,12 @@ class SessionBinding:
         pending_conversation_id: str | None = None,
     ) -> None:
         self.session_id = session_id
-        self.end_user_id = end_user_id
-        self.previous_session_id = previous_session_id
-        #: A conversation id the request named, bound once the app confirms it.
-        self.pending_conversation_id = pending_conversation_id
-        #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
-        self.confirms_conversations = False
-        #: The framework's request span: active when the request was bound, or
-        #: the first server span started in it (an instrumentation inside ours).
-        self.request_span: object = None
-        #: Whether a request span starting inside the binding is the request's own.
-        self.awaits_request_span = False
-        #: Whether a turn made the request span its own (and stamped it).
-        self.request_span_is_turn = False
-        #: The trace id of the latest root ``trace()`` started under this binding.
-        self.last_trace_id: int | None = None
+        if end_user_id is not None:
+            self.end_user_id = end_user_id
+        if previous_session_id is not None:
+            self.previous_session_id = previous_session_id
+        if pending_conversation_id is not None:
+            self.pending_conversation_id = pending_conversation_id
 
     def __repr__(self) -> str:
         return f"SessionBinding(session_id={self.session_id!r})"
@@ -155,8 +152,12 @@ def unbind(token: contextvars.Token[SessionBinding | None]) -> None:
     there; the context it belongs to dies with its task, so nothing leaks and
     we do not raise into the server.
     """
-    with suppress(ValueError):
+    # try/except, not contextlib.suppress: this ends every request, and
+    # suppress() builds a context manager object each time.
+    try:
         _binding.reset(token)
+    except ValueError:
+        return
 
 
 def check_id(what: str, value: str) -> None:

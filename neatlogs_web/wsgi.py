@@ -77,7 +77,7 @@ class NeatlogsSessionMiddleware:
         resolver = self.resolver
         if (
             _ENVIRON_BINDING_KEY in environ
-            or resolver.is_excluded(environ.get("PATH_INFO", ""))
+            or (resolver.excludes_paths and resolver.is_excluded(environ.get("PATH_INFO", "")))
             or _is_preflight(environ)
         ):
             return self.app(environ, start_response)
