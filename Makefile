@@ -18,14 +18,14 @@ DEMO_STAMP := $(VENV)/.installed-demo
 # it is large and pins its own OpenTelemetry, FastAPI and Starlette.
 PHOENIX_VENV := .venv-phoenix
 
-.PHONY: test demo pythons reliability bench floor lint typecheck pytest backends phoenix browser redis clean
+.PHONY: constraints test demo pythons reliability bench floor lint typecheck pytest backends phoenix browser redis clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -65,8 +65,8 @@ backends: $(STAMP) phoenix
 
 test: lint typecheck pytest floor pythons
 
-$(DEMO_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[examples,collector]"
+$(DEMO_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[examples,collector]"
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
@@ -76,8 +76,8 @@ demo: $(DEMO_STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability
 
-$(BENCH_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+$(BENCH_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
 # A few minutes; the first run also builds a 1,000,000-span collector store in .bench-cache/.
@@ -118,12 +118,12 @@ FAST_TESTS := -m "not slow and not backends" tests \
 	--ignore=tests/integrations/test_django_example.py \
 	--ignore=tests/test_benchmarks_smoke.py
 
-$(VENV)-%/.installed: pyproject.toml
+$(VENV)-%/.installed: pyproject.toml constraints.txt
 	@interpreter=$$(.ci/find-python $*) || exit 1; \
 		echo "Python $*: $$interpreter"; \
 		$$interpreter -m venv $(VENV)-$* && \
 		$(VENV)-$*/bin/python -m pip install --quiet --upgrade pip && \
-		$(VENV)-$*/bin/python -m pip install --quiet -e ".[test]"
+		$(VENV)-$*/bin/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 pythons: $(foreach version,$(EXTRA_PYTHONS),$(VENV)-$(version)/.installed)
@@ -132,6 +132,11 @@ pythons: $(foreach version,$(EXTRA_PYTHONS),$(VENV)-$(version)/.installed)
 		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(FAST_TESTS) || failed="$$failed $$version"; \
 	done; \
 	test -z "$$failed" || { echo "the fast suite failed on Python$$failed"; exit 1; }
+
+# After changing dependencies: the versions the current .venv holds become the constraints.
+constraints: $(BENCH_STAMP)
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^neatlogs-web'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) $(VENV)-3.* $(PHOENIX_VENV) .mypy_cache .pytest_cache .ruff_cache .bench-cache
