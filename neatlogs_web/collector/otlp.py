@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -41,14 +41,16 @@ class MalformedRequest(ValueError):
     """The body is not an OTLP trace export request; the sender gets a 400 with this text."""
 
 
+#: Events, links and attributes one span may bring on average, for the request bound.
+PARTS_PER_SPAN: Final = 20
+
+
 class TooManySpans(ValueError):
     """The request carries more spans than one request may; the sender gets a 413."""
 
-    def __init__(self, count: int, limit: int) -> None:
-        super().__init__(
-            f"{count} spans in one request is over the collector's limit of {limit}:"
-            " send smaller batches"
-        )
+    def __init__(self, count: int, limit: int, detail: str | None = None) -> None:
+        what = detail or f"{count} spans in one request is over the collector's limit of {limit}"
+        super().__init__(f"{what}: send smaller batches")
 
 
 @dataclass(slots=True)
@@ -87,18 +89,9 @@ class Batch:
 def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
     """Parse one export request body; raise `MalformedRequest` if it is not one, and
     `TooManySpans` if it holds more than `max_spans`, before any span is built."""
-    if fmt == "protobuf":
-        request = _parse_protobuf(body)
-        if max_spans is not None:
-            count = sum(
-                len(scope_spans.spans)
-                for resource_spans in request.resource_spans
-                for scope_spans in resource_spans.scope_spans
-            )
-            if count > max_spans:
-                raise TooManySpans(count, max_spans)
-    else:
-        request = _parse_json(body, max_spans)
+    request = _parse_protobuf(body) if fmt == "protobuf" else _parse_json(body, max_spans)
+    if max_spans is not None:
+        _check_size(request, max_spans)
     spans: list[Span] = []
     rejected = 0
     for resource_spans in request.resource_spans:
@@ -202,6 +195,29 @@ def any_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
+def _check_size(request: ExportTraceServiceRequest, max_spans: int) -> None:
+    """Bound what one request may cost before any span is built: its spans, and the
+    events, links and attributes they carry (each a few bytes on the wire, each a
+    Python object and a stored row once decoded)."""
+    all_spans = [
+        span
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+    if len(all_spans) > max_spans:
+        raise TooManySpans(len(all_spans), max_spans)
+    parts = sum(len(s.events) + len(s.links) + len(s.attributes) for s in all_spans)
+    limit = max_spans * PARTS_PER_SPAN
+    if parts > limit:
+        raise TooManySpans(
+            len(all_spans),
+            max_spans,
+            detail=f"{parts} events, links and attributes in one request is over the "
+            f"collector's limit of {limit}",
+        )
+
+
 def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
     try:
         return ExportTraceServiceRequest.FromString(body)
@@ -212,7 +228,7 @@ def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
 def _parse_json(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad bytes, bad JSON, a 5,000-digit number
         raise MalformedRequest(f"body is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise MalformedRequest("body must be a JSON object with a 'resourceSpans' list")

@@ -11,6 +11,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.testclient import TestClient
 
+from neatlogs_web.collector import Store, create_app
 from tests.collector import otlp_data as otlp
 from tests.collector.conftest import LiveCollector
 
@@ -230,3 +231,28 @@ def test_timestamps_past_the_signed_range_are_stored_capped(client: TestClient) 
 
     assert response.status_code == 200
     assert client.get("/api/sessions/future").json()["last_seen"].startswith("2262-04-11")
+
+
+def test_a_span_with_a_flood_of_tiny_events_is_413_before_it_is_stored(store: Store) -> None:
+    """Empty events cost 2 bytes each on the wire and an object and a row each once
+    decoded: the request's events, links and attributes are bounded too (20 a span
+    on average: 2,000 for a collector that takes 100 spans a request)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+
+    app = create_app(store, max_spans=100)
+    client = TestClient(app, base_url="http://127.0.0.1:4318")
+    flooded = otlp.span("flooded", attributes={"session.id": "flood"})
+    flooded.events.extend(ProtoSpan.Event() for _ in range(30_000))
+    body = gzip.compress(otlp.protobuf(flooded))
+    response = client.post(
+        "/v1/traces", content=body, headers={**PROTOBUF, "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert "events, links and attributes" in Status.FromString(response.content).message
+    assert client.get("/api/sessions").json()["sessions"] == []
+
+
+def test_a_json_number_too_long_to_parse_is_400(client: TestClient) -> None:
+    body = b'{"resourceSpans": [], "x": ' + b"1" * 5000 + b"}"
+    response = client.post("/v1/traces", content=body, headers=JSON)
+    assert response.status_code == 400
