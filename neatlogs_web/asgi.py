@@ -134,6 +134,8 @@ class NeatlogsSessionMiddleware:
             internal_error("resolving an ASGI request's session")
             resolution = resolver.fallback()
             binding = SessionBinding(resolution.session_id)
+        if scope["type"] == "websocket":
+            binding.turns_are_roots = True
 
         scope[_SCOPE_BINDING_KEY] = binding
         scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id

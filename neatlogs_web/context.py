@@ -50,6 +50,9 @@ class SessionBinding:
     awaits_request_span: bool = False
     #: Whether a turn made the request span its own (and stamped it).
     request_span_is_turn: bool = False
+    #: A WebSocket connection: each message's turn is a trace of its own, linked
+    #: to the connection's span, rather than one more part of the first turn.
+    turns_are_roots: bool = False
     #: The trace id of the latest root ``trace()`` started under this binding.
     last_trace_id: int | None = None
     end_user_id: str | None = None

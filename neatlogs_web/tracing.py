@@ -93,7 +93,7 @@ class trace:
         if top_level and current:
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
-                if pipeline is None or pipeline.join_request_trace:
+                if (pipeline is None or pipeline.join_request_trace) and not _turns_are_roots():
                     self._request_span = _claim_request_span(self._name)
                 else:
                     links.append(Link(outer.get_span_context()))
@@ -173,6 +173,11 @@ class trace:
                 return fn(*args, **kwargs)
 
         return run
+
+
+def _turns_are_roots() -> bool:
+    binding = current_request_binding()
+    return binding is not None and binding.turns_are_roots
 
 
 def in_turn(context: otel_context.Context) -> bool:

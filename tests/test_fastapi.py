@@ -9,7 +9,7 @@ that runs no turn stays a trace without a session.
 from __future__ import annotations
 
 import httpx
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, FastAPI, WebSocket
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
@@ -46,6 +46,14 @@ def make_app() -> FastAPI:
     @app.get("/whoami")
     async def whoami() -> dict[str, str | None]:
         return {"session_id": neatlogs_web.current_session_id()}
+
+    @app.websocket("/ws")
+    async def chat_socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            with neatlogs_web.trace("turn", input=text):
+                neatlogs_web.set_output(f"echo: {text}")
+                await websocket.send_text(neatlogs_web.current_session_id() or "-")
 
     return app
 
@@ -120,3 +128,27 @@ def test_request_traces_all_keeps_every_request_in_the_session(receiver: OTLPRec
     finally:
         neatlogs_web.shutdown()
         reset_global_tracer_provider()
+
+
+def test_each_message_on_a_websocket_is_a_turn_of_its_own(tracing: OTLPReceiver) -> None:
+    """A connection is one request but many turns: each message's turn is its own
+    trace in the session, linked to the connection's span."""
+    from websockets.sync.client import connect
+
+    with run_uvicorn(make_app()) as base, connect(base.replace("http", "ws") + "/ws") as socket:
+        sessions = set()
+        for text in ("one", "two", "three"):
+            socket.send(text)
+            sessions.add(socket.recv())
+    assert len(sessions) == 1
+    neatlogs_web.flush()
+    spans = tracing.wait_for(
+        lambda s: sum(x.name == "turn" and x.scope == "neatlogs_web" for x in s) >= 3
+    )
+    turns = [s for s in spans if s.name == "turn" and s.scope == "neatlogs_web"]
+    assert sorted(t.attributes["input.value"] for t in turns) == ["one", "three", "two"]
+    assert len({t.trace_id for t in turns}) == 3
+    for turn in turns:
+        assert turn.parent_span_id == ""
+        assert turn.attributes["session.id"] in sessions
+        assert len(turn.links) == 1
