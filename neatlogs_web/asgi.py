@@ -22,7 +22,7 @@ from neatlogs_web._orphans import guard_event_loop
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
 from neatlogs_web._sources import RequestInputs
-from neatlogs_web.binding import open_binding
+from neatlogs_web.binding import hold_turns_apart, open_binding
 from neatlogs_web.context import SessionBinding, bind, unbind
 from neatlogs_web.options import SessionConfig, SessionOptions
 
@@ -135,7 +135,7 @@ class NeatlogsSessionMiddleware:
             resolution = resolver.fallback()
             binding = SessionBinding(resolution.session_id)
         if scope["type"] == "websocket":
-            binding.turns_are_roots = True
+            hold_turns_apart(binding)
 
         scope[_SCOPE_BINDING_KEY] = binding
         scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id

@@ -62,6 +62,16 @@ def open_binding(
     return binding
 
 
+def hold_turns_apart(binding: SessionBinding) -> None:
+    """A WebSocket connection is many turns: each message's is a trace of its own,
+    linked to the connection's span, which carries the session for all of them."""
+    binding.turns_are_roots = True
+    request_span = binding.request_span
+    if isinstance(request_span, otel_trace.Span) and request_span.is_recording():
+        binding.request_span_is_turn = True  # stamped now, and re-stamped on a rebind
+        sdk.stamp_span(request_span, binding)
+
+
 def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
     """Rebind the current request to ``session_id``, e.g. a conversation id
     known only after routing. Returns ``False`` (and counts it) for an invalid id.
