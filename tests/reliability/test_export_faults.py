@@ -204,7 +204,11 @@ def test_export_fault_never_hurts_the_app(
     assert ratios["p50"] <= SCALE.latency_tolerance, figures
     assert ratios["p99"] <= SCALE.latency_tolerance, figures
     assert growth["faulty"] <= growth["healthy"] + RSS_ALLOWANCE, figures
-    assert lost > 0, "the fault cost no span: it was not a fault"
+    # A quick run's outage mid-run is a few hundred milliseconds: the exporter's
+    # retries may outlast it and deliver everything, so only the long run (minutes
+    # of outage) must show the loss.
+    brief = fault.name == "down mid-run, back" and SCALE.name == "quick"
+    assert lost > 0 or brief, "the fault cost no span: it was not a fault"
     if fault.drops:
         assert during["spans_dropped"] > 0
         assert "neatlogs_web dropped" in log, "no log line tells the operator about drops"
