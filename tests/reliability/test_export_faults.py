@@ -209,7 +209,7 @@ def test_export_fault_never_hurts_the_app(
     # of outage) must show the loss.
     brief = fault.name == "down mid-run, back" and SCALE.name == "quick"
     assert lost > 0 or brief, "the fault cost no span: it was not a fault"
-    if fault.drops:
+    if fault.drops and not brief:
         assert during["spans_dropped"] > 0
         assert "neatlogs_web dropped" in log, "no log line tells the operator about drops"
     if during["spans_failed"]:
