@@ -186,6 +186,11 @@ def test_one_warning_per_kind_of_trouble_and_one_line_when_it_recovers(
             turns(5)
             assert neatlogs_web.flush(timeout_s=5) is False
             assert "HTTP 500" in warnings_of(caplog)[-1]
+            # flush() answered at the first failure; let the failing export settle
+            # (its retries end within export_timeout_s) before the receiver recovers.
+            deadline = time.monotonic() + 10
+            while neatlogs_web.stats()["export"]["spans_pending"] and time.monotonic() < deadline:
+                time.sleep(0.05)
             receiver.status = 200
             for _ in range(2):
                 turns(5)
