@@ -75,7 +75,8 @@ class ExportStats:
         # Reentrant: the garbage collector can run inside any block that holds it
         # and finalize an abandoned stream whose finally: ends a span, which comes
         # back here on the same thread (a plain lock would wait for itself forever).
-        self._settled_or_failed = threading.Condition(threading.RLock())
+        self._lock = threading.RLock()
+        self._settled_or_failed = threading.Condition(self._lock)
         self.spans_queued = 0
         self.spans_dropped = 0
         self._handed = 0
@@ -91,7 +92,8 @@ class ExportStats:
 
     def admit(self, limit: int) -> bool:
         """Count one ended span in, unless ``limit`` are already waiting (a drop)."""
-        with self._settled_or_failed:
+        # The lock itself, not the condition: once per span, and nothing to notify.
+        with self._lock:
             if self.spans_queued - self._handed >= limit:
                 self.spans_dropped += 1
                 return False

@@ -92,6 +92,19 @@ class _Remembered(NamedTuple):
     resolution: Resolution
 
 
+class _DecisionMemo(BoundedCache[str, _Remembered]):
+    """Decisions remembered per token (or whole ``Cookie`` header)."""
+
+    __slots__ = ()
+
+    def recall(self, key: str) -> Resolution | None:
+        """The decision remembered for ``key``, if the token's age still allows it."""
+        remembered = self.get(key)
+        if remembered is None or not remembered.valid_from <= time.time() <= remembered.valid_until:
+            return None
+        return remembered.resolution
+
+
 _Found = _Candidate | Resolution | None
 
 
@@ -124,16 +137,25 @@ class SessionResolver:
             "conversation" in config.sources
         )
         self.reads_body = any(step.reads_body for step in self._steps)
-        # Sources before the cookie that read only headers: a request without those
-        # headers is decided by its cookie alone (see recall()).
-        header_reads = {
-            self._from_session_header,
-            self._from_conversation_header,
-            self._from_baggage,
+        # A request that sends none of the headers read before the cookie is
+        # decided by its cookie alone, and a remembered decision answers it
+        # (see recall()). Sources before the cookie that read the path, the
+        # query or the body rule that out.
+        header_names = {
+            self._from_session_header: config.header_name,
+            self._from_conversation_header: config.conversation_header,
+            self._from_baggage: "baggage",
         }
         before_cookie = self._steps[: sources.index("cookie")] if self.reads_cookie else []
-        self._cookie_decides_alone = self.reads_cookie and all(
-            step.read in header_reads for step in before_cookie
+        #: Whether :meth:`recall` may answer requests whose cookie alone decides.
+        self.recalls_cookie = self.reads_cookie and all(
+            step.read in header_names for step in before_cookie
+        )
+        #: Lower-case names of the headers that, when sent, decide before the cookie.
+        self.headers_before_cookie = tuple(
+            str(header_names[step.read]).lower()
+            for step in before_cookie
+            if step.read in header_names
         )
 
         # Refresh the token long before it lapses; with an idle timeout, often
@@ -146,10 +168,13 @@ class SessionResolver:
         # within every limit above.
         ages = [v for v in (config.max_age, config.idle_timeout, self._refresh_after) if v]
         self._steady_age = min(ages) if ages else float("inf")
-        self._remembered: dict[str, BoundedCache[str, _Remembered]] = {
-            "header": BoundedCache(VERIFIED_CACHE_SIZE),
-            "cookie": BoundedCache(VERIFIED_CACHE_SIZE),
-        }
+        self._remembered_cookies = _DecisionMemo(VERIFIED_CACHE_SIZE)
+        self._remembered_headers = _DecisionMemo(VERIFIED_CACHE_SIZE)
+        #: The decision remembered for a returning browser's ``Cookie`` header, or
+        #: ``None``: call :meth:`resolve`. Only for requests that send none of
+        #: :attr:`headers_before_cookie`, when :attr:`recalls_cookie` is true: then
+        #: the cookie alone decides, and the common request is one lookup.
+        self.recall = self._remembered_cookies.recall
 
         attributes = f"; Path={config.cookie_path}"
         if config.max_age is not None:
@@ -169,22 +194,6 @@ class SessionResolver:
         return path in self._exclude_exact or (
             bool(self._exclude_prefixes) and path.startswith(self._exclude_prefixes)
         )
-
-    def recall(self, inputs: RequestInputs) -> Resolution | None:
-        """The decision remembered for a returning user's cookie, when nothing else
-        the request carries could decide first; else ``None``: call :meth:`resolve`.
-
-        The common request, a browser repeating its cookie, is then one lookup.
-        """
-        if (
-            inputs.cookie is None
-            or not self._cookie_decides_alone
-            or inputs.session_header is not None
-            or inputs.conversation_header is not None
-            or inputs.baggage is not None
-        ):
-            return None
-        return self._recall("cookie", inputs.cookie)
 
     def resolve(
         self, inputs: RequestInputs, *, https: bool, resume_at: int = 0
@@ -295,7 +304,8 @@ class SessionResolver:
         resolution = Resolution(candidate.session_id, source)
         if candidate.memo_key is not None:
             # Valid while -skew <= age <= every limit: the checks above and in _signed.
-            self._remembered[source].put(
+            memo = self._remembered_cookies if source == "cookie" else self._remembered_headers
+            memo.put(
                 candidate.memo_key,
                 _Remembered(
                     token.signed_at - _FUTURE_SKEW_S,
@@ -343,15 +353,6 @@ class SessionResolver:
             reject(source, "invalid")
             return None
         return _Candidate(value)
-
-    def _recall(self, source: str, key: str) -> Resolution | None:
-        """The decision remembered for ``key`` if the token's age still allows it."""
-        remembered = self._remembered[source].get(key)
-        if remembered is not None and (
-            remembered.valid_from <= time.time() <= remembered.valid_until
-        ):
-            return remembered.resolution
-        return None
 
     def _signed(self, source: str, value: str, memo_key: str | None) -> _Candidate | None:
         """Verify a signed token and its age."""
@@ -410,7 +411,7 @@ class SessionResolver:
         value = inputs.session_header
         if value is None:
             return None
-        remembered = self._recall("header", value)
+        remembered = self._remembered_headers.recall(value)
         if remembered is not None:
             return remembered
         if self.config.trust_plain_header and not (
@@ -427,7 +428,7 @@ class SessionResolver:
         # a hit skips parsing too.
         memo_key = header if len(header) <= _REMEMBERED_HEADER_LENGTH else None
         if memo_key is not None:
-            remembered = self._recall("cookie", memo_key)
+            remembered = self.recall(memo_key)
             if remembered is not None:
                 return remembered
         value = find_cookie(header, self.config.cookie_name)

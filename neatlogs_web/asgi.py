@@ -88,6 +88,12 @@ class NeatlogsSessionMiddleware:
             assert config.conversation_header is not None
             wanted[config.conversation_header.lower().encode("latin-1")] = "conversation_header"
         self._wanted = [(name, field) for name, field in wanted.items() if field is not None]
+        # Headers whose presence means the cookie does not decide alone (None: never).
+        self._before_cookie = (
+            frozenset(name.encode("latin-1") for name in resolver.headers_before_cookie)
+            if resolver.recalls_cookie
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # First, so the lifespan startup installs it before any request runs.
@@ -114,9 +120,9 @@ class NeatlogsSessionMiddleware:
             return
 
         try:
-            inputs = self._request_inputs(scope)
-            resolution = resolver.recall(inputs)  # a returning user, usually
+            resolution = self._recall(scope)  # a returning user, usually
             if resolution is None:
+                inputs = self._request_inputs(scope)
                 https = scope.get("scheme") in ("https", "wss")
                 resolved = resolver.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
@@ -147,10 +153,24 @@ class NeatlogsSessionMiddleware:
         finally:
             unbind(token)
 
+    def _recall(self, scope: Scope) -> Resolution | None:
+        """The remembered decision for a browser whose cookie alone decides."""
+        raw = scope["headers"]
+        headers = dict(raw)  # one pass in C; a repeated name keeps its last value
+        cookie = headers.get(b"cookie")
+        if (
+            cookie is None
+            or self._before_cookie is None
+            or len(headers) < len(raw)  # a repeated header: see _request_inputs
+            or not self._before_cookie.isdisjoint(headers)
+        ):
+            return None
+        return self.resolver.recall(cookie.decode("latin-1"))
+
     def _request_inputs(self, scope: Scope) -> RequestInputs:
         inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
         raw = scope["headers"]
-        headers = dict(raw)  # one pass in C; a repeated name keeps its last value
+        headers = dict(raw)
         for name, field in self._wanted:
             value = headers.get(name)
             if value is not None:

@@ -107,7 +107,10 @@ def collecting_garbage() -> bool:
 
 
 def _request_binding() -> SessionBinding | None:
-    return None if collecting_garbage() else _binding.get()
+    # Read on every span start: no collection running is the common case, checked first.
+    if _collecting_on is not None and collecting_garbage():
+        return None
+    return _binding.get()
 
 
 # Set by init(auto_session=True | session_id=...): the fallback for work that no

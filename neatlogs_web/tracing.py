@@ -27,7 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web import sdk
-from neatlogs_web.context import collecting_garbage, current_request_binding
+from neatlogs_web.context import SessionBinding, collecting_garbage, current_request_binding
 from neatlogs_web.conventions import SpanKind, check_kind, set_input, set_kind
 
 __all__ = ["trace"]
@@ -87,14 +87,16 @@ class trace:
             # A finalizer of something a request abandoned: no request's trace is its parent.
             current = otel_context.Context()
         top_level = current.get(_IN_TRACE_KEY) is None
+        binding = current_request_binding() if top_level else None
         parent = current
         links: list[Link] = []
         # An empty context has no outer span: skip the lookups (scripts, workers).
         if top_level and current:
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
-                if (pipeline is None or pipeline.join_request_trace) and not _turns_are_roots():
-                    self._request_span = _claim_request_span(self._name)
+                turns_are_roots = binding is not None and binding.turns_are_roots
+                if (pipeline is None or pipeline.join_request_trace) and not turns_are_roots:
+                    self._request_span = _claim_request_span(binding, self._name)
                 else:
                     links.append(Link(outer.get_span_context()))
                     parent = otel_trace.set_span_in_context(INVALID_SPAN, current)
@@ -113,14 +115,12 @@ class trace:
             set_kind(self._kind, span)
         if self._input is not None:
             set_input(self._input, span)
-        if top_level:
-            # Lets the middleware tell the client which trace this turn was.
-            binding = current_request_binding()
-            if binding is not None:
-                binding.last_trace_id = span.get_span_context().trace_id
         inner = otel_trace.set_span_in_context(span, current)
         if top_level:  # nested, the marker is already in the context
             inner = otel_context.set_value(_IN_TRACE_KEY, True, inner)
+            if binding is not None:
+                # Lets the middleware tell the client which trace this turn was.
+                binding.last_trace_id = span.get_span_context().trace_id
         self._token = otel_context.attach(inner)
         return span
 
@@ -175,20 +175,14 @@ class trace:
         return run
 
 
-def _turns_are_roots() -> bool:
-    binding = current_request_binding()
-    return binding is not None and binding.turns_are_roots
-
-
 def in_turn(context: otel_context.Context) -> bool:
     """Whether ``context`` is inside a ``trace()`` block."""
     return context.get(_IN_TRACE_KEY) is not None
 
 
-def _claim_request_span(turn_name: str) -> Span | None:
+def _claim_request_span(binding: SessionBinding | None, turn_name: str) -> Span | None:
     """The request's framework span, made into this turn: renamed, stamped with the
     session, marked as a chain. Only the request's first turn claims it."""
-    binding = current_request_binding()
     if binding is None or binding.request_span_is_turn:
         return None
     request_span = binding.request_span

@@ -72,6 +72,12 @@ class NeatlogsSessionMiddleware:
             assert config.conversation_header is not None
             wanted[_environ_key(config.conversation_header)] = "conversation_header"
         self._wanted = [(key, field) for key, field in wanted.items() if field is not None]
+        # Environ keys whose presence means the cookie does not decide alone (None: never).
+        self._before_cookie = (
+            tuple(_environ_key(name) for name in resolver.headers_before_cookie)
+            if resolver.recalls_cookie
+            else None
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         resolver = self.resolver
@@ -83,9 +89,9 @@ class NeatlogsSessionMiddleware:
             return self.app(environ, start_response)
 
         try:
-            inputs = self._request_inputs(environ)
-            resolution = resolver.recall(inputs)  # a returning user, usually
+            resolution = self._recall(environ)  # a returning user, usually
             if resolution is None:
+                inputs = self._request_inputs(environ)
                 https = environ.get("wsgi.url_scheme") == "https"
                 resolved = resolver.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
@@ -121,6 +127,17 @@ class NeatlogsSessionMiddleware:
             # Servers send these with sendfile(); wrapping would defeat that.
             return result
         return _BoundResponse(result, binding)
+
+    def _recall(self, environ: WSGIEnvironment) -> Resolution | None:
+        """The remembered decision for a browser whose cookie alone decides."""
+        cookie = environ.get("HTTP_COOKIE")
+        if (
+            cookie is None
+            or self._before_cookie is None
+            or any(key in environ for key in self._before_cookie)
+        ):
+            return None
+        return self.resolver.recall(cookie)
 
     def _request_inputs(self, environ: WSGIEnvironment) -> RequestInputs:
         inputs = RequestInputs(environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""))
