@@ -151,9 +151,13 @@ class AsgiCookieSession:
 
 
 class SessionStamper(SpanProcessor):
-    """Copies the bound session onto every span as it starts (the OpenTelemetry key)."""
+    """Copies the bound session onto every span as it starts, under each of ``keys``."""
+
+    def __init__(self, keys: tuple[str, ...] = ("session.id",)) -> None:
+        self.keys = keys
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         value = session_id.get()
         if value is not None:
-            span.set_attribute("session.id", value)
+            for key in self.keys:
+                span.set_attribute(key, value)

@@ -9,8 +9,10 @@ span API differ:
 - ours: ``NeatlogsSessionMiddleware`` (signed cookie) and ``neatlogs_web.trace()``
   under ``neatlogs_web.init(endpoint=...)``;
 - raw: the by-hand way on the plain SDK, a cookie -> ContextVar middleware,
-  a processor stamping ``session.id`` at span start, ``BatchSpanProcessor``
-  and the same gzip OTLP exporter;
+  a processor stamping the session at span start under the keys ours stamps
+  by default (``session.id`` and ``neatlogs.session.id``: the same spans on
+  the wire), ``BatchSpanProcessor`` and the same gzip OTLP exporter; and
+  both again with one key, ``session.id`` (ours with ``session_keys="opentelemetry"``);
 - Langfuse: the same cookie middleware binding ``propagate_attributes(session_id=...)``,
   spans from ``start_as_current_observation``;
 - neatlogs SDK: the same cookie middleware binding ``neatlogs.identify(session_id=...)``,
@@ -38,6 +40,10 @@ WORKFLOW = "bench"
 RETURNING_USER = "returning-user-1"
 #: The plain cookie the hand-written middleware reads.
 PLAIN_COOKIE = f"session={RETURNING_USER}".encode()
+#: The keys ours stamps by default (``SESSION_KEY_PRESETS["default"]``), and the one
+#: of ``session_keys="opentelemetry"``.
+DEFAULT_KEYS = ("session.id", "neatlogs.session.id")
+ONE_KEY = ("session.id",)
 
 #: Starts a span by name and makes it current for the ``with`` block.
 SpanStarter = Callable[[str], AbstractContextManager[Any]]
@@ -84,24 +90,43 @@ def ours(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
     return _ours(f"{receiver_url}/ours", loop)
 
 
+def ours_one_key(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
+    return _ours(f"{receiver_url}/ours-one-key", loop, session_keys="opentelemetry")
+
+
 def ours_neatlogs_backend(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
     """With an API key: the neatlogs backend's contract (completion markers), which the
     neatlogs SDK also follows."""
     return _ours(f"{receiver_url}/ours-neatlogs", loop, api_key="bench-key")
 
 
-def _ours(endpoint: str, loop: asyncio.AbstractEventLoop, api_key: str | None = None) -> TurnApp:
+def _ours(
+    endpoint: str,
+    loop: asyncio.AbstractEventLoop,
+    api_key: str | None = None,
+    session_keys: str = "default",
+) -> TurnApp:
     from starlette.middleware import Middleware
 
     import neatlogs_web
     from neatlogs_web.asgi import NeatlogsSessionMiddleware
 
-    neatlogs_web.init(api_key=api_key, endpoint=endpoint, workflow_name=WORKFLOW)
+    neatlogs_web.init(
+        api_key=api_key, endpoint=endpoint, workflow_name=WORKFLOW, session_keys=session_keys
+    )
     app = _turn_app(neatlogs_web.trace, Middleware(NeatlogsSessionMiddleware, secret_key=SECRET))
     return TurnApp(app, first_visit_cookie(app, loop, PATH), neatlogs_web.flush)
 
 
 def raw_sdk(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
+    return _raw_sdk(f"{receiver_url}/raw", DEFAULT_KEYS)
+
+
+def raw_sdk_one_key(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
+    return _raw_sdk(f"{receiver_url}/raw-one-key", ONE_KEY)
+
+
+def _raw_sdk(base_url: str, keys: tuple[str, ...]) -> TurnApp:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
@@ -109,10 +134,8 @@ def raw_sdk(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": WORKFLOW}))
-    provider.add_span_processor(references.SessionStamper())
-    exporter = OTLPSpanExporter(
-        endpoint=f"{receiver_url}/raw/v1/traces", compression=Compression.Gzip
-    )
+    provider.add_span_processor(references.SessionStamper(keys))
+    exporter = OTLPSpanExporter(endpoint=f"{base_url}/v1/traces", compression=Compression.Gzip)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("bench")
     app = _turn_app(tracer.start_as_current_span, _cookie_middleware())
@@ -165,6 +188,8 @@ def neatlogs_sdk(receiver_url: str, loop: asyncio.AbstractEventLoop) -> TurnApp:
 BUILDERS: dict[str, tuple[str, Callable[[str, asyncio.AbstractEventLoop], TurnApp]]] = {
     "ours": ("ours", ours),
     "raw": ("raw", raw_sdk),
+    "ours_one_key": ("ours-one-key", ours_one_key),
+    "raw_one_key": ("raw-one-key", raw_sdk_one_key),
     "langfuse": ("langfuse", langfuse_sdk),
     "neatlogs_sdk": ("neatlogs-sdk", neatlogs_sdk),
     "ours_neatlogs": ("ours-neatlogs", ours_neatlogs_backend),

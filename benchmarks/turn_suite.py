@@ -141,7 +141,13 @@ class Worker:
 #: The rows of the turn table, in order: (key in ``turn_apps.BUILDERS``, label).
 VARIANTS = (
     ("ours", "ours: middleware (signed cookie) + trace()"),
-    ("raw", "(a) by hand: raw OpenTelemetry SDK, cookie -> ContextVar, stamping processor"),
+    (
+        "raw",
+        "(a) by hand: raw OpenTelemetry SDK, cookie -> ContextVar, a processor stamping "
+        "the same two keys",
+    ),
+    ("ours_one_key", 'ours with one session key (`session_keys="opentelemetry"`)'),
+    ("raw_one_key", "(a) by hand with one key (`session.id`)"),
     ("langfuse", "(b) Langfuse SDK, propagate_attributes(session_id=...)"),
     ("neatlogs_sdk", "(c) neatlogs SDK, identify(session_id=...)"),
     ("ours_neatlogs", "ours with an API key (neatlogs backend: completion markers)"),
