@@ -42,7 +42,8 @@ def test_quick_benchmark_writes_a_row_per_variant_and_the_targets(tmp_path: Path
         "raw SDK span, root",
         "trace() root, session stamped",
         "ours: middleware (signed cookie) + trace()",
-        "(a) by hand: raw OpenTelemetry SDK, cookie -> ContextVar, stamping processor",
+        "(a) by hand: raw OpenTelemetry SDK, cookie -> ContextVar, a processor stamping "
+        "the same two keys",
         "ours, returning user (cookie)",
         "trace() root with session stamping vs raw SDK span",
         "A traced turn, export included: ours vs (a) by hand on the raw OpenTelemetry SDK",
