@@ -99,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks import loopback
 
         print("loopback: uvicorn", file=sys.stderr, flush=True)
-        results.loopback = loopback.run(*((2, 640) if args.quick else (15, 4000)))
+        # Many rounds: one is a fraction of a second, and two servers are noisier than one loop.
+        results.loopback = loopback.run(*((2, 640) if args.quick else (41, 4000)))
     if selected("collector", None):
         from benchmarks import collector_suite
 

@@ -109,16 +109,18 @@ class SessionSpanProcessor(SpanProcessor):
         binding = current_binding()
         if binding is None or not self._stamping:
             return
-        if binding.awaits_request_span:
-            # An instrumentation installed inside the middleware (the OpenTelemetry
-            # ASGI or WSGI middleware) starts the request's own span before any other
-            # span of the request: only the first can be it. Like one started before
-            # the middleware, it joins the session when a turn makes it its own.
+        if binding.awaits_request_span and _is_request_span(span):
+            # The request's own span, started inside the middleware (the OpenTelemetry
+            # ASGI or WSGI middleware installed inside ours), maybe after spans of
+            # other middlewares (an auth lookup): like one started before it, it
+            # joins the session when a turn makes it its own, and a WebSocket
+            # connection's span carries the session for all its turns.
             binding.awaits_request_span = False
-            if _is_request_span(span):
-                binding.request_span = span
-                if not (binding.request_span_is_turn or stamps_every_request()):
-                    return
+            binding.request_span = span
+            if binding.turns_are_roots:
+                binding.request_span_is_turn = True
+            if not (binding.request_span_is_turn or stamps_every_request()):
+                return
         stamp_span(span, binding, self)
 
     def on_end(self, span: ReadableSpan) -> None:

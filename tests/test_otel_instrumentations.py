@@ -6,7 +6,9 @@ request is bound; inside it, the request span starts after the binding. Either
 way a turn joins the request's trace and the request span becomes the turn
 (its name, input, output and session), keeping method, route and status; a
 request that runs no turn stays a trace whose request span carries no session.
-Real servers (uvicorn, waitress), spans decoded from a real OTLP receiver.
+Inside, another middleware may trace a call of its own (an auth or session
+lookup) before the request span starts. Real servers (uvicorn, waitress), spans
+decoded from a real OTLP receiver.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import pytest
 from flask import Flask, request
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as OtelAsgiMiddleware
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as OtelWsgiMiddleware
+from opentelemetry.trace import SpanKind, get_tracer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessionMiddleware
@@ -34,6 +38,34 @@ from tests.tokens import session_of
 
 PROTO_KIND_SERVER = 2  # OTLP numbers kinds from UNSPECIFIED = 0
 TURNS = ["hello", "how are you", "bye"]
+#: Where the instrumentation sits: outside ours, inside it, or inside it behind a
+#: middleware that traces a lookup before the request span starts.
+PLACES = ["outside", "inside", "inside-after-a-traced-lookup"]
+
+
+def traced_lookup() -> None:
+    """What an auth or session-store middleware does first: a traced client call."""
+    with get_tracer("lookup").start_as_current_span("GET session", kind=SpanKind.CLIENT):
+        pass
+
+
+class AsgiLookup:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            traced_lookup()
+        await self.app(scope, receive, send)
+
+
+class WsgiLookup:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        traced_lookup()
+        return self.app(environ, start_response)
 
 
 def answer(text: str) -> str:
@@ -60,6 +92,8 @@ def starlette_app(instrumentation: str) -> Starlette:
         app.add_middleware(OtelAsgiMiddleware)
     else:
         app.add_middleware(OtelAsgiMiddleware)
+        if instrumentation == "inside-after-a-traced-lookup":
+            app.add_middleware(AsgiLookup)
         app.add_middleware(AsgiSessionMiddleware, secret_key="k")
     return app
 
@@ -78,7 +112,10 @@ def flask_app(instrumentation: str) -> Flask:
     if instrumentation == "outside":
         app.wsgi_app = OtelWsgiMiddleware(WsgiSessionMiddleware(app.wsgi_app, secret_key="k"))  # type: ignore[method-assign]
     else:
-        app.wsgi_app = WsgiSessionMiddleware(OtelWsgiMiddleware(app.wsgi_app), secret_key="k")  # type: ignore[method-assign]
+        inner: Any = OtelWsgiMiddleware(app.wsgi_app)
+        if instrumentation == "inside-after-a-traced-lookup":
+            inner = WsgiLookup(inner)
+        app.wsgi_app = WsgiSessionMiddleware(inner, secret_key="k")  # type: ignore[method-assign]
     return app
 
 
@@ -106,7 +143,7 @@ def path_of(span: ReceivedSpan) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("instrumentation", ["outside", "inside"])
+@pytest.mark.parametrize("instrumentation", PLACES)
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
     server: str, instrumentation: str, tracing: OTLPReceiver
@@ -151,3 +188,43 @@ def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
     assert whoami.name.startswith("GET")
     assert "session.id" not in whoami.attributes
     assert "openinference.span.kind" not in whoami.attributes
+
+
+@pytest.mark.parametrize("instrumentation", PLACES)
+def test_a_websocket_connection_span_carries_the_session_of_its_turns(
+    instrumentation: str, tracing: OTLPReceiver
+) -> None:
+    """Each message is a turn of its own, linked to the connection's span, which
+    carries the session wherever the instrumentation sits."""
+    from websockets.sync.client import connect
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                text = await websocket.receive_text()
+                await websocket.send_text(answer(text))
+        except WebSocketDisconnect:
+            return
+
+    app = starlette_app(instrumentation)
+    app.router.routes.append(WebSocketRoute("/ws", chat))
+    with run_uvicorn(app) as base, connect(base.replace("http", "ws") + "/ws") as socket:
+        for text in TURNS:
+            socket.send(text)
+            assert socket.recv() == f"echo: {text}"
+    assert neatlogs_web.flush()
+    spans = tracing.wait_for(
+        lambda s: (
+            any(x.kind == PROTO_KIND_SERVER for x in s)
+            and sum(x.name == "turn" and x.scope == "neatlogs_web" for x in s) >= len(TURNS)
+        )
+    )
+    (connection,) = [s for s in spans if s.kind == PROTO_KIND_SERVER]
+    session_id = connection.attributes.get("session.id")
+    assert session_id, connection.attributes
+    turns = [s for s in spans if s.name == "turn" and s.scope == "neatlogs_web"]
+    assert len({turn.trace_id for turn in turns}) == len(TURNS)
+    for turn in turns:
+        assert turn.attributes["session.id"] == session_id
+        assert turn.links == [(connection.trace_id, connection.span_id)]
