@@ -374,6 +374,7 @@ class BoundedBatchProcessor(SpanProcessor):
         )
         self._flusher: threading.Thread | None = None
         self._flusher_lock = threading.Lock()
+        self._flush_wanted = False
         self._closed = False
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -398,19 +399,35 @@ class BoundedBatchProcessor(SpanProcessor):
     def _start_flushing(self) -> None:
         """Have the SDK export its queue now, on a helper thread, one at a time.
 
-        The SDK's ``force_flush`` ignores its timeout; a running one will also
-        export whatever was queued since, so a second is never needed.
+        The SDK's ``force_flush`` ignores its timeout, so one helper serves every
+        request: a request made while it runs has it flush once more.
         """
         with self._flusher_lock:
+            self._flush_wanted = True
             if self._flusher is not None and self._flusher.is_alive():
                 return
             self._flusher = threading.Thread(
-                target=self._batch.force_flush, name="neatlogs-web-flush", daemon=True
+                target=self._flush_while_wanted, name="neatlogs-web-flush", daemon=True
             )
             try:
                 self._flusher.start()
             except RuntimeError:  # no new threads this late in interpreter shutdown
                 self._flusher = None
+
+    def _flush_while_wanted(self) -> None:
+        """The helper: flush until no request came in since its last flush began.
+
+        A running ``force_flush`` may already have looked at the queue for the
+        last time, so a request is never left to it; the helper also stops
+        under the lock requests take, so none falls between it and its end.
+        """
+        while True:
+            with self._flusher_lock:
+                if not self._flush_wanted:
+                    self._flusher = None
+                    return
+                self._flush_wanted = False
+            self._batch.force_flush()
 
     def flush_before_exit(self, deadline: float) -> bool:
         """Flush as the app stops (lifespan shutdown), requests bounded by ``deadline``.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -100,6 +101,37 @@ def test_flush_is_true_only_when_every_span_was_accepted(receiver: OTLPReceiver)
     receiver.status = 200
     turns(1, "again")
     assert neatlogs_web.flush(timeout_s=5) is True
+
+
+def test_a_flush_asked_for_as_the_previous_one_ends_still_exports(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper that flushed may still be running after its last look at the
+    queue: a flush asked for then must not be left to it, or its spans wait
+    for the schedule delay (a minute here) and the flush times out."""
+    init(receiver.url, schedule_delay_ms=60_000)
+    pipeline = sdk.active_pipeline()
+    assert pipeline is not None and pipeline.processor is not None
+    batch = pipeline.processor._batch
+    real_force_flush = batch.force_flush
+    looked_last, go_on = threading.Event(), threading.Event()
+
+    def force_flush_then_linger(timeout_millis: int | None = None) -> bool:
+        done = real_force_flush(timeout_millis)
+        if not looked_last.is_set():  # the first helper only
+            looked_last.set()
+            go_on.wait(10)
+        return done
+
+    monkeypatch.setattr(batch, "force_flush", force_flush_then_linger)
+    turns(1, "first")
+    assert neatlogs_web.flush(timeout_s=5) is True
+    assert looked_last.wait(5)
+    turns(1, "second")
+    assert neatlogs_web.flush(timeout_s=0) is False  # asked for; not waited for
+    go_on.set()
+    spans = receiver.wait_for(lambda s: any(x.name == "second-0" for x in s), timeout_s=5)
+    assert [s.name for s in spans if s.name.startswith("second")] == ["second-0"]
 
 
 def test_completion_markers_arrive_with_their_root_in_one_flush(receiver: OTLPReceiver) -> None:
@@ -287,7 +319,6 @@ def test_a_span_ended_by_a_finalizer_inside_the_export_counters_does_not_deadloc
     counters are held: an abandoned stream's ``finally:`` that ends a span there
     comes back to them on the same thread."""
     import gc
-    import threading
 
     init(receiver.url)
     pipeline = sdk.active_pipeline()
