@@ -111,6 +111,12 @@ TURN_TARGETS = (
 )
 
 
+def _times(value: float, limit: float) -> str:
+    """``1.06x``; a third decimal when two would print the limit itself."""
+    text = f"{value:.2f}"
+    return f"{value:.3f}x" if float(text) == limit and value != limit else f"{text}x"
+
+
 def targets(results: RunResults) -> list[Target]:
     """Every target whose variants were measured in this run."""
     found: list[Target] = []
@@ -126,7 +132,7 @@ def targets(results: RunResults) -> list[Target]:
             found.append(Target(key, name, "-", bound, None))
             return
         passed = value < limit if strict else value <= limit
-        found.append(Target(key, name, f"{value:.2f}x", bound, passed))
+        found.append(Target(key, name, _times(value, limit), bound, passed))
 
     loopback = results.loopback
     if loopback is not None:
@@ -155,7 +161,7 @@ def targets(results: RunResults) -> list[Target]:
             Target(
                 key,
                 f"A traced turn, export included: ours vs {name}",
-                "-" if value is None else f"{value:.2f}x",
+                "-" if value is None else _times(value, limit),
                 f"<= {limit}x",
                 None if value is None else value <= limit,
             )
