@@ -105,7 +105,7 @@ class SessionSpanProcessor(SpanProcessor):
         self.end_user_keys = tuple(end_user_keys)
         self._stamping = True
 
-    def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
+    def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
         binding = current_binding()
         if binding is None or not self._stamping:
             return
@@ -153,10 +153,10 @@ def stamp_span(
             span.set_attribute(PREVIOUS_SESSION_KEY, binding.previous_session_id)
 
 
-def _is_request_span(span: Span) -> bool:
+def _is_request_span(span: SdkSpan) -> bool:
     """A server span that starts a trace here: a framework's or an instrumentation's
     span for an incoming request (its parent, if any, is the caller's)."""
-    if not isinstance(span, SdkSpan) or span.kind is not otel_trace.SpanKind.SERVER:
+    if span.kind is not otel_trace.SpanKind.SERVER:
         return False
     parent = span.parent
     return parent is None or parent.is_remote
