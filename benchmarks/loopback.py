@@ -1,6 +1,6 @@
 """End to end: uvicorn on 127.0.0.1, bare app vs ours, under the same load.
 
-Each app runs in its own uvicorn process; a keep-alive load generator in
+Each app runs in uvicorn processes of its own; a keep-alive load generator in
 this process (raw asyncio streams, so the client is cheaper than the server
 it measures) sends each a fixed number of requests per round, the two apps
 alternating round by round. Both get the same request, carrying the session
@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from benchmarks.asgi_suite import PATH
 ROOT = Path(__file__).resolve().parent.parent
 APPS = {"bare": "benchmarks.loopback_apps:bare_app", "ours": "benchmarks.loopback_apps:ours_app"}
 CONNECTIONS = 32
+PROCESSES_PER_APP = 3
 #: Served by both apps (``loopback_apps``): the server process's CPU time so far.
 CPU_PATH = "/bench/cpu"
 
@@ -177,19 +178,24 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
     result = LoopbackResult({name: [] for name in APPS}, {name: [] for name in APPS})
     total = requests_per_round // CONNECTIONS * CONNECTIONS
     result.requests_per_round = total
-    with _uvicorn(APPS["bare"]) as bare, _uvicorn(APPS["ours"]) as ours:
-        servers = {"bare": bare, "ours": ours}
+    with ExitStack() as stack:
+        # Several processes per app, taking turns round by round: where a process's
+        # code and data sit in memory moves its figure by a few percent.
+        servers = {
+            name: [stack.enter_context(_uvicorn(target)) for _ in range(PROCESSES_PER_APP)]
+            for name, target in APPS.items()
+        }
         loop = asyncio.new_event_loop()
         try:
-            request = _request(ours, loop.run_until_complete(_returning_user_cookie(ours)))
-            for port in servers.values():
-                loop.run_until_complete(_load(port, request, total))  # warm-up
+            cookie = loop.run_until_complete(_returning_user_cookie(servers["ours"][0]))
+            for port in [port for ports in servers.values() for port in ports]:
+                loop.run_until_complete(_load(port, _request(port, cookie), total))  # warm-up
             for index in range(rounds):
                 order = list(servers) if index % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    port = servers[name]
+                    port = servers[name][index % PROCESSES_PER_APP]
                     cpu_before = loop.run_until_complete(_server_cpu_seconds(port))
-                    elapsed = loop.run_until_complete(_load(port, request, total))
+                    elapsed = loop.run_until_complete(_load(port, _request(port, cookie), total))
                     cpu_after = loop.run_until_complete(_server_cpu_seconds(port))
                     result.wall_us[name].append(elapsed / total * 1e6)
                     result.cpu_us[name].append((cpu_after - cpu_before) / total * 1e6)
@@ -197,5 +203,8 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
             loop.close()
     import uvicorn
 
-    result.server = f"uvicorn {uvicorn.__version__}, {CONNECTIONS} keep-alive connections"
+    result.server = (
+        f"uvicorn {uvicorn.__version__}, {PROCESSES_PER_APP} server processes per app taking "
+        f"turns, {CONNECTIONS} keep-alive connections"
+    )
     return result

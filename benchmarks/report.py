@@ -259,16 +259,16 @@ METHOD_NOTES = (
 )
 
 _ASGI_REMAINS = (
-    "A returning request costs ours a header read, a `ContextVar` set and reset, one "
-    "lookup of the remembered decision plus one clock read (expiry and refresh stay "
-    "exact), a new `SessionBinding`, the binding and session id written to the scope and "
+    "A returning request costs ours a header read, one lookup of the decision remembered "
+    "for its `Cookie` header plus one clock read (expiry and refresh stay exact), a new "
+    "`SessionBinding`, the binding and session id written to the scope and "
     '`scope["state"]`, a look at the OpenTelemetry context for a framework request span, '
-    "and a check that the event loop finalizes abandoned streams outside every request "
-    "(the isolation fix for clients that leave mid-stream). Each is a function call of "
-    "its own in the shared resolver and binding modules, not a copy inlined into the "
-    "adapter; asgi-correlation-id with its header present does less (no signed value, no "
-    "binding object). Against its usual request, with no header, where it generates an "
-    "id, the variant table has the figure."
+    "a `ContextVar` set and reset, and a check that the event loop finalizes abandoned "
+    "streams outside every request (the isolation fix for clients that leave mid-stream). "
+    "Each is a call into the shared resolver, binding and context modules, not a copy "
+    "inlined into the adapter; asgi-correlation-id with its header present does less (no "
+    "signed value, no binding object). Against its usual request, with no header, where "
+    "it generates an id, the variant table has the figure."
 )
 
 WHY_MISSED: dict[str, str] = {
@@ -320,7 +320,15 @@ def _turn_remains(results: RunResults, mine: str, peer: str) -> str:
                 f"and {ours.bytecodes:,} Python bytecodes a turn on the request thread against "
                 f"{other.bytecodes:,}"
             )
-    return ", ".join(parts) + "." if parts else ""
+    text = ", ".join(parts) + "." if parts else ""
+    if peer.startswith("raw"):
+        text += (
+            " The spans on the wire are the same; on the request thread ours also counts each "
+            "ended span under a lock (exact drops, an honest `flush()`), finds the request's "
+            "binding for each span and each turn (a turn joins the framework's request span), "
+            "and resolves a signed cookie where the by-hand middleware copies a plain one."
+        )
+    return text
 
 
 def notes(results: RunResults, found: list[Target]) -> list[str]:
