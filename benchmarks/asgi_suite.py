@@ -205,6 +205,18 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
             ],
         ),
         variant(
+            "remembered_cookie",
+            "signed cookie verified once per Cookie header, remembered (hand-written)",
+            lambda: [_middleware(references.AsgiRememberedSignedCookie, secret=SECRET)],
+            lambda: [
+                (
+                    b"cookie",
+                    f"{references.VERIFY_COOKIE}=".encode()
+                    + references.make_signer(SECRET).sign("returning-user-1"),
+                )
+            ],
+        ),
+        variant(
             "ours_cookie",
             "ours, returning user (cookie)",
             lambda: [ours()],

@@ -28,7 +28,11 @@ from pathlib import Path
 from benchmarks.asgi_suite import PATH
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = {"bare": "benchmarks.loopback_apps:bare_app", "ours": "benchmarks.loopback_apps:ours_app"}
+APPS = {
+    "bare": "benchmarks.loopback_apps:bare_app",
+    "ours": "benchmarks.loopback_apps:ours_app",
+    "hand": "benchmarks.loopback_apps:hand_app",
+}
 CONNECTIONS = 32
 PROCESSES_PER_APP = 3
 #: Served by both apps (``loopback_apps``): the server process's CPU time so far.

@@ -1,4 +1,5 @@
-"""The two apps the loopback run serves with uvicorn: bare Starlette and the same with ours.
+"""The apps the loopback run serves with uvicorn: bare Starlette, the same with ours, and
+with the hand-written least a signed-cookie session middleware does (``references``).
 
 Both also serve ``CPU_PATH``, which answers the server process's CPU time
 (``time.process_time()``: all threads, nanosecond clock). The load generator
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import time
 
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from benchmarks.asgi_suite import ours, starlette_app
+from benchmarks.asgi_suite import SECRET, ours, starlette_app
 from benchmarks.loopback import CPU_PATH
+from benchmarks.references import AsgiRememberedSignedCookie
+from neatlogs_web._signing import SIGNING_SALT
 
 
 async def process_cpu(request: Request) -> PlainTextResponse:
@@ -24,3 +28,12 @@ async def process_cpu(request: Request) -> PlainTextResponse:
 
 bare_app = starlette_app(routes=[Route(CPU_PATH, process_cpu)])
 ours_app = starlette_app([ours()], routes=[Route(CPU_PATH, process_cpu)])
+# Reads and verifies the very cookie ours set (its name and salt), so all get one request.
+hand_app = starlette_app(
+    [
+        Middleware(
+            AsgiRememberedSignedCookie, secret=SECRET, cookie="neatlogs_session", salt=SIGNING_SALT
+        )
+    ],
+    routes=[Route(CPU_PATH, process_cpu)],
+)
