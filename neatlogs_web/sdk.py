@@ -1,8 +1,8 @@
 """``init`` / ``trace`` / ``flush`` / ``shutdown`` over the OpenTelemetry SDK.
 
-``init()`` builds one tracer provider with two processors: one that stamps the
+``init()`` builds one tracer provider with one processor: it stamps the
 current session on every span at start (ours and any instrumentation's), and
-the batching export pipeline. ``trace()`` makes each top-level block a new
+hands ended spans to the batching export pipeline. ``trace()`` makes each top-level block a new
 root trace, so one user turn is one trace in the session's timeline.
 ``flush()`` and ``shutdown()`` never wait longer than they are allowed: the
 process stops within ``shutdown_timeout_s`` whatever the receiver does.
@@ -93,7 +93,8 @@ class SessionSpanProcessor(SpanProcessor):
     Running in ``on_start`` means instrumentations need no cooperation: any
     span of this provider, started while a session is bound, carries it.
     Add it to a provider of your own with ``provider.add_span_processor(...)``;
-    ``init()`` does so for a provider the app already set up.
+    ``init()`` does so for a provider the app already set up (inside its export
+    processor, when it exports too).
     """
 
     def __init__(
@@ -314,7 +315,6 @@ def init(
             )
             _providers_made_here.add(provider)
         stamper = SessionSpanProcessor(keys, user_keys)
-        provider.add_span_processor(stamper)
         target = None
         if existing is None or export_configured:
             target = _export.build_target(
@@ -334,11 +334,14 @@ def init(
                 schedule_delay_ms=schedule_delay_ms,
                 export_timeout_s=export_timeout_s,
                 shutdown_timeout_s=shutdown_timeout_s,
+                stamper=stamper,
             )
-            provider.add_span_processor(processor)
             target.voice.started()
         elif existing is None:
             logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
+        # One processor: the SDK calls every registered one for each span that starts
+        # and ends, and the export processor stamps the session as a span starts.
+        provider.add_span_processor(processor if processor is not None else stamper)
         if existing is not None:
             logger.info(
                 "neatlogs_web: using the tracer provider the app set up (%s): sessions "
