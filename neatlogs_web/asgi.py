@@ -90,7 +90,7 @@ class NeatlogsSessionMiddleware:
         self._wanted = [(name, field) for name, field in wanted.items() if field is not None]
         # Headers whose presence means the cookie does not decide alone (None: never).
         self._before_cookie = (
-            frozenset(name.encode("latin-1") for name in resolver.headers_before_cookie)
+            tuple(name.encode("latin-1") for name in resolver.headers_before_cookie)
             if resolver.recalls_cookie
             else None
         )
@@ -140,7 +140,7 @@ class NeatlogsSessionMiddleware:
             internal_error("resolving an ASGI request's session")
             resolution = resolver.fallback()
             binding = SessionBinding(resolution.session_id)
-        if scope["type"] == "websocket":
+        if scope_type == "websocket":
             hold_turns_apart(binding)
 
         scope[_SCOPE_BINDING_KEY] = binding
@@ -158,13 +158,11 @@ class NeatlogsSessionMiddleware:
         raw = scope["headers"]
         headers = dict(raw)  # one pass in C; a repeated name keeps its last value
         cookie = headers.get(b"cookie")
-        if (
-            cookie is None
-            or self._before_cookie is None
-            or len(headers) < len(raw)  # a repeated header: see _request_inputs
-            or not self._before_cookie.isdisjoint(headers)
-        ):
-            return None
+        if cookie is None or self._before_cookie is None or len(headers) < len(raw):
+            return None  # no cookie, or it never decides alone, or a repeated header
+        for name in self._before_cookie:
+            if name in headers:  # a source read before the cookie decides
+                return None
         return self.resolver.recall(cookie.decode("latin-1"))
 
     def _request_inputs(self, scope: Scope) -> RequestInputs:

@@ -131,12 +131,11 @@ class NeatlogsSessionMiddleware:
     def _recall(self, environ: WSGIEnvironment) -> Resolution | None:
         """The remembered decision for a browser whose cookie alone decides."""
         cookie = environ.get("HTTP_COOKIE")
-        if (
-            cookie is None
-            or self._before_cookie is None
-            or any(key in environ for key in self._before_cookie)
-        ):
-            return None
+        if cookie is None or self._before_cookie is None:
+            return None  # no cookie, or it never decides alone
+        for key in self._before_cookie:
+            if key in environ:  # a source read before the cookie decides
+                return None
         return self.resolver.recall(cookie)
 
     def _request_inputs(self, environ: WSGIEnvironment) -> RequestInputs:

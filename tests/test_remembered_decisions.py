@@ -90,3 +90,21 @@ def test_a_remembered_token_is_still_refreshed_then_expired_on_time(
         expired = http.get("/whoami", headers=as_input(source, token))
         assert expired.json()["session_id"] != "returning-2"
         assert neatlogs_web.stats()["rejected"][f"{source}.expired"] == expired_before + 1
+
+
+@pytest.mark.parametrize(
+    ("sources", "winner"),
+    [(["header", "cookie"], "tab-session"), (["cookie", "header"], "browser-session")],
+)
+def test_a_remembered_cookie_never_outranks_a_source_read_before_it(
+    kind: str, sources: list[str], winner: str
+) -> None:
+    """The remembered cookie answers alone only when nothing read before it was sent."""
+    cookie = as_input("cookie", make_token("browser-session", SECRET))
+    header = as_input("header", make_token("tab-session", SECRET))
+    with client_for(kind, sources=sources) as http:
+        assert http.get("/whoami", headers=cookie).json()["session_id"] == "browser-session"
+        assert http.get("/whoami", headers=cookie).json()["session_id"] == "browser-session"
+        both = http.get("/whoami", headers={**cookie, **header}).json()["session_id"]
+        assert both == winner
+        assert http.get("/whoami", headers=cookie).json()["session_id"] == "browser-session"
