@@ -2,8 +2,9 @@
 
 ``init()`` builds one tracer provider with one processor: it stamps the
 current session on every span at start (ours and any instrumentation's), and
-hands ended spans to the batching export pipeline. ``trace()`` makes each top-level block a new
-root trace, so one user turn is one trace in the session's timeline.
+hands ended spans to the batching export pipeline. ``trace()`` makes each
+top-level block a new root trace, so one user turn is one trace in the
+session's timeline.
 ``flush()`` and ``shutdown()`` never wait longer than they are allowed: the
 process stops within ``shutdown_timeout_s`` whatever the receiver does.
 """
