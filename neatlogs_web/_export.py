@@ -381,13 +381,17 @@ class BoundedBatchProcessor(SpanProcessor):
         self._flusher_lock = threading.Lock()
         self._flush_wanted = False
         self._closed = False
+        #: Closed and done: nothing more is counted, queued or waited for.
+        self._stopped = False
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         if self.stamper is not None:
             self.stamper.on_start(span, parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:  # the batch processor skips them too
+        if self._stopped or not span.context.trace_flags.sampled:
+            # Stopped: left on an app's provider after shutdown(), spans are not ours.
+            # Unsampled: the batch processor skips them too.
             return
         if self.stats.admit(self.max_queue_size):
             self._batch.on_end(span)
@@ -400,8 +404,9 @@ class BoundedBatchProcessor(SpanProcessor):
 
     def flush_until(self, deadline: float) -> bool:
         mark = self.stats.mark()
-        if self.stats.pending() == 0:
-            return True
+        if self._stopped or self.stats.pending() == 0:
+            # Stopped, nothing more will settle: say so without waiting.
+            return self.stats.pending() == 0
         self._start_flushing()
         return self.stats.wait_settled(mark, deadline)
 
@@ -463,6 +468,7 @@ class BoundedBatchProcessor(SpanProcessor):
             flushed = self.flush_until(deadline)
             run_within(self._batch.shutdown, deadline)
             watch.stop()
+            self._stopped = True
             return flushed
 
         return self._reporting_loss(flush_and_stop)

@@ -1,10 +1,11 @@
 """``init`` / ``trace`` / ``flush`` / ``shutdown`` over the OpenTelemetry SDK.
 
-``init()`` builds one tracer provider with one processor: it stamps the
-current session on every span at start (ours and any instrumentation's), and
-hands ended spans to the batching export pipeline. ``trace()`` makes each
-top-level block a new root trace, so one user turn is one trace in the
-session's timeline.
+``init()`` builds a tracer provider (or joins the one the app set up) and
+adds one processor of ours: it stamps the current session on every span at
+start (ours and any instrumentation's) and, unless ``exporter="none"``, hands
+ended spans to the batching export pipeline. ``trace()`` makes each top-level
+block a new root trace, so one user turn is one trace in the session's
+timeline.
 ``flush()`` and ``shutdown()`` never wait longer than they are allowed: the
 process stops within ``shutdown_timeout_s`` whatever the receiver does.
 """
@@ -94,8 +95,8 @@ class SessionSpanProcessor(SpanProcessor):
     Running in ``on_start`` means instrumentations need no cooperation: any
     span of this provider, started while a session is bound, carries it.
     Add it to a provider of your own with ``provider.add_span_processor(...)``;
-    ``init()`` does so for a provider the app already set up (inside its export
-    processor, when it exports too).
+    ``init()`` adds it to the provider it uses, the app's own included (inside
+    its export processor when it exports).
     """
 
     def __init__(

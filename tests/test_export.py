@@ -354,3 +354,26 @@ def test_a_span_ended_by_a_finalizer_inside_the_export_counters_does_not_deadloc
     assert not worker.is_alive(), "ending a span inside the export counters deadlocked"
     assert neatlogs_web.flush(timeout_s=5)
     assert any(s.name == "finalizer" for s in receiver.wait_for(lambda s: len(s) >= 1))
+
+
+def test_after_shutdown_the_apps_own_provider_flushes_without_waiting_on_us() -> None:
+    """init() joined the app's provider; after shutdown() the export processor it left
+    there counts nothing more, so the app's own force_flush is not held up."""
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    app_spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(app_spans))
+    otel_trace.set_tracer_provider(provider)
+    neatlogs_web.init(exporter=InMemorySpanExporter(), flush_on_sigterm=False)
+    neatlogs_web.shutdown()
+
+    otel_trace.get_tracer("app").start_span("after").end()
+    started = time.monotonic()
+    assert provider.force_flush(1500) is True
+    assert time.monotonic() - started < MARGIN_S
+    assert [span.name for span in app_spans.get_finished_spans()] == ["after"]
+    provider.shutdown()

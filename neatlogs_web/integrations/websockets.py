@@ -44,8 +44,12 @@ def message_session(conversation_id: object) -> Iterator[str | None]:
         yield current_session_id()
         return
     connection = current_binding()
-    end_user_id = connection.end_user_id if connection is not None else None
-    token = bind(SessionBinding(conversation_id, end_user_id))
+    message = SessionBinding(conversation_id)
+    if connection is not None:
+        message.end_user_id = connection.end_user_id
+        # Each message's turn is a trace of its own, linked to the connection's span.
+        message.turns_are_roots = connection.turns_are_roots
+    token = bind(message)
     try:
         yield conversation_id
     finally:

@@ -124,3 +124,27 @@ def test_invalid_or_missing_ids_keep_the_connections_session(tracing: OTLPReceiv
             replies.append(json.loads(socket.recv(timeout=10))["session_id"])
     assert replies == ["conn-1", "conn-1", "7", "conn-1"]
     assert neatlogs_web.stats()["rejected"]["websocket_message.invalid"] == before + 2
+
+
+def test_a_message_naming_its_conversation_is_a_turn_of_its_own(tracing: OTLPReceiver) -> None:
+    """Under an instrumentation that traces the connection, a message handled in its
+    conversation's session is still its own trace, linked to the connection's span."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    app = make_app()
+    app.add_middleware(OpenTelemetryMiddleware)
+    with run_uvicorn(app) as base, connect(base.replace("http://", "ws://") + "/ws") as socket:
+        for index in range(3):
+            socket.send(json.dumps({"text": f"hi {index}", "conversation_id": f"conv-{index}"}))
+            assert json.loads(socket.recv())["session_id"] == f"conv-{index}"
+    assert neatlogs_web.flush()
+    spans = tracing.wait_for(
+        lambda s: sum(x.name == "ws_turn" for x in s) >= 3 and any(x.kind == 2 for x in s)
+    )
+    (connection,) = [s for s in spans if s.kind == 2]  # OTLP's SERVER
+    turns = [s for s in spans if s.name == "ws_turn"]
+    assert sorted(t.attributes["session.id"] for t in turns) == ["conv-0", "conv-1", "conv-2"]
+    for turn in turns:
+        assert turn.parent_span_id == ""
+        assert turn.trace_id != connection.trace_id
+        assert turn.links == [(connection.trace_id, connection.span_id)]
