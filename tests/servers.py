@@ -72,9 +72,7 @@ def run_waitress(app: Any, threads: int = 16) -> Iterator[str]:
     try:
         yield base
     finally:
-        # Closed on the server's own thread: closing its sockets from this one races
-        # the poll() it is in (an exception in the server thread, now and then).
-        server.trigger.pull_trigger(server.close)
+        server.close()
         thread.join(timeout=10)
 
 
