@@ -196,25 +196,13 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
             "itsdangerous",
             "itsdangerous verify per request (hand-written)",
             lambda: [_middleware(references.AsgiVerifyEveryRequest, secret=SECRET)],
-            lambda: [
-                (
-                    b"cookie",
-                    f"{references.VERIFY_COOKIE}=".encode()
-                    + references.make_signer(SECRET).sign("returning-user-1"),
-                )
-            ],
+            _verify_cookie_header,
         ),
         variant(
             "remembered_cookie",
             "signed cookie verified once per Cookie header, remembered (hand-written)",
             lambda: [_middleware(references.AsgiRememberedSignedCookie, secret=SECRET)],
-            lambda: [
-                (
-                    b"cookie",
-                    f"{references.VERIFY_COOKIE}=".encode()
-                    + references.make_signer(SECRET).sign("returning-user-1"),
-                )
-            ],
+            _verify_cookie_header,
         ),
         variant(
             "ours_cookie",
@@ -273,6 +261,12 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
             ],
         ),
     ]
+
+
+def _verify_cookie_header() -> list[tuple[bytes, bytes]]:
+    """The signed cookie the hand-written verify references read."""
+    token = references.make_signer(SECRET).sign("returning-user-1")
+    return [(b"cookie", f"{references.VERIFY_COOKIE}=".encode() + token)]
 
 
 def _request_id_header() -> list[tuple[bytes, bytes]]:

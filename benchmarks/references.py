@@ -71,11 +71,7 @@ class AsgiVerifyEveryRequest:
         value = None
         for name, raw in scope["headers"]:
             if name == b"cookie":
-                cookie = raw.decode("latin-1")
-                at = cookie.find(self.prefix)
-                if at >= 0:
-                    end = cookie.find(";", at)
-                    value = cookie[at + len(self.prefix) : end if end >= 0 else None]
+                value = _prefixed_value(raw.decode("latin-1"), self.prefix)
                 break
         session = None
         if value is not None:
@@ -88,6 +84,15 @@ class AsgiVerifyEveryRequest:
             await self.app(scope, receive, send)
         finally:
             _value.reset(token)
+
+
+def _prefixed_value(cookie: str, prefix: str) -> str | None:
+    """What follows ``prefix`` (``name=``) in a ``Cookie`` header, up to the next ``;``."""
+    at = cookie.find(prefix)
+    if at < 0:
+        return None
+    end = cookie.find(";", at)
+    return cookie[at + len(prefix) : end if end >= 0 else None]
 
 
 class _Binding:
@@ -139,15 +144,11 @@ class AsgiRememberedSignedCookie:
             _binding.reset(token)
 
     def _verify(self, header: bytes) -> tuple[str, float] | None:
-        cookie = header.decode("latin-1")
-        at = cookie.find(self.prefix)
-        if at < 0:
+        cookie = _prefixed_value(header.decode("latin-1"), self.prefix)
+        if cookie is None:
             return None
-        end = cookie.find(";", at)
         try:
-            value, signed = self.signer.unsign(
-                cookie[at + len(self.prefix) : end if end >= 0 else None], return_timestamp=True
-            )
+            value, signed = self.signer.unsign(cookie, return_timestamp=True)
         except BadSignature:
             return None
         found = self.remembered[header] = (value.decode(), signed.timestamp())

@@ -403,10 +403,11 @@ class BoundedBatchProcessor(SpanProcessor):
         return self.flush_until(time.monotonic() + timeout_millis / 1000)
 
     def flush_until(self, deadline: float) -> bool:
-        mark = self.stats.mark()
-        if self._stopped or self.stats.pending() == 0:
-            # Stopped, nothing more will settle: say so without waiting.
+        if self._stopped:  # nothing more will settle: say so without waiting
             return self.stats.pending() == 0
+        mark = self.stats.mark()
+        if self.stats.pending() == 0:
+            return True
         self._start_flushing()
         return self.stats.wait_settled(mark, deadline)
 
