@@ -238,12 +238,25 @@ def open_tabs(context: BrowserContext, url: str) -> list[Any]:
     return tabs
 
 
-def chat(tabs: list[Any], first: int, count: int) -> None:
-    """Each tab sends ``count`` messages, the tabs taking turns."""
+def chat(tabs: list[Any], first: int, count: int, *, shared_storage: bool = False) -> None:
+    """Each tab sends ``count`` messages, the tabs taking turns.
+
+    With ``shared_storage`` (the token in ``localStorage``), a tab's next message
+    waits until every tab sees the token it holds: Chromium hands one tab's
+    ``localStorage`` writes to the other tabs' processes a few milliseconds later,
+    and a person does not type into the next tab faster than that (two first
+    messages at the same moment get a session each, as the README says).
+    """
     for number in range(first, first + count):
         for index, tab in enumerate(tabs):
             message = f"tab{index} message{number}"
             assert tab.evaluate("m => window.send(m)", message) == f"You said: {message}"
+            if shared_storage:
+                token = stored_token(tab)
+                for other in tabs:
+                    other.wait_for_function(
+                        "([k, v]) => localStorage.getItem(k) === v", arg=[STORAGE_KEY, token]
+                    )
 
 
 def stored_token(tab: Any) -> str | None:
@@ -279,7 +292,7 @@ def test_readme_setups_count_sessions_and_turns_in_the_collector(
     context = chromium.new_context()
     try:
         tabs = open_tabs(context, url)
-        chat(tabs, 0, MESSAGES)
+        chat(tabs, 0, MESSAGES, shared_storage=storage == "browser")
         shown = {session_of(token) for tab in tabs if (token := stored_token(tab))}
         cookies = context.cookies()
     finally:
