@@ -383,10 +383,12 @@ class BoundedBatchProcessor(SpanProcessor):
         self._closed = False
         #: Closed and done: nothing more is counted, queued or waited for.
         self._stopped = False
+        if stamper is not None:
+            # The stamper's own method, called by the SDK directly: no call in between.
+            self.on_start = stamper.on_start  # type: ignore[method-assign]
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        if self.stamper is not None:
-            self.stamper.on_start(span, parent_context)
+        """Without a stamper, nothing happens as a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._stopped or not span.context.trace_flags.sampled:

@@ -126,7 +126,10 @@ def set_default_session(session_id: str | None) -> None:
 
 def current_binding() -> SessionBinding | None:
     """The innermost binding in effect, falling back to the process default."""
-    return _request_binding() or _default_binding
+    # Read as every span starts, so without a call to _request_binding().
+    if _collecting_on is not None and collecting_garbage():
+        return _default_binding
+    return _binding.get() or _default_binding
 
 
 def current_request_binding() -> SessionBinding | None:
