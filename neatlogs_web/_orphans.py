@@ -51,8 +51,6 @@ class _FinalizeOutsideRequests:
 def guard_event_loop() -> None:
     """Have this thread's running event loop finalize abandoned async generators
     in no request's context; a no-op when already done or when no hook is set."""
-    hooks = sys.get_asyncgen_hooks()
-    finalizer = hooks.finalizer
-    if finalizer is None or type(finalizer) is _FinalizeOutsideRequests:
-        return
-    sys.set_asyncgen_hooks(hooks.firstiter, _FinalizeOutsideRequests(finalizer))
+    finalizer = sys.get_asyncgen_hooks().finalizer
+    if type(finalizer) is not _FinalizeOutsideRequests and finalizer is not None:
+        sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
