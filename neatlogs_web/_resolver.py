@@ -66,6 +66,9 @@ class Resolution:
     echo_token: str | None = None
     #: A conversation id the app may confirm (``conversation_binding="when_confirmed"``).
     pending_conversation_id: str | None = None
+    #: Whether the response needs :meth:`SessionResolver.response_headers`. Decided
+    #: with the resolution, which a returning user's requests share, not per request.
+    changes_response: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,21 +260,13 @@ class SessionResolver:
             previous_session_id,
             self._cookie_header(token, https) if self.reads_cookie else None,
             token,
+            changes_response=True,
         )
 
-    @staticmethod
-    def fallback() -> Resolution:
+    def fallback(self) -> Resolution:
         """A fresh session that needs nothing that could fail: used when resolution
         itself failed. It is not persisted (no cookie, no token)."""
-        return Resolution(new_session_id(), "new")
-
-    def changes_response(self, resolution: Resolution) -> bool:
-        """Whether the response needs :meth:`response_headers`."""
-        return (
-            resolution.set_cookie is not None
-            or resolution.echo_token is not None
-            or self.config.expose_trace_id
-        )
+        return self._unchanged(new_session_id(), "new")
 
     def response_headers(
         self, resolution: Resolution, binding: SessionBinding
@@ -293,15 +288,17 @@ class SessionResolver:
     def _decide(self, candidate: _Candidate, source: str, https: bool) -> Resolution:
         token = candidate.token
         if token is None:
-            return Resolution(candidate.session_id, source)
+            return self._unchanged(candidate.session_id, source)
         age = time.time() - token.signed_at
         if self.config.idle_timeout is not None and age > self.config.idle_timeout:
             return self.new_session(https, previous_session_id=candidate.session_id)
         if token.old_key or (self._refresh_after is not None and age > self._refresh_after):
             fresh = self.signer.sign(candidate.session_id)
             cookie = self._cookie_header(fresh, https) if source == "cookie" else None
-            return Resolution(candidate.session_id, source, None, cookie, fresh)
-        resolution = Resolution(candidate.session_id, source)
+            return Resolution(
+                candidate.session_id, source, None, cookie, fresh, changes_response=True
+            )
+        resolution = self._unchanged(candidate.session_id, source)
         if candidate.memo_key is not None:
             # Valid while -skew <= age <= every limit: the checks above and in _signed.
             memo = self._remembered_cookies if source == "cookie" else self._remembered_headers
@@ -314,6 +311,10 @@ class SessionResolver:
                 ),
             )
         return resolution
+
+    def _unchanged(self, session_id: str, source: str) -> Resolution:
+        """Bind ``session_id``; the response changes only to expose the trace id."""
+        return Resolution(session_id, source, changes_response=self.config.expose_trace_id)
 
     @staticmethod
     def _with_pending(resolution: Resolution, inputs: RequestInputs) -> Resolution:

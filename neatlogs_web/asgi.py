@@ -145,7 +145,7 @@ class NeatlogsSessionMiddleware:
 
         scope[_SCOPE_BINDING_KEY] = binding
         scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
-        if resolver.changes_response(resolution):
+        if resolution.changes_response:
             send = self._add_session_headers(send, resolution, binding)
         token = bind(binding)
         try:

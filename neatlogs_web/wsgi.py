@@ -112,7 +112,7 @@ class NeatlogsSessionMiddleware:
 
         environ[_ENVIRON_BINDING_KEY] = binding
         environ[ENVIRON_KEY] = resolution.session_id
-        if resolver.changes_response(resolution):
+        if resolution.changes_response:
             start_response = self._add_session_headers(start_response, resolution, binding)
         token = bind(binding)
         try:
