@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Unpack
 
 from neatlogs_web import sdk
@@ -32,6 +32,7 @@ logger = logging.getLogger("neatlogs_web")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
+Headers = Sequence[tuple[bytes, bytes]]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -88,11 +89,13 @@ class NeatlogsSessionMiddleware:
             assert config.conversation_header is not None
             wanted[config.conversation_header.lower().encode("latin-1")] = "conversation_header"
         self._wanted = [(name, field) for name, field in wanted.items() if field is not None]
-        # Headers whose presence means the cookie does not decide alone (None: never).
-        self._before_cookie = (
-            tuple(name.encode("latin-1") for name in resolver.headers_before_cookie)
-            if resolver.recalls_cookie
-            else None
+        # Headers whose presence means the cookie does not decide alone.
+        self._before_cookie = tuple(
+            name.encode("latin-1") for name in resolver.headers_before_cookie
+        )
+        #: The returning user's shortcut, or none when the cookie never decides alone.
+        self._recall: Callable[[Headers], Resolution | None] = (
+            self._recall_by_cookie if resolver.recalls_cookie else _nothing_remembered
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,7 +123,7 @@ class NeatlogsSessionMiddleware:
             return
 
         try:
-            resolution = self._recall(scope)  # a returning user, usually
+            resolution = self._recall(scope["headers"])  # a returning user, usually
             if resolution is None:
                 inputs = self._request_inputs(scope)
                 https = scope.get("scheme") in ("https", "wss")
@@ -153,13 +156,12 @@ class NeatlogsSessionMiddleware:
         finally:
             unbind(token)
 
-    def _recall(self, scope: Scope) -> Resolution | None:
+    def _recall_by_cookie(self, raw: Headers) -> Resolution | None:
         """The remembered decision for a browser whose cookie alone decides."""
-        raw = scope["headers"]
         headers = dict(raw)  # one pass in C; a repeated name keeps its last value
         cookie = headers.get(b"cookie")
-        if cookie is None or self._before_cookie is None or len(headers) < len(raw):
-            return None  # no cookie, or it never decides alone, or a repeated header
+        if cookie is None or len(headers) < len(raw):
+            return None  # no cookie, or a repeated header (the full path joins them)
         for name in self._before_cookie:
             if name in headers:  # a source read before the cookie decides
                 return None
@@ -234,6 +236,11 @@ class NeatlogsSessionMiddleware:
             return buffered.pop(0) if buffered else await receive()
 
         return replay
+
+
+def _nothing_remembered(raw: Headers) -> None:
+    """The cookie never decides alone (sources read before it, or no cookie)."""
+    return None
 
 
 def _is_preflight(scope: Scope) -> bool:
