@@ -84,7 +84,7 @@ class _Candidate(NamedTuple):
     session_id: str
     token: VerifiedToken | None = None
     #: What the decision is remembered under (the token, or the whole Cookie header).
-    memo_key: str | None = None
+    memo_key: str | bytes | None = None
 
 
 class _Remembered(NamedTuple):
@@ -95,12 +95,12 @@ class _Remembered(NamedTuple):
     resolution: Resolution
 
 
-class _DecisionMemo(BoundedCache[str, _Remembered]):
+class _DecisionMemo(BoundedCache[str | bytes, _Remembered]):
     """Decisions remembered per token (or whole ``Cookie`` header)."""
 
     __slots__ = ()
 
-    def recall(self, key: str) -> Resolution | None:
+    def recall(self, key: str | bytes) -> Resolution | None:
         """The decision remembered for ``key``, if the token's age still allows it."""
         remembered = self.get(key)
         if remembered is None or not remembered.valid_from <= time.time() <= remembered.valid_until:
@@ -355,7 +355,7 @@ class SessionResolver:
             return None
         return _Candidate(value)
 
-    def _signed(self, source: str, value: str, memo_key: str | None) -> _Candidate | None:
+    def _signed(self, source: str, value: str, memo_key: str | bytes | None) -> _Candidate | None:
         """Verify a signed token and its age."""
         if len(value) > MAX_TOKEN_LENGTH:
             reject(source, "oversized")
@@ -425,9 +425,10 @@ class SessionResolver:
         header = inputs.cookie
         if not header:
             return None
-        # Remembered under the whole header, which a browser repeats verbatim:
-        # a hit skips parsing too.
-        memo_key = header if len(header) <= _REMEMBERED_HEADER_LENGTH else None
+        # Remembered under the whole header as the server handed it over, which a
+        # browser repeats verbatim: a hit skips decoding and parsing too.
+        as_sent = header if inputs.cookie_as_sent is None else inputs.cookie_as_sent
+        memo_key = as_sent if len(as_sent) <= _REMEMBERED_HEADER_LENGTH else None
         if memo_key is not None:
             remembered = self.recall(memo_key)
             if remembered is not None:

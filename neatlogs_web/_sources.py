@@ -33,6 +33,9 @@ class RequestInputs:
     # Class-level defaults: one is made per request and most requests carry
     # only a cookie, so only the values given are stored.
     cookie: str | None = None
+    #: The ``Cookie`` header's bytes as an ASGI server handed them over: its decision
+    #: is remembered under them, so a returning request looks it up undecoded.
+    cookie_as_sent: bytes | None = None
     session_header: str | None = None
     conversation_header: str | None = None
     baggage: str | None = None

@@ -165,7 +165,7 @@ class NeatlogsSessionMiddleware:
         for name in self._before_cookie:
             if name in headers:  # a source read before the cookie decides
                 return None
-        return self.resolver.recall(cookie.decode("latin-1"))
+        return self.resolver.recall(cookie)
 
     def _request_inputs(self, scope: Scope) -> RequestInputs:
         inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
@@ -175,9 +175,12 @@ class NeatlogsSessionMiddleware:
             value = headers.get(name)
             if value is not None:
                 setattr(inputs, field, value.decode("latin-1"))
-        if inputs.cookie is not None and len(headers) < len(raw):
-            # Several Cookie headers (HTTP/2 sends one per cookie) are one list.
-            inputs.cookie = "; ".join(v.decode("latin-1") for n, v in raw if n == b"cookie")
+        if inputs.cookie is not None:
+            if len(headers) < len(raw):
+                # Several Cookie headers (HTTP/2 sends one per cookie) are one list.
+                inputs.cookie = "; ".join(v.decode("latin-1") for n, v in raw if n == b"cookie")
+            else:
+                inputs.cookie_as_sent = headers[b"cookie"]
         return inputs
 
     def _add_session_headers(
