@@ -102,14 +102,13 @@ class NeatlogsSessionMiddleware:
         # First, so the lifespan startup installs it before any request runs.
         guard_event_loop()
         scope_type = scope["type"]
-        if scope_type == "lifespan":
-            if self.startup_error is not None:
-                await _fail_startup(receive, send, self.startup_error)
-                return
-            await self.app(scope, receive, _flush_at_shutdown(send))
-            return
         if scope_type not in ("http", "websocket"):
-            await self.app(scope, receive, send)
+            if scope_type != "lifespan":
+                await self.app(scope, receive, send)
+            elif self.startup_error is not None:
+                await _fail_startup(receive, send, self.startup_error)
+            else:
+                await self.app(scope, receive, _flush_at_shutdown(send))
             return
         if self.startup_error is not None:
             raise self.startup_error
