@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final, NamedTuple
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -68,7 +68,14 @@ def resolve_secret_keys(secret_key: SecretKeys | None) -> list[bytes]:
     if secret_key is None:
         env_key = os.environ.get("NEATLOGS_SECRET_KEY")
         return [env_key.encode()] if env_key else [_random_process_key()]
-    keys = [secret_key] if isinstance(secret_key, str | bytes) else list(secret_key)
+    if isinstance(secret_key, str | bytes):
+        keys = [secret_key]
+    elif isinstance(secret_key, Iterable):
+        keys = list(secret_key)
+    else:
+        raise ValueError(
+            f"secret_key must be a str, bytes or a list of them, not {type(secret_key).__name__}"
+        )
     if not keys:
         raise ValueError(
             "secret_key is an empty list: give at least one key (the first signs, all verify)"

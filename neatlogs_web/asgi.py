@@ -24,7 +24,7 @@ from neatlogs_web._signing import SecretKeys
 from neatlogs_web._sources import RequestInputs
 from neatlogs_web.binding import hold_turns_apart, open_binding
 from neatlogs_web.context import SessionBinding, bind, unbind
-from neatlogs_web.options import SessionConfig, SessionOptions
+from neatlogs_web.options import SessionConfig, SessionOptions, check_end_user
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
 
@@ -65,6 +65,7 @@ class NeatlogsSessionMiddleware:
         #: A configuration error kept to stop the server through the lifespan protocol.
         self.startup_error: Exception | None = None
         try:
+            check_end_user(end_user)
             config = SessionConfig.from_options(type(self).__name__, secret_key, options)
             self.resolver = resolver = SessionResolver(config)
         except (TypeError, ValueError) as error:
@@ -175,11 +176,14 @@ class NeatlogsSessionMiddleware:
             if value is not None:
                 setattr(inputs, field, value.decode("latin-1"))
         if inputs.cookie is not None:
+            cookie = headers[b"cookie"]
             if len(headers) < len(raw):
                 # Several Cookie headers (HTTP/2 sends one per cookie) are one list.
-                inputs.cookie = "; ".join(v.decode("latin-1") for n, v in raw if n == b"cookie")
-            else:
-                inputs.cookie_as_sent = headers[b"cookie"]
+                cookie = b"; ".join(v for n, v in raw if n == b"cookie")
+                inputs.cookie = cookie.decode("latin-1")
+            # Always the bytes: str and bytes keys in one memo would be compared
+            # (equal hashes for ASCII), which python -bb turns into an error.
+            inputs.cookie_as_sent = cookie
         return inputs
 
     def _add_session_headers(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,12 @@ _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # What a Set-Cookie attribute value may hold (RFC 6265: no controls, no ";").
 _COOKIE_PATH_RE: Final = re.compile(r"/[\x20-\x3a\x3c-\x7e]*")
 _COOKIE_DOMAIN_RE: Final = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+_OPTIONAL_STRINGS: Final = (
+    "cookie_domain",
+    "conversation_query",
+    "conversation_header",
+    "conversation_json_field",
+)
 
 
 def _items(option: str, value: str | Iterable[str]) -> tuple[str, ...]:
@@ -98,6 +105,15 @@ class SessionConfig:
 
 
 def _check(config: SessionConfig) -> None:
+    for name in ("cookie_name", "cookie_path", "header_name"):
+        if not isinstance(getattr(config, name), str):
+            raise ValueError(f"{name} must be a string, not {getattr(config, name)!r}")
+    for name in _OPTIONAL_STRINGS:
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{name} must be a string or None, not {value!r}")
+    if not config.sources:
+        raise ValueError(f"sources must name at least one of {', '.join(SOURCES)}")
     for name in config.sources:
         if name not in SOURCES:
             raise ValueError(f"sources: unknown source {name!r}; choose from {', '.join(SOURCES)}")
@@ -112,10 +128,11 @@ def _check(config: SessionConfig) -> None:
         )
     for name in ("max_age", "idle_timeout"):
         value = getattr(config, name)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise ValueError(f"{name} must be a positive number of seconds or None")
-    if not isinstance(config.json_body_limit, int) or config.json_body_limit <= 0:
-        raise ValueError("json_body_limit must be a positive number of bytes")
+        if value is not None and not (_is_number(value) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+    limit = config.json_body_limit
+    if not (isinstance(limit, int) and _is_number(limit) and limit > 0):
+        raise ValueError(f"json_body_limit must be a positive number of bytes, not {limit!r}")
     if config.conversation_binding not in ("on_arrival", "when_confirmed"):
         raise ValueError(
             "conversation_binding must be 'on_arrival' or 'when_confirmed', "
@@ -148,6 +165,19 @@ def _check(config: SessionConfig) -> None:
             raise ValueError(f"exclude_paths: {path!r} must start with '/'")
     if config.validator is not None and not callable(config.validator):
         raise ValueError("validator must be a callable taking a str and returning a bool")
+
+
+def _is_number(value: object) -> bool:
+    # bool is an int to Python, but True is no number of seconds or bytes.
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_end_user(end_user: object) -> None:
+    """The middlewares' ``end_user`` option: a callable from the request, or ``None``."""
+    if end_user is not None and not callable(end_user):
+        raise ValueError(
+            f"end_user must be a callable from the request to an end-user id, not {end_user!r}"
+        )
 
 
 class SessionOptions(TypedDict, total=False):

@@ -21,7 +21,7 @@ from neatlogs_web._signing import SecretKeys
 from neatlogs_web._sources import RequestInputs
 from neatlogs_web.binding import open_binding
 from neatlogs_web.context import SessionBinding, bind, unbind
-from neatlogs_web.options import SessionConfig, SessionOptions
+from neatlogs_web.options import SessionConfig, SessionOptions, check_end_user
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -58,6 +58,7 @@ class NeatlogsSessionMiddleware:
     ) -> None:
         self.app = app
         self.end_user = end_user
+        check_end_user(end_user)
         config = SessionConfig.from_options(type(self).__name__, secret_key, options)
         self.resolver = resolver = SessionResolver(config)
         # Environ key -> the RequestInputs field it fills, for the sources in use.

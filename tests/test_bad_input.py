@@ -193,6 +193,18 @@ def test_bad_value_is_skipped_counted_and_replaced(
         ({"cookie_domain": "a;b"}, "cookie_domain 'a;b' is not a host name"),
         ({"secure": "false"}, "secure must be True, False or None"),
         ({"expose_trace_id": "yes"}, "expose_trace_id must be True or False"),
+        # Wrong types name the option too, rather than failing later (or on every request).
+        ({"header_name": None}, "header_name must be a string, not None"),
+        ({"cookie_name": None}, "cookie_name must be a string, not None"),
+        ({"conversation_query": 5}, "conversation_query must be a string or None, not 5"),
+        ({"conversation_header": 5}, "conversation_header must be a string or None, not 5"),
+        ({"max_age": float("inf")}, "max_age must be a positive number of seconds or None"),
+        ({"max_age": float("nan")}, "max_age must be a positive number of seconds or None"),
+        ({"idle_timeout": True}, "idle_timeout must be a positive number of seconds or None"),
+        ({"json_body_limit": True}, "json_body_limit must be a positive number of bytes"),
+        ({"sources": []}, "sources must name at least one of conversation, header, cookie"),
+        ({"secret_key": 5}, "secret_key must be a str, bytes or a list of them, not int"),
+        ({"end_user": 5}, "end_user must be a callable from the request"),
     ],
 )
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])

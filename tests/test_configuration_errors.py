@@ -35,8 +35,10 @@ def index() -> dict[str, str]:
         ("conversation_path='/chat/{conversation_id}'", "'conversation_path': did you mean"),
         ("conversation_paths=['/chat/{id}']", "conversation_paths: template '/chat/{id}'"),
         ("same_site='none'", "same_site='none' needs secure=True"),
+        ("header_name=None", "header_name must be a string, not None"),
+        ("max_age=float('inf')", "max_age must be a positive number of seconds or None"),
     ],
-    ids=["typo", "bad-template", "bad-value"],
+    ids=["typo", "bad-template", "bad-value", "bad-type", "infinite"],
 )
 def test_uvicorn_stops_at_startup_naming_the_option(
     tmp_path: Path, options: str, named: str

@@ -7,7 +7,10 @@ honours the refresh age and ``max_age``, for the cookie and the signed header.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +111,50 @@ def test_a_remembered_cookie_never_outranks_a_source_read_before_it(
         both = http.get("/whoami", headers={**cookie, **header}).json()["session_id"]
         assert both == winner
         assert http.get("/whoami", headers=cookie).json()["session_id"] == "browser-session"
+
+
+BYTES_WARNINGS_AS_ERRORS = """
+import asyncio, sys
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from tests.tokens import make_token
+
+async def app(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": neatlogs_web.current_session_id().encode()})
+
+async def get(middleware, headers):
+    sent = []
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": "GET", "path": "/", "query_string": b"", "headers": headers}
+    await middleware(scope, receive, send)
+    return sent[-1]["body"].decode()
+
+async def main():
+    middleware = NeatlogsSessionMiddleware(app, secret_key=sys.argv[1])
+    cookie = (b"cookie", b"neatlogs_session=" + make_token("user-a", sys.argv[1]).encode())
+    accept = [(b"accept", b"text/html"), (b"accept", b"*/*")]
+    seen = [await get(middleware, [cookie, *accept])]  # a repeated header: the full path
+    seen += [await get(middleware, [cookie]) for _ in range(2)]  # then the returning path
+    print(seen, neatlogs_web.stats()["internal_errors"])
+
+asyncio.run(main())
+"""
+
+
+def test_a_returning_user_keeps_the_session_under_python_bb() -> None:
+    """A request that repeats some header goes the full way; the plain requests
+    after it are remembered under the same key type, which ``python -bb`` (bytes
+    compared with str raise) must not turn into a fresh session per request."""
+    finished = subprocess.run(
+        [sys.executable, "-bb", "-c", BYTES_WARNINGS_AS_ERRORS, SECRET],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "['user-a', 'user-a', 'user-a'] {}", finished.stderr
