@@ -18,7 +18,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
@@ -34,13 +33,13 @@ from opentelemetry.util.types import AttributeValue
 from neatlogs_web import _export
 from neatlogs_web._counters import internal_error_counts, rejection_counts
 from neatlogs_web._ids import is_valid_session_id, new_session_id
+from neatlogs_web._providers import choose_provider, install_global_provider
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     SessionBinding,
     current_binding,
     set_default_session,
 )
-from neatlogs_web.sampling import session_sampler
 
 __all__ = [
     "END_USER_KEY_PRESETS",
@@ -296,26 +295,18 @@ def init(
                 "neatlogs_web.shutdown() first to set up tracing again"
             )
         workflow = workflow_name or DEFAULT_WORKFLOW
-        existing = _app_provider() if set_global_provider else None
-        if existing is not None:
-            provider = existing
-        else:
-            resource = Resource.create(
-                {
-                    **(resource_attributes or {}),
-                    "service.name": workflow,
-                    "neatlogs.workflow_name": workflow,
-                    # Phoenix files traces under this project.
-                    "openinference.project.name": workflow,
-                }
-            )
-            provider = TracerProvider(
-                resource=resource,
-                sampler=session_sampler(sample_rate) if sample_rate < 1 else None,
-                # Its atexit hook would wait on the exporter without a deadline: ours has one.
-                shutdown_on_exit=False,
-            )
-            _providers_made_here.add(provider)
+        resource = Resource.create(
+            {
+                **(resource_attributes or {}),
+                "service.name": workflow,
+                "neatlogs.workflow_name": workflow,
+                # Phoenix files traces under this project.
+                "openinference.project.name": workflow,
+            }
+        )
+        choice = choose_provider(resource, sample_rate, global_provider=set_global_provider)
+        provider = choice.provider
+        existing = provider if choice.apps else None
         stamper = SessionSpanProcessor(keys, user_keys)
         target = None
         if existing is None or export_configured:
@@ -343,7 +334,7 @@ def init(
             logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
         # One processor: the SDK calls every registered one for each span that starts
         # and ends, and the export processor stamps the session as a span starts.
-        provider.add_span_processor(processor if processor is not None else stamper)
+        choice.add(processor if processor is not None else stamper)
         if existing is not None:
             logger.info(
                 "neatlogs_web: using the tracer provider the app set up (%s): sessions "
@@ -352,7 +343,7 @@ def init(
                 "" if processor is None else ", and to neatlogs_web's exporter too",
             )
         elif set_global_provider:
-            _install_global_provider(provider)
+            install_global_provider(provider)
         _pipeline = _Pipeline(
             provider,
             existing is None,
@@ -424,33 +415,6 @@ def _resolve_keys(
     if not keys or not all(isinstance(key, str) and key for key in keys):
         raise ValueError(f"{option} must name at least one non-empty attribute key")
     return keys
-
-
-def _app_provider() -> TracerProvider | None:
-    """The OpenTelemetry SDK provider the app already made global, if any
-    (``phoenix.otel.register()``, Langfuse, Logfire): ``init()`` then joins it,
-    so one trace never splits between two pipelines."""
-    current = otel_trace.get_tracer_provider()
-    if isinstance(current, TracerProvider) and current not in _providers_made_here:
-        return current
-    return None
-
-
-# An earlier init()'s provider stays global after shutdown() (OpenTelemetry sets
-# it once): it is not the app's, and its pipeline is closed.
-_providers_made_here: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
-
-
-def _install_global_provider(provider: TracerProvider) -> None:
-    """Become the global provider if none is set, so instrumentations join in."""
-    current = otel_trace.get_tracer_provider()
-    if isinstance(current, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
-        otel_trace.set_tracer_provider(provider)
-    elif current is not provider:
-        logger.info(
-            "neatlogs_web: a global tracer provider that is not OpenTelemetry's SDK is "
-            "set; spans of other instrumentations stay there"
-        )
 
 
 def flush(timeout_s: float | None = None) -> bool:

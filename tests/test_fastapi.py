@@ -8,7 +8,10 @@ that runs no turn stays a trace without a session.
 
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
 from fastapi import BackgroundTasks, FastAPI, WebSocket
 
 import neatlogs_web
@@ -152,3 +155,52 @@ def test_each_message_on_a_websocket_is_a_turn_of_its_own(tracing: OTLPReceiver)
         assert turn.parent_span_id == ""
         assert turn.attributes["session.id"] in sessions
         assert len(turn.links) == 1
+
+
+def test_init_after_shutdown_exports_fastapis_spans_with_the_turn(receiver: OTLPReceiver) -> None:
+    """OpenTelemetry sets the global provider once: FastAPI keeps the first init()'s
+    after shutdown(). A later init() exports through it, so the request span that
+    became the turn, and FastAPI's own spans, still arrive with it."""
+    from tests.conftest import reset_global_tracer_provider
+
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    try:
+        for text in ("first", "second", "third"):
+            neatlogs_web.init(endpoint=receiver.url, schedule_delay_ms=20, flush_on_sigterm=False)
+            with run_uvicorn(make_app()) as base, httpx.Client(base_url=base) as http:
+                assert http.post("/chat", json={"text": text}).status_code == 200
+            assert neatlogs_web.flush(10)
+            neatlogs_web.shutdown()
+    finally:
+        reset_global_tracer_provider()
+    spans = receiver.spans
+    by_id = {s.span_id: s for s in spans}
+    requests = [s for s in spans if s.kind == PROTO_KIND_SERVER]
+    assert sorted(s.attributes.get("input.value") for s in requests) == ["first", "second", "third"]
+    for span in spans:  # every parent arrived: no turn hangs under a span never sent
+        assert not span.parent_span_id or span.parent_span_id in by_id, span.name
+    assert len({s.span_id for s in spans}) == len(spans), "a span was exported twice"
+
+
+def test_init_after_shutdown_with_another_workflow_says_what_it_cannot_change(
+    receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.conftest import reset_global_tracer_provider
+
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    try:
+        neatlogs_web.init(endpoint=receiver.url, flush_on_sigterm=False)
+        neatlogs_web.shutdown()
+        with caplog.at_level(logging.WARNING, logger="neatlogs_web"):
+            neatlogs_web.init(endpoint=receiver.url, workflow_name="other", flush_on_sigterm=False)
+        with neatlogs_web.trace("turn"):
+            pass
+        assert neatlogs_web.flush(10)
+    finally:
+        neatlogs_web.shutdown()
+        reset_global_tracer_provider()
+    assert "OpenTelemetry keeps the first one global" in caplog.text
+    (turn,) = receiver.spans
+    assert turn.resource["service.name"] == "other"
