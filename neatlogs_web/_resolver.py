@@ -33,7 +33,7 @@ from neatlogs_web._sources import (
     RequestInputs,
     baggage_session_id,
     compile_template,
-    find_cookie,
+    cookie_values,
     json_field,
     query_value,
 )
@@ -433,8 +433,12 @@ class SessionResolver:
             remembered = self.recall(memo_key)
             if remembered is not None:
                 return remembered
-        value = find_cookie(header, self.config.cookie_name)
-        return None if value is None else self._signed("cookie", value, memo_key)
+        # Several values: a stale cookie of another path may come first.
+        for value in cookie_values(header, self.config.cookie_name):
+            candidate = self._signed("cookie", value, memo_key)
+            if candidate is not None:
+                return candidate
+        return None
 
     def _from_baggage(self, inputs: RequestInputs) -> _Candidate | None:
         header = inputs.baggage

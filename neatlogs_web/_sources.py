@@ -17,7 +17,7 @@ __all__ = [
     "RequestInputs",
     "baggage_session_id",
     "compile_template",
-    "find_cookie",
+    "cookie_values",
     "json_field",
     "query_value",
 ]
@@ -88,24 +88,27 @@ def query_value(query: str, name: str) -> str | None:
     return None
 
 
-def find_cookie(header: str, name: str) -> str | None:
-    """The value of cookie ``name`` in a ``Cookie`` header, without a full parse.
+def cookie_values(header: str, name: str) -> list[str]:
+    """The values of cookie ``name`` in a ``Cookie`` header, in order, without a full parse.
 
-    WSGI servers join repeated ``Cookie`` headers with ``,`` (gunicorn) or
-    ``, `` (waitress), and no cookie value may hold a comma (RFC 6265): a
-    comma ends a pair like a semicolon does.
+    A browser sends a name more than once when cookies of several paths or
+    domains hold it (the longest path first), e.g. after ``cookie_path``
+    changed. WSGI servers join repeated ``Cookie`` headers with ``,``
+    (gunicorn) or ``, `` (waitress), and no cookie value may hold a comma
+    (RFC 6265): a comma ends a pair like a semicolon does.
     """
     target = name + "="
+    values = []
     start = 0
     while (at := header.find(target, start)) >= 0:
+        start = at + len(target)
         # At the start of a cookie-pair, not the tail of another name.
         if at == 0 or header[at - 1] in " ;,":
-            value = _COOKIE_PAIR_END.split(header[at + len(target) :], maxsplit=1)[0].strip()
+            value = _COOKIE_PAIR_END.split(header[start:], maxsplit=1)[0].strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
-            return value
-        start = at + len(target)
-    return None
+            values.append(value)
+    return values
 
 
 def baggage_session_id(header: str) -> str | None:

@@ -297,3 +297,24 @@ def test_repeated_cookie_headers_on_waitress_keep_the_session() -> None:
                 while chunk := sock.recv(65536):
                     reply += chunk
             assert b'"session_id":"alice"' in reply.replace(b" ", b""), reply
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_a_stale_cookie_of_another_path_before_the_session_cookie_is_skipped(kind: str) -> None:
+    """Browsers send every cookie of a name, the longest path first: after
+    ``cookie_path`` changed, an old one (expired, signed with a retired key) comes
+    first on every request. The first value that verifies is the session."""
+    import httpx
+
+    from tests.servers import run_uvicorn, run_waitress
+
+    valid = make_token("alice", SECRET)
+    stale = [make_token("old", SECRET, age_s=30 * 24 * 3600), make_token("old", "retired-key")]
+    run = run_uvicorn(make_asgi_app()) if kind == "asgi" else run_waitress(make_wsgi_app())
+    with run as base, httpx.Client(base_url=base) as http:
+        for old in stale:
+            for pair in ([old, valid], [valid, old]):
+                sent = "; ".join(f"neatlogs_session={token}" for token in pair)
+                response = http.get("/whoami", headers={"cookie": sent})
+                assert response.json() == {"session_id": "alice"}, sent
+                assert "set-cookie" not in response.headers
