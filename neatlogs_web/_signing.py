@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -70,11 +70,13 @@ def resolve_secret_keys(secret_key: SecretKeys | None) -> list[bytes]:
         return [env_key.encode()] if env_key else [_random_process_key()]
     if isinstance(secret_key, str | bytes):
         keys = [secret_key]
-    elif isinstance(secret_key, Iterable):
+    elif isinstance(secret_key, list | tuple):
         keys = list(secret_key)
     else:
+        # A dict or a set would sign with its key names, or in no stable order.
         raise ValueError(
-            f"secret_key must be a str, bytes or a list of them, not {type(secret_key).__name__}"
+            "secret_key must be a str, bytes or a list of them (newest first), "
+            f"not {type(secret_key).__name__}"
         )
     if not keys:
         raise ValueError(

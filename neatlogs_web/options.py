@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,27 @@ _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # What a Set-Cookie attribute value may hold (RFC 6265: no controls, no ";").
 _COOKIE_PATH_RE: Final = re.compile(r"/[\x20-\x3a\x3c-\x7e]*")
 _COOKIE_DOMAIN_RE: Final = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+# RFC 6265bis: user agents cap a cookie's Max-Age at 400 days.
+_MAX_COOKIE_AGE: Final = 400 * 24 * 3600
+# Headers the session or conversation header must not be: framing, routing,
+# cookies, or what the middleware itself sets.
+_RESERVED_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "content-encoding",
+        "content-length",
+        "content-type",
+        "cookie",
+        "host",
+        "keep-alive",
+        "set-cookie",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "vary",
+    }
+)
 _OPTIONAL_STRINGS: Final = (
     "cookie_domain",
     "conversation_query",
@@ -47,9 +67,10 @@ def _items(option: str, value: str | Iterable[str]) -> tuple[str, ...]:
     """A list option given as one string is that one item, not its characters."""
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, Iterable) or not all(isinstance(item, str) for item in value):
+    items = tuple(value) if isinstance(value, Iterable) else None  # a generator, read once
+    if items is None or not all(isinstance(item, str) for item in items):
         raise ValueError(f"{option} must be a string or a list of strings, not {value!r}")
-    return tuple(value)
+    return items
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +131,8 @@ def _check(config: SessionConfig) -> None:
             raise ValueError(f"{name} must be a string, not {getattr(config, name)!r}")
     for name in _OPTIONAL_STRINGS:
         value = getattr(config, name)
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{name} must be a string or None, not {value!r}")
+        if value is not None and not (isinstance(value, str) and value):
+            raise ValueError(f"{name} must be a non-empty string or None, not {value!r}")
     if not config.sources:
         raise ValueError(f"sources must name at least one of {', '.join(SOURCES)}")
     for name in config.sources:
@@ -128,8 +149,11 @@ def _check(config: SessionConfig) -> None:
         )
     for name in ("max_age", "idle_timeout"):
         value = getattr(config, name)
-        if value is not None and not (_is_number(value) and 0 < value < math.inf):
-            raise ValueError(f"{name} must be a positive number of seconds or None, not {value!r}")
+        if value is not None and not (_is_number(value) and 1 <= value <= _MAX_COOKIE_AGE):
+            raise ValueError(
+                f"{name} must be a number of seconds from 1 to {_MAX_COOKIE_AGE} "
+                f"(400 days, the most browsers keep a cookie) or None, not {value!r}"
+            )
     limit = config.json_body_limit
     if not (isinstance(limit, int) and _is_number(limit) and limit > 0):
         raise ValueError(f"json_body_limit must be a positive number of bytes, not {limit!r}")
@@ -154,10 +178,16 @@ def _check(config: SessionConfig) -> None:
         raise ValueError(f"cookie_domain {config.cookie_domain!r} is not a host name")
     if not TOKEN_RE.fullmatch(config.cookie_name) or "=" in config.cookie_name:
         raise ValueError(f"cookie_name {config.cookie_name!r} is not a valid cookie name")
+    _check_cookie_prefix(config)
     for name in ("header_name", "conversation_header"):
         value = getattr(config, name)
         if value is not None and not _HEADER_NAME_RE.fullmatch(value):
             raise ValueError(f"{name} {value!r} is not a valid header name")
+        if value is not None and value.lower() in _RESERVED_HEADERS:
+            raise ValueError(
+                f"{name} {value!r} is a header HTTP or cookies already use: choose another "
+                "name, e.g. the default X-Neatlogs-Session-Id"
+            )
     for template in config.conversation_paths:
         compile_template(template)
     for path in config.exclude_paths:
@@ -167,9 +197,31 @@ def _check(config: SessionConfig) -> None:
         raise ValueError("validator must be a callable taking a str and returning a bool")
 
 
+def _check_cookie_prefix(config: SessionConfig) -> None:
+    """Browsers drop ``__Secure-`` and ``__Host-`` cookies set without what the
+    prefix promises (RFC 6265bis): say so at startup, not by a new session per request."""
+    name = config.cookie_name
+    if name.startswith(("__Secure-", "__Host-")) and config.secure is not True:
+        raise ValueError(f"cookie_name {name!r} needs secure=True: browsers drop it otherwise")
+    if name.startswith("__Host-") and (config.cookie_path != "/" or config.cookie_domain):
+        raise ValueError(
+            f"cookie_name {name!r} needs cookie_path='/' and no cookie_domain: "
+            "browsers drop it otherwise"
+        )
+
+
 def _is_number(value: object) -> bool:
     # bool is an int to Python, but True is no number of seconds or bytes.
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_view_argument(option: str, value: object) -> None:
+    """An integration's option naming the view argument that holds the conversation."""
+    if value is not None and not (isinstance(value, str) and value):
+        raise ValueError(
+            f"{option} must name the view argument holding the conversation id "
+            f"(a non-empty string) or be None, not {value!r}"
+        )
 
 
 def check_end_user(end_user: object) -> None:

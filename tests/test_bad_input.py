@@ -179,8 +179,8 @@ def test_bad_value_is_skipped_counted_and_replaced(
         ({"secret_key": ""}, "secret_key: every key must be a non-empty"),
         ({"same_site": "none"}, "same_site='none' needs secure=True"),
         ({"same_site": "sideways"}, "same_site must be"),
-        ({"max_age": 0}, "max_age must be a positive"),
-        ({"idle_timeout": -5}, "idle_timeout must be a positive"),
+        ({"max_age": 0}, "max_age must be a number of seconds from 1"),
+        ({"idle_timeout": -5}, "idle_timeout must be a number of seconds from 1"),
         ({"json_body_limit": 0}, "json_body_limit must be a positive"),
         ({"header_name": "X Session"}, "header_name 'X Session' is not a valid header name"),
         ({"exclude_paths": ["healthz"]}, "exclude_paths: 'healthz' must start with '/'"),
@@ -196,15 +196,31 @@ def test_bad_value_is_skipped_counted_and_replaced(
         # Wrong types name the option too, rather than failing later (or on every request).
         ({"header_name": None}, "header_name must be a string, not None"),
         ({"cookie_name": None}, "cookie_name must be a string, not None"),
-        ({"conversation_query": 5}, "conversation_query must be a string or None, not 5"),
-        ({"conversation_header": 5}, "conversation_header must be a string or None, not 5"),
-        ({"max_age": float("inf")}, "max_age must be a positive number of seconds or None"),
-        ({"max_age": float("nan")}, "max_age must be a positive number of seconds or None"),
-        ({"idle_timeout": True}, "idle_timeout must be a positive number of seconds or None"),
+        ({"conversation_query": 5}, "conversation_query must be a non-empty string or None, not 5"),
+        ({"conversation_header": 5}, "conversation_header must be a non-empty string or None"),
+        ({"max_age": float("inf")}, "max_age must be a number of seconds from 1"),
+        ({"max_age": float("nan")}, "max_age must be a number of seconds from 1"),
+        ({"idle_timeout": True}, "idle_timeout must be a number of seconds from 1"),
         ({"json_body_limit": True}, "json_body_limit must be a positive number of bytes"),
         ({"sources": []}, "sources must name at least one of conversation, header, cookie"),
-        ({"secret_key": 5}, "secret_key must be a str, bytes or a list of them, not int"),
+        ({"secret_key": 5}, "secret_key must be a str, bytes or a list of them .*, not int"),
+        # A dict would sign with its key names; a set in no stable order.
+        ({"secret_key": {"current": "k" * 32}}, "secret_key must be a str, bytes or a list"),
+        ({"secret_key": {"k" * 32}}, "secret_key must be a str, bytes or a list"),
         ({"end_user": 5}, "end_user must be a callable from the request"),
+        ({"max_age": 10**400}, "max_age must be a number of seconds from 1 to 34560000"),
+        ({"max_age": 0.5}, "max_age must be a number of seconds from 1"),
+        ({"conversation_query": ""}, "conversation_query must be a non-empty string or None"),
+        ({"conversation_json_field": ""}, "conversation_json_field must be a non-empty"),
+        ({"header_name": "Content-Length"}, "header_name 'Content-Length' is a header HTTP"),
+        ({"header_name": "Set-Cookie"}, "header_name 'Set-Cookie' is a header HTTP"),
+        ({"conversation_header": "cookie"}, "conversation_header 'cookie' is a header HTTP"),
+        ({"cookie_name": "__Host-sid"}, "cookie_name '__Host-sid' needs secure=True"),
+        (
+            {"cookie_name": "__Host-sid", "secure": True, "cookie_path": "/app"},
+            "cookie_name '__Host-sid' needs cookie_path='/' and no cookie_domain",
+        ),
+        ({"cookie_name": "__Secure-sid"}, "cookie_name '__Secure-sid' needs secure=True"),
     ],
 )
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])
@@ -245,6 +261,16 @@ def test_a_list_option_given_as_one_string_is_one_item(kind: str) -> None:
         client = werkzeug.test.Client(make_wsgi_app(**options))
         assert client.post("/chat/conv-7").json["session_id"] == "conv-7"
         assert "Set-Cookie" not in client.get("/healthz").headers
+
+
+def test_a_list_option_given_as_a_generator_keeps_its_items() -> None:
+    app = make_asgi_app(
+        exclude_paths=(path for path in ["/healthz"]),
+        conversation_paths=map(str, ["/chat/{conversation_id}"]),
+    )
+    with TestClient(app) as client:
+        assert client.get("/healthz").json() == {"session_id": None}
+        assert client.post("/chat/conv-1").json() == {"session_id": "conv-1"}
 
 
 def test_same_site_none_with_secure_is_accepted() -> None:

@@ -36,7 +36,7 @@ def index() -> dict[str, str]:
         ("conversation_paths=['/chat/{id}']", "conversation_paths: template '/chat/{id}'"),
         ("same_site='none'", "same_site='none' needs secure=True"),
         ("header_name=None", "header_name must be a string, not None"),
-        ("max_age=float('inf')", "max_age must be a positive number of seconds or None"),
+        ("max_age=float('inf')", "max_age must be a number of seconds from 1"),
     ],
     ids=["typo", "bad-template", "bad-value", "bad-type", "infinite"],
 )

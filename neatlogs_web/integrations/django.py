@@ -41,7 +41,7 @@ from neatlogs_web import wsgi as _wsgi
 from neatlogs_web.binding import bind_conversation
 from neatlogs_web.context import current_session_id
 from neatlogs_web.integrations.websockets import message_session
-from neatlogs_web.options import OPTION_NAMES, SessionOptions
+from neatlogs_web.options import OPTION_NAMES, SessionOptions, check_view_argument
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -108,20 +108,22 @@ def secret_keys(**overrides: Any) -> list[str | bytes] | str | bytes | None:
     signers of the same sessions, such as the Celery integration.
     """
     secret_key = _settings_options(overrides).get("secret_key")
-    if secret_key or os.environ.get("NEATLOGS_SECRET_KEY"):
-        return cast("list[str | bytes] | str | bytes | None", secret_key or None)
+    if secret_key is not None or os.environ.get("NEATLOGS_SECRET_KEY"):
+        return cast("list[str | bytes] | str | bytes | None", secret_key)
     try:
         django_key = settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to read an empty SECRET_KEY
         django_key = None
     if not django_key:
         return None
-    return [django_key, *(getattr(settings, "SECRET_KEY_FALLBACKS", None) or ())]
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
+    # One key given as a string is one key, not a key per character.
+    return [django_key, *([fallbacks] if isinstance(fallbacks, str | bytes) else fallbacks)]
 
 
 def _protocol_options(overrides: Mapping[str, Any]) -> tuple[Any, Any, SessionOptions]:
     options = _settings_options(overrides)
-    options.pop("conversation_kwarg", None)
+    check_view_argument("conversation_kwarg", options.pop("conversation_kwarg", None))
     options.pop("secret_key", None)
     end_user = options.pop("end_user", None)
     return secret_keys(**overrides), end_user, cast(SessionOptions, options)
@@ -229,6 +231,7 @@ class NeatlogsMiddleware:
         self.conversation_kwarg: str | None = _settings_options({}).get(
             "conversation_kwarg", _DEFAULT_CONVERSATION_KWARG
         )
+        check_view_argument("conversation_kwarg", self.conversation_kwarg)
         self.is_async = iscoroutinefunction(get_response)
         # Django adapts process_view to the handler's mode; offering the mode we
         # run in saves a thread hop per request under ASGI.

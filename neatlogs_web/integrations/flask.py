@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from flask import Flask, request
 
 from neatlogs_web.binding import bind_conversation
-from neatlogs_web.options import OPTION_NAMES, SessionOptions
+from neatlogs_web.options import OPTION_NAMES, SessionOptions, check_view_argument
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
 if TYPE_CHECKING:
@@ -58,8 +58,9 @@ class NeatlogsFlask:
         settings.update(self.options)
         settings.update(options)
         conversation_arg = settings.pop("conversation_arg", _DEFAULT_CONVERSATION_ARG)
+        check_view_argument("conversation_arg", conversation_arg)
         secret_key = settings.pop("secret_key", None)
-        if not secret_key and not os.environ.get("NEATLOGS_SECRET_KEY"):
+        if secret_key is None and not os.environ.get("NEATLOGS_SECRET_KEY"):
             secret_key = _flask_keys(app.config)
         end_user = cast(
             "Callable[[WSGIEnvironment], str | None] | None", settings.pop("end_user", None)
@@ -92,7 +93,9 @@ def _flask_keys(config: Mapping[str, Any]) -> list[str | bytes] | None:
     secret = config.get("SECRET_KEY")
     if not secret:
         return None
-    return [secret, *(config.get("SECRET_KEY_FALLBACKS") or ())]
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
+    # One key given as a string is one key, not a key per character.
+    return [secret, *([fallbacks] if isinstance(fallbacks, str | bytes) else fallbacks)]
 
 
 def _bind_view_arg(name: str) -> Callable[[], None]:

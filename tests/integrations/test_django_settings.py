@@ -49,6 +49,24 @@ def test_django_secret_key_and_fallbacks_are_the_default_keys() -> None:
     assert secret_keys() == ["django-key", "django-old"]
 
 
+def test_one_fallback_key_given_as_a_string_is_one_key() -> None:
+    """Not a key per character, with which anyone could sign a session."""
+    with override_settings(SECRET_KEY_FALLBACKS="django-old"):
+        assert secret_keys() == ["django-key", "django-old"]
+
+
+@pytest.mark.parametrize("wrap", [wrap_wsgi, wrap_asgi])
+@pytest.mark.parametrize("bad", [["conversation_id"], 5, ""])
+def test_a_bad_conversation_kwarg_stops_the_app_at_startup(
+    wrap: Callable[..., Any], bad: object
+) -> None:
+    with (
+        override_settings(NEATLOGS={"conversation_kwarg": bad}),
+        pytest.raises(ValueError, match="conversation_kwarg must name the view argument"),
+    ):
+        wrap(hello)
+
+
 @pytest.mark.parametrize(
     "overrides",
     [{"NEATLOGS_SECRET_KEY": "ours"}, {"NEATLOGS": {"secret_key": "ours"}}],

@@ -72,6 +72,26 @@ def test_keys_come_from_secret_key_and_its_fallbacks() -> None:
         assert whoami(base, make_token("forged", "unknown")) != "forged"
 
 
+def test_one_fallback_key_given_as_a_string_is_one_key() -> None:
+    """Not a key per character, with which anyone could sign a session."""
+    app = make_app({"SECRET_KEY": "current", "SECRET_KEY_FALLBACKS": "previous"})
+    with run_waitress(app) as base:
+        assert whoami(base, make_token("older", "previous")) == "older"
+        assert whoami(base, make_token("forged", "p")) != "forged"
+
+
+@pytest.mark.parametrize("bad", ["", [], 0])
+def test_a_bad_secret_key_option_stops_the_app_rather_than_falling_back(bad: object) -> None:
+    with pytest.raises(ValueError, match="secret_key"):
+        make_app({"SECRET_KEY": "flask-key"}, secret_key=bad)
+
+
+@pytest.mark.parametrize("bad", [["conversation_id"], 5, ""])
+def test_a_bad_conversation_arg_stops_the_app(bad: object) -> None:
+    with pytest.raises(ValueError, match="conversation_arg must name the view argument"):
+        make_app({"SECRET_KEY": "flask-key"}, conversation_arg=bad)
+
+
 def test_neatlogs_secret_key_in_the_config_wins_over_flasks() -> None:
     config = {"SECRET_KEY": "flask-key", "NEATLOGS_SECRET_KEY": ["ours", "ours-old"]}
     with run_waitress(make_app(config)) as base:
