@@ -7,9 +7,11 @@ telemetry, httpx, the OpenTelemetry middlewares) keep using it. A later
 ``init()`` that made a provider of its own would export ``trace()`` spans
 but lose theirs, and a turn would hang under a request span never sent. So
 a later ``init()`` exports through the provider still global, when it was
-made with the same resource and sampling: a relay added to it once points
-at each new pipeline in turn, and a process that calls ``init()`` once (a
-server) pays nothing for it.
+made with the same resource and sampling. The app's own provider is reused
+the same way. The first ``init()`` puts its processor on a provider
+directly; later ones go through a relay added once, which points at each
+new pipeline in turn: a process that calls ``init()`` once (a server) pays
+nothing for it, and one that calls it often (a test suite) adds no more.
 """
 
 from __future__ import annotations
@@ -46,39 +48,57 @@ class _Relay(SpanProcessor):
             target.on_end(span)
 
     def shutdown(self) -> None:
-        self.target = None  # each pipeline closes its own processor
+        # The app shut its provider down: as if our processor were on it directly.
+        target = self.target
+        if target is not None:
+            target.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         target = self.target
         return target.force_flush(timeout_millis) if target is not None else True
 
 
-class _Made:
-    """What an ``init()`` made a provider with, and its relay once it is reused."""
+class _Slot:
+    """A provider ``init()`` has used: what it was made with, and how to reach it again."""
 
-    def __init__(self, sample_rate: float) -> None:
+    def __init__(self, sample_rate: float | None) -> None:
+        #: ``None`` for the app's provider, which ``init()`` did not make.
         self.sample_rate = sample_rate
+        #: Whether a processor of ours went on it directly (the first ``init()``'s).
+        self.used = False
         self.relay: _Relay | None = None
 
 
-_made_here: weakref.WeakKeyDictionary[TracerProvider, _Made] = weakref.WeakKeyDictionary()
+_slots: weakref.WeakKeyDictionary[TracerProvider, _Slot] = weakref.WeakKeyDictionary()
 
 
 class ProviderChoice:
-    """The provider ``init()`` uses, and how to put its processor on it."""
+    """The provider ``init()`` uses, and how to put its processor on it and take it off."""
 
-    def __init__(self, provider: TracerProvider, *, apps: bool, relay: _Relay | None) -> None:
+    def __init__(self, provider: TracerProvider, slot: _Slot) -> None:
         self.provider = provider
+        self._slot = slot
         #: The app set it up (``phoenix.otel.register()``, Langfuse, Logfire).
-        self.apps = apps
-        self._relay = relay
+        self.apps = slot.sample_rate is None
 
     def add(self, processor: SpanProcessor) -> None:
-        """Put ``processor`` on the provider, through the relay on a reused one."""
-        if self._relay is None:
+        """Put ``processor`` on the provider: directly the first time, then through
+        one relay, so the provider holds two of ours however often ``init()`` runs."""
+        slot = self._slot
+        if not slot.used:
+            slot.used = True
             self.provider.add_span_processor(processor)
-        else:
-            self._relay.target = processor
+            return
+        if slot.relay is None:
+            slot.relay = _Relay()
+            self.provider.add_span_processor(slot.relay)
+        slot.relay.target = processor
+
+    def release(self, processor: SpanProcessor) -> None:
+        """Stop sending spans to ``processor``; a later pipeline's stays connected."""
+        relay = self._slot.relay
+        if relay is not None and relay.target is processor:
+            relay.target = None
 
 
 def choose_provider(
@@ -88,14 +108,13 @@ def choose_provider(
     pipelines), else an earlier ``init()``'s still global one that fits, else a new one."""
     current = otel_trace.get_tracer_provider() if global_provider else None
     if isinstance(current, TracerProvider):
-        made = _made_here.get(current)
-        if made is None:
-            return ProviderChoice(current, apps=True, relay=None)
-        if current.resource == resource and made.sample_rate == sample_rate:
-            if made.relay is None:
-                made.relay = _Relay()
-                current.add_span_processor(made.relay)
-            return ProviderChoice(current, apps=False, relay=made.relay)
+        slot = _slots.get(current)
+        if slot is None:
+            slot = _slots[current] = _Slot(None)
+        if slot.sample_rate is None or (
+            current.resource == resource and slot.sample_rate == sample_rate
+        ):
+            return ProviderChoice(current, slot)
         logger.warning(
             "neatlogs_web: init() after shutdown() with another workflow_name, "
             "resource_attributes or sample_rate makes a new tracer provider, but "
@@ -109,8 +128,8 @@ def choose_provider(
         # Its atexit hook would wait on the exporter without a deadline: ours has one.
         shutdown_on_exit=False,
     )
-    _made_here[provider] = _Made(sample_rate)
-    return ProviderChoice(provider, apps=False, relay=None)
+    slot = _slots[provider] = _Slot(sample_rate)
+    return ProviderChoice(provider, slot)
 
 
 def install_global_provider(provider: TracerProvider) -> None:
@@ -118,7 +137,7 @@ def install_global_provider(provider: TracerProvider) -> None:
     current = otel_trace.get_tracer_provider()
     if isinstance(current, otel_trace.ProxyTracerProvider | otel_trace.NoOpTracerProvider):
         otel_trace.set_tracer_provider(provider)
-    elif current is not provider:
+    elif not isinstance(current, TracerProvider):
         logger.info(
             "neatlogs_web: a global tracer provider that is not OpenTelemetry's SDK is "
             "set; spans of other instrumentations stay there"

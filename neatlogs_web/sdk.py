@@ -33,7 +33,7 @@ from opentelemetry.util.types import AttributeValue
 from neatlogs_web import _export
 from neatlogs_web._counters import internal_error_counts, rejection_counts
 from neatlogs_web._ids import is_valid_session_id, new_session_id
-from neatlogs_web._providers import choose_provider, install_global_provider
+from neatlogs_web._providers import ProviderChoice, choose_provider, install_global_provider
 from neatlogs_web._version import __version__
 from neatlogs_web.context import (
     SessionBinding,
@@ -169,8 +169,7 @@ class _Pipeline:
 
     def __init__(
         self,
-        provider: TracerProvider,
-        owns_provider: bool,
+        choice: ProviderChoice,
         processor: _export.BoundedBatchProcessor | None,
         stamper: SessionSpanProcessor,
         join_request_trace: bool,
@@ -178,9 +177,8 @@ class _Pipeline:
         shutdown_timeout_s: float,
         init_arguments: dict[str, Any],
     ) -> None:
-        self.provider = provider
-        #: False when the app set up the provider (phoenix.otel.register(), Langfuse).
-        self.owns_provider = owns_provider
+        self.choice = choice
+        self.provider = provider = choice.provider
         self.tracer = provider.get_tracer("neatlogs_web", __version__)
         self.processor = processor
         self.stamper = stamper
@@ -345,8 +343,7 @@ def init(
         elif set_global_provider:
             install_global_provider(provider)
         _pipeline = _Pipeline(
-            provider,
-            existing is None,
+            choice,
             processor,
             stamper,
             join_request_trace,
@@ -454,10 +451,9 @@ def shutdown() -> None:
         return
     if pipeline.processor is not None:
         pipeline.while_stopping(pipeline.processor.close)
-    if pipeline.owns_provider:
-        pipeline.provider.shutdown()  # the stamper; ours is closed already
-    else:
-        pipeline.stamper.shutdown()  # the app's provider goes on without us
+    # Not provider.shutdown(): a later init() may already export through it.
+    pipeline.choice.release(pipeline.processor or pipeline.stamper)
+    pipeline.stamper.shutdown()
 
 
 def stats() -> dict[str, Any]:

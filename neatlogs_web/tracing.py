@@ -22,7 +22,7 @@ from typing import Any, Final, ParamSpec, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -94,7 +94,9 @@ class trace:
         if top_level and current:
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
-                turns_are_roots = binding is not None and binding.turns_are_roots
+                turns_are_roots = (binding is not None and binding.turns_are_roots) or (
+                    pipeline is not None and _sent_elsewhere(outer, pipeline.provider)
+                )
                 if (pipeline is None or pipeline.join_request_trace) and not turns_are_roots:
                     self._request_span = _claim_request_span(binding, self._name)
                 else:
@@ -178,6 +180,14 @@ class trace:
 def in_turn(context: otel_context.Context) -> bool:
     """Whether ``context`` is inside a ``trace()`` block."""
     return context.get(_IN_TRACE_KEY) is not None
+
+
+def _sent_elsewhere(span: Span, provider: TracerProvider) -> bool:
+    """Whether ``span`` is an SDK span of a provider we do not export: an earlier
+    ``init()``'s left global, or the app's when ours is not. A turn under it would
+    hang under a parent never sent, so it starts a trace of its own, linked."""
+    # A provider hands its one Resource to every span it makes.
+    return isinstance(span, ReadableSpan) and span.resource is not provider.resource
 
 
 def _claim_request_span(binding: SessionBinding | None, turn_name: str) -> Span | None:

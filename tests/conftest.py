@@ -30,6 +30,16 @@ def reset_global_tracer_provider() -> None:
 
 
 @pytest.fixture
+def fresh_global_provider() -> Iterator[None]:
+    """No pipeline and no global provider before and after the test."""
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    yield
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+
+
+@pytest.fixture
 def receiver() -> Iterator[OTLPReceiver]:
     with OTLPReceiver() as running:
         yield running

@@ -12,7 +12,6 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from opentelemetry.context import Context
@@ -20,7 +19,6 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 import neatlogs_web
 from neatlogs_web import _export, sdk
-from tests.conftest import reset_global_tracer_provider
 from tests.faulty_receivers import FAULTS, closed_port
 from tests.otlp_receiver import OTLPReceiver
 
@@ -29,13 +27,7 @@ MARGIN_S = 0.5
 SPANS_PER_TURN = 2
 
 
-@pytest.fixture(autouse=True)
-def _fresh_provider() -> Iterator[None]:
-    neatlogs_web.shutdown()
-    reset_global_tracer_provider()
-    yield
-    neatlogs_web.shutdown()
-    reset_global_tracer_provider()
+pytestmark = pytest.mark.usefixtures("fresh_global_provider")
 
 
 def init(endpoint: str, **options: object) -> None:

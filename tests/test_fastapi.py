@@ -186,6 +186,8 @@ def test_init_after_shutdown_exports_fastapis_spans_with_the_turn(receiver: OTLP
 def test_init_after_shutdown_with_another_workflow_says_what_it_cannot_change(
     receiver: OTLPReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """FastAPI's request span then stays on the first provider, never sent: the turn
+    is a trace of its own, linked to it, rather than a child of a span never sent."""
     from tests.conftest import reset_global_tracer_provider
 
     neatlogs_web.shutdown()
@@ -195,12 +197,16 @@ def test_init_after_shutdown_with_another_workflow_says_what_it_cannot_change(
         neatlogs_web.shutdown()
         with caplog.at_level(logging.WARNING, logger="neatlogs_web"):
             neatlogs_web.init(endpoint=receiver.url, workflow_name="other", flush_on_sigterm=False)
-        with neatlogs_web.trace("turn"):
-            pass
+        with run_uvicorn(make_app()) as base, httpx.Client(base_url=base) as http:
+            assert http.post("/chat", json={"text": "hi"}).status_code == 200
         assert neatlogs_web.flush(10)
     finally:
         neatlogs_web.shutdown()
         reset_global_tracer_provider()
     assert "OpenTelemetry keeps the first one global" in caplog.text
-    (turn,) = receiver.spans
+    spans = receiver.spans
+    (turn,) = [s for s in spans if s.name == "turn"]
     assert turn.resource["service.name"] == "other"
+    assert not turn.parent_span_id and len(turn.links) == 1
+    by_id = {s.span_id for s in spans}
+    assert all(not s.parent_span_id or s.parent_span_id in by_id for s in spans)

@@ -1,0 +1,82 @@
+"""``init()`` may follow ``shutdown()``: each pipeline exports its own spans, whatever
+provider OpenTelemetry keeps global, and a late ``shutdown()`` never cuts off the next.
+
+Here the global provider is not reset between cycles, as in an app or a user's
+test suite (OpenTelemetry sets it once per process).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import neatlogs_web
+
+pytestmark = pytest.mark.usefixtures("fresh_global_provider")
+
+
+class SlowExporter(SpanExporter):
+    """Takes a second per export: a shutdown() still flushing when the next init() runs."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        time.sleep(1.0)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_shutdown_still_flushing_never_cuts_off_the_next_pipeline() -> None:
+    neatlogs_web.init(exporter=InMemorySpanExporter(), flush_on_sigterm=False)
+    neatlogs_web.shutdown()
+    neatlogs_web.init(exporter=SlowExporter(), flush_on_sigterm=False)
+    with neatlogs_web.trace("slow to export"):
+        pass
+    stopping = threading.Thread(target=neatlogs_web.shutdown)
+    stopping.start()
+    time.sleep(0.2)  # the slow export is under way
+    third = InMemorySpanExporter()
+    neatlogs_web.init(exporter=third, flush_on_sigterm=False)
+    stopping.join(10)
+    for index in range(5):
+        with neatlogs_web.trace(f"third {index}"):
+            pass
+    assert neatlogs_web.flush(5)
+    assert sorted(s.name for s in third.get_finished_spans()) == [f"third {i}" for i in range(5)]
+
+
+def test_each_cycle_exports_its_own_spans_on_the_apps_provider() -> None:
+    app_provider = TracerProvider()
+    otel_trace.set_tracer_provider(app_provider)
+    app_tracer = app_provider.get_tracer("app")
+    for cycle in range(5):
+        exporter = InMemorySpanExporter()
+        neatlogs_web.init(
+            exporter=exporter, session_keys=[f"cycle{cycle}.session"], flush_on_sigterm=False
+        )
+        with neatlogs_web.session(f"conv-{cycle}"), app_tracer.start_as_current_span("app"):
+            pass
+        assert neatlogs_web.flush(5)
+        neatlogs_web.shutdown()
+        (span,) = exporter.get_finished_spans()
+        assert dict(span.attributes or {}) == {f"cycle{cycle}.session": f"conv-{cycle}"}
+
+
+def test_the_apps_provider_shutdown_flushes_ours_in_every_cycle() -> None:
+    for cycle in range(3):
+        exporter = InMemorySpanExporter()
+        provider = neatlogs_web.init(
+            exporter=exporter, schedule_delay_ms=60_000, flush_on_sigterm=False
+        )
+        with neatlogs_web.trace(f"cycle {cycle}"):
+            pass
+        provider.shutdown()  # what an app's own teardown does
+        assert [s.name for s in exporter.get_finished_spans()] == [f"cycle {cycle}"]
+        neatlogs_web.shutdown()
