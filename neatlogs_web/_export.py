@@ -380,6 +380,7 @@ class BoundedBatchProcessor(SpanProcessor):
         self._flusher: threading.Thread | None = None
         self._flusher_lock = threading.Lock()
         self._flush_wanted = False
+        #: Closing: spans that end from now on belong to whatever pipeline comes next.
         self._closed = False
         #: Closed and done: nothing more is counted, queued or waited for.
         self._stopped = False
@@ -391,9 +392,10 @@ class BoundedBatchProcessor(SpanProcessor):
         """Without a stamper, nothing happens as a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self._stopped or not span.context.trace_flags.sampled:
-            # Stopped: left on an app's provider after shutdown(), spans are not ours.
-            # Unsampled: the batch processor skips them too.
+        if self._closed or not span.context.trace_flags.sampled:
+            # Closed: left on a provider after shutdown() (the next init() may already
+            # export through it), spans are not ours. Unsampled: the batch processor
+            # skips them too.
             return
         if self.stats.admit(self.max_queue_size):
             self._batch.on_end(span)

@@ -449,11 +449,12 @@ def shutdown() -> None:
         set_default_session(None)
     if pipeline is None:
         return
+    # Spans that start or end from now on are the next init()'s, which may come
+    # before this flush is over. Not provider.shutdown(): that one may use it.
+    pipeline.stamper.shutdown()
+    pipeline.choice.release(pipeline.processor or pipeline.stamper)
     if pipeline.processor is not None:
         pipeline.while_stopping(pipeline.processor.close)
-    # Not provider.shutdown(): a later init() may already export through it.
-    pipeline.choice.release(pipeline.processor or pipeline.stamper)
-    pipeline.stamper.shutdown()
 
 
 def stats() -> dict[str, Any]:

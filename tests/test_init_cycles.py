@@ -80,3 +80,37 @@ def test_the_apps_provider_shutdown_flushes_ours_in_every_cycle() -> None:
         provider.shutdown()  # what an app's own teardown does
         assert [s.name for s in exporter.get_finished_spans()] == [f"cycle {cycle}"]
         neatlogs_web.shutdown()
+
+
+@pytest.mark.parametrize("earlier_cycles", [0, 1])
+def test_spans_of_the_next_pipeline_never_reach_one_still_flushing(earlier_cycles: int) -> None:
+    """Whether the flushing pipeline's processor sits on the provider itself (the
+    first init()) or behind the relay, the next init()'s spans are the next one's."""
+    for _ in range(earlier_cycles):
+        neatlogs_web.init(exporter=InMemorySpanExporter(), flush_on_sigterm=False)
+        neatlogs_web.shutdown()
+    slow = RecordingSlowExporter()
+    neatlogs_web.init(exporter=slow, session_keys=["old.session"], flush_on_sigterm=False)
+    with neatlogs_web.session("conv"), neatlogs_web.trace("old"):
+        pass
+    stopping = threading.Thread(target=neatlogs_web.shutdown)
+    stopping.start()
+    time.sleep(0.2)  # the slow export is under way
+    new = InMemorySpanExporter()
+    neatlogs_web.init(exporter=new, session_keys=["new.session"], flush_on_sigterm=False)
+    with neatlogs_web.session("conv"), neatlogs_web.trace("new"):
+        pass
+    stopping.join(10)
+    assert neatlogs_web.flush(5)
+    assert slow.names == ["old"]
+    (span,) = new.get_finished_spans()
+    assert dict(span.attributes or {}) == {"new.session": "conv"}
+
+
+class RecordingSlowExporter(SlowExporter):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.names += [span.name for span in spans]
+        return super().export(spans)
