@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Unpack
 
 from neatlogs_web import sdk
+from neatlogs_web._clean_start import guard_event_loop, outside_request
 from neatlogs_web._counters import internal_error, reject
-from neatlogs_web._orphans import guard_event_loop
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
 from neatlogs_web._sources import RequestInputs
@@ -113,15 +113,40 @@ class NeatlogsSessionMiddleware:
             return
         if self.startup_error is not None:
             raise self.startup_error
-        resolver = self.resolver
-        if (
-            _SCOPE_BINDING_KEY in scope
-            or (resolver.excludes_paths and resolver.is_excluded(scope["path"]))
-            or (scope.get("method") == "OPTIONS" and _is_preflight(scope))
-        ):
+        if _SCOPE_BINDING_KEY in scope:  # applied twice: the outer one bound it
             await self.app(scope, receive, send)
             return
 
+        # A request starts clean: the server's own code runs outside it (see
+        # _clean_start), and the request binds its own value, even "no session",
+        # whatever context the server started it in.
+        receive, send = outside_request(receive), outside_request(send)
+        binding: SessionBinding | None = None
+        if not self._binds_nothing(scope):
+            resolution, binding, receive = await self._resolve(scope, receive)
+            scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
+            if resolution.changes_response:
+                send = self._add_session_headers(send, resolution, binding)
+        scope[_SCOPE_BINDING_KEY] = binding
+        token = bind(binding)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            unbind(token)
+
+    def _binds_nothing(self, scope: Scope) -> bool:
+        """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
+        resolver = self.resolver
+        return (resolver.excludes_paths and resolver.is_excluded(scope["path"])) or (
+            scope.get("method") == "OPTIONS" and _is_preflight(scope)
+        )
+
+    async def _resolve(
+        self, scope: Scope, receive: Receive
+    ) -> tuple[Resolution, SessionBinding, Receive]:
+        """The request's session and its binding, and the ``receive`` the app
+        gets (it replays a JSON body read for a conversation id)."""
+        resolver = self.resolver
         try:
             resolution = self._recall(scope["headers"])  # a returning user, usually
             if resolution is None:
@@ -143,18 +168,9 @@ class NeatlogsSessionMiddleware:
             internal_error("resolving an ASGI request's session")
             resolution = resolver.fallback()
             binding = SessionBinding(resolution.session_id)
-        if scope_type == "websocket":
+        if scope["type"] == "websocket":
             hold_turns_apart(binding)
-
-        scope[_SCOPE_BINDING_KEY] = binding
-        scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
-        if resolution.changes_response:
-            send = self._add_session_headers(send, resolution, binding)
-        token = bind(binding)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            unbind(token)
+        return resolution, binding, receive
 
     def _recall_by_cookie(self, raw: Headers) -> Resolution | None:
         """The remembered decision for a browser whose cookie alone decides."""

@@ -81,14 +81,42 @@ class NeatlogsSessionMiddleware:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        resolver = self.resolver
-        if (
-            _ENVIRON_BINDING_KEY in environ
-            or (resolver.excludes_paths and resolver.is_excluded(environ.get("PATH_INFO", "")))
-            or _is_preflight(environ)
-        ):
+        if _ENVIRON_BINDING_KEY in environ:  # applied twice: the outer one bound it
             return self.app(environ, start_response)
 
+        # A request starts clean: it binds its own value, even "no session",
+        # whatever the worker thread or greenlet ran before it.
+        binding: SessionBinding | None = None
+        if not self._binds_nothing(environ):
+            resolution, binding = self._resolve(environ)
+            environ[ENVIRON_KEY] = resolution.session_id
+            if resolution.changes_response:
+                start_response = self._add_session_headers(start_response, resolution, binding)
+        environ[_ENVIRON_BINDING_KEY] = binding
+        token = bind(binding)
+        try:
+            result = self.app(environ, start_response)
+        finally:
+            unbind(token)
+        if isinstance(result, list | tuple):
+            # No close() and no code left to run later.
+            return result
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
+            # Servers send these with sendfile(); wrapping would defeat that.
+            return result
+        return _BoundResponse(result, binding)
+
+    def _binds_nothing(self, environ: WSGIEnvironment) -> bool:
+        """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
+        resolver = self.resolver
+        return (
+            resolver.excludes_paths and resolver.is_excluded(environ.get("PATH_INFO", ""))
+        ) or _is_preflight(environ)
+
+    def _resolve(self, environ: WSGIEnvironment) -> tuple[Resolution, SessionBinding]:
+        """The request's session and its binding (a JSON body read for it is put back)."""
+        resolver = self.resolver
         try:
             resolution = self._recall(environ)  # a returning user, usually
             if resolution is None:
@@ -110,24 +138,7 @@ class NeatlogsSessionMiddleware:
             internal_error("resolving a WSGI request's session")
             resolution = resolver.fallback()
             binding = SessionBinding(resolution.session_id)
-
-        environ[_ENVIRON_BINDING_KEY] = binding
-        environ[ENVIRON_KEY] = resolution.session_id
-        if resolution.changes_response:
-            start_response = self._add_session_headers(start_response, resolution, binding)
-        token = bind(binding)
-        try:
-            result = self.app(environ, start_response)
-        finally:
-            unbind(token)
-        if isinstance(result, list | tuple):
-            # No close() and no code left to run later.
-            return result
-        file_wrapper = environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
-            # Servers send these with sendfile(); wrapping would defeat that.
-            return result
-        return _BoundResponse(result, binding)
+        return resolution, binding
 
     def _recall(self, environ: WSGIEnvironment) -> Resolution | None:
         """The remembered decision for a browser whose cookie alone decides."""
@@ -202,7 +213,7 @@ class _BoundResponse:
 
     __slots__ = ("_binding", "_iterable")
 
-    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding) -> None:
+    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding | None) -> None:
         self._iterable = iterable
         self._binding = binding
 

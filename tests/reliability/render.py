@@ -37,6 +37,7 @@ PACKAGES = (
 )
 SECTIONS = {
     "matrix": "Isolation on every stack (servers x middleware stacks)",
+    "reuse": "A request starts clean: three people per connection, kept alive or pipelined",
     "isolation": "Isolation at scale (example apps, concurrent clients)",
     "faults": "Export faults (faulty receiver vs healthy receiver, side by side)",
     "shutdown": "SIGTERM flush (healthy receiver)",
@@ -66,6 +67,7 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
     soak = by_section.get("soak", [])
     matrix = by_section.get("matrix", [])
     threads = by_section.get("threads", [])
+    reuse = by_section.get("reuse", [])
     servers = ", ".join(row["scenario"] for row in isolation)
     clients = max((int(row["clients"]) for row in isolation), default=0)
     turns = max((int(row["turns_per_client"]) for row in isolation), default=0)
@@ -87,6 +89,15 @@ def summary(by_section: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str]
             f"{_sum(matrix, 'left_async_in_other_session')} left async streams and "
             f"{_sum(matrix, 'left_plain_in_other_session')} left plain streams "
             "finalized in another session",
+        ),
+        (
+            "Connections reused",
+            f"{len({row['scenario'].split(' / ')[0] for row in reuse})} ASGI servers, "
+            f"keep-alive and pipelined, {_sum(reuse, 'rounds'):,} rounds of three people "
+            f"per connection: {_sum(reuse, 'excluded_with_a_session')} excluded requests "
+            f"with a session, {_sum(reuse, 'later_in_earlier_session')} later requests in "
+            f"the earlier one's session, {_sum(reuse, 'later_in_earlier_trace')} in its "
+            f"trace, {_sum(reuse, 'spans_in_earlier_trace')} spans in its trace",
         ),
         (
             "Load held",

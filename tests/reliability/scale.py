@@ -36,8 +36,10 @@ class Scale:
     #: Distinct returning users on 8 threads against the threaded WSGI middleware:
     #: more than its caches hold, so every thread evicts.
     threaded_users: int
+    #: Rounds of three people over one connection, per server, stack and mode.
+    reuse_rounds: int
 
 
-QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0, 3, 24_000)
-LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50, 60_000)
+QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0, 3, 24_000, 2)
+LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50, 60_000, 50)
 SCALE = LONG if os.environ.get(LONG_ENV) == "long" else QUICK

@@ -46,6 +46,9 @@ def command(server: str, app: str, port: int, workers: int = 2) -> tuple[list[st
         return uvicorn, env
     if server in ("uvicorn-asyncio", "uvicorn-uvloop"):
         return [*uvicorn, "--loop", server.removeprefix("uvicorn-")], env
+    if server in ("uvicorn-h11", "uvicorn-httptools"):
+        # The asyncio loop, with the HTTP parser named.
+        return [*uvicorn, "--loop", "asyncio", "--http", server.removeprefix("uvicorn-")], env
     if server == "hypercorn":
         return ["hypercorn", "--bind", bind, "--log-level", "warning", target], env
     if server in ("granian", "granian-wsgi"):

@@ -1,0 +1,102 @@
+"""A request starts clean: code the server or the event loop runs is outside every request.
+
+An ASGI server runs some of its own code inside a request's task, and what
+that code registers keeps the request's context: asyncio copies the current
+``contextvars`` context into every callback and task it creates. Two places
+do this on the stacks users run:
+
+- The server's ``receive()`` and ``send()``. uvicorn pauses reading a
+  connection while a large body waits; the request's ``receive()`` resumes
+  it, and asyncio registers the socket reader in the request's context: the
+  next request on that keep-alive connection starts there. A pipelined
+  request is started from inside the previous response's last ``send()``.
+  So the adapter hands the app a ``receive`` and ``send`` that call the
+  server with no session bound and the OpenTelemetry context the request
+  arrived with (:func:`outside_request`): whatever the server starts from
+  them starts from nothing of this request's. The adapter also binds every
+  request's own value, "no session" included, so nothing inherited survives.
+- The loop's finalizer for abandoned async generators (below).
+
+When a client leaves mid-stream, the response's async generator can be left
+suspended at a ``yield``: Starlette's ``BaseHTTPMiddleware`` cancels the send
+the body waits in, not the generator, and ``iterate_in_threadpool`` (a
+``StreamingResponse`` over a plain iterator) is left the same way on any
+stack. When its last reference goes, during some other request (the garbage
+collector runs inside whatever code allocates), the event loop's finalizer
+hook (asyncio's and uvloop's alike) schedules ``agen.aclose()`` with
+``call_soon_threadsafe``, which captures the context current at that moment:
+the other request's. The generator's ``finally:`` would then trace into
+that user's session, as a child of that user's active span.
+
+The hook is wrapped so it runs in an empty ``contextvars.Context``: the
+``aclose()`` task starts with no session bound and no active span, so spans
+in that ``finally:`` carry no session rather than someone else's. Restoring
+the generator's own request instead would mean remembering a context per
+generator at first iteration, and CPython clears weak references before the
+finalizer runs, so there is no cheap, leak-free place to keep it.
+
+Hooks are per thread, and asyncio and uvloop install theirs each time a loop
+starts running (restoring the previous ones when it stops), so the ASGI
+middleware checks on every call: one ``sys.get_asyncgen_hooks()`` when the
+hook is already ours.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from opentelemetry import context as otel_context
+
+from neatlogs_web.context import bind, unbind
+
+__all__ = ["guard_event_loop", "outside_request"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
+
+
+class _FinalizeOutsideRequests:
+    """The loop's finalizer hook, run in an empty context."""
+
+    __slots__ = ("original",)
+
+    def __init__(self, original: Finalizer) -> None:
+        self.original = original
+
+    def __call__(self, agen: AsyncGenerator[Any, Any]) -> None:
+        contextvars.Context().run(self.original, agen)
+
+
+def guard_event_loop() -> None:
+    """Have this thread's running event loop finalize abandoned async generators
+    in no request's context; a no-op when already done or when no hook is set."""
+    finalizer = sys.get_asyncgen_hooks().finalizer
+    if type(finalizer) is not _FinalizeOutsideRequests and finalizer is not None:
+        sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
+
+
+def outside_request(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Wrap the server's ``receive`` or ``send`` so it runs outside the request.
+
+    Made as the request arrives, before anything is bound: the server's code
+    then runs with no session and with the OpenTelemetry context of that
+    moment (an outer OpenTelemetry middleware's server span, or none), so
+    what it registers or starts never inherits this request's session or spans.
+    """
+    arrival_context = otel_context.get_current()
+
+    async def call_outside_request(*args: P.args, **kwargs: P.kwargs) -> R:
+        binding_token = bind(None)
+        otel_token = otel_context.attach(arrival_context)
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            otel_context.detach(otel_token)
+            unbind(binding_token)
+
+    return call_outside_request
