@@ -9,8 +9,17 @@
 // accepts (expired, signed with a retired key) is replaced the same way: the
 // server starts a fresh session and echoes its token.
 //
+// The token is a bearer credential: whoever holds it speaks in that session. It
+// goes only to the allowed origins (default: the page's own), and only they may
+// set it; a request to any other origin is a plain fetch. A request that carries
+// the token follows no redirect, since fetch would copy the header to wherever
+// the redirect points without saying where that is.
+//
 //   import { createSessionFetch } from "./neatlogs-session.js";
-//   const sessionFetch = createSessionFetch({ storage: "tab" });
+//   const sessionFetch = createSessionFetch({
+//     storage: "tab",
+//     allowedOrigins: ["https://api.example.com"],
+//   });
 //   const response = await sessionFetch("https://api.example.com/chat", { method: "POST" });
 //
 // Cross-origin, the API must allow the header (Access-Control-Allow-Headers) and
@@ -29,6 +38,8 @@ export const SESSION_HEADER = "X-Neatlogs-Session-Id";
  * @param {string} [options.key="neatlogs-session"] the storage key.
  * @param {RequestCredentials} [options.credentials] sent with every request that
  *   does not set its own, e.g. "include" when the API also reads your login cookie.
+ * @param {Iterable<string>} [options.allowedOrigins] the origins that receive the
+ *   token and may set it, e.g. ["https://api.example.com"] (default: the page's own).
  * @param {typeof fetch} [options.fetch] the fetch to wrap (default: the global one).
  * @returns {((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) &
  *   { token(): string | null, sessionId(): string | null, reset(): void }}
@@ -38,23 +49,33 @@ export function createSessionFetch({
   header = SESSION_HEADER,
   key = "neatlogs-session",
   credentials,
+  allowedOrigins = pageOrigin(),
   fetch: baseFetch = (input, init) => globalThis.fetch(input, init),
 } = {}) {
   const store = openStore(storage, key);
+  const allowed = originSet(allowedOrigins);
 
   async function sessionFetch(input, init = {}) {
     const headers = new Headers(
       init.headers ?? (input instanceof Request ? input.headers : undefined),
     );
-    const token = store.get();
-    if (token) headers.set(header, token);
     const request = { ...init, headers };
     if (credentials !== undefined && init.credentials === undefined) {
       request.credentials = credentials;
     }
+    const target = originOf(input instanceof Request ? input.url : input);
+    const token = allowed.has(target) ? store.get() : null;
+    if (token) {
+      headers.set(header, token);
+      // A redirect would carry the header to an origin fetch does not reveal.
+      if (init.redirect !== "manual") request.redirect = "error";
+    }
     const response = await baseFetch(input, request);
+    // Where the answer came from: the last hop of a redirect, or (a response
+    // made by a wrapped fetch has no URL) where the request went.
+    const answered = response.url ? originOf(response.url) : target;
     const issued = response.headers.get(header);
-    if (issued) store.set(issued); // a new session, or a refreshed token
+    if (issued && allowed.has(answered)) store.set(issued); // a new session, or a refreshed token
     return response;
   }
 
@@ -68,6 +89,50 @@ export function createSessionFetch({
   /** Forget the token: the next request starts a new session. */
   sessionFetch.reset = () => store.clear();
   return sessionFetch;
+}
+
+/** The default allow-list: the page's own origin (none outside a page, or on file:). */
+function pageOrigin() {
+  const origin = globalThis.location?.origin;
+  return origin && origin !== "null" ? [origin] : [];
+}
+
+/** The allowed origins, checked once: a mistake stops the page here, naming the option. */
+function originSet(origins) {
+  const example = 'e.g. ["https://api.example.com"]';
+  if (typeof origins === "string" || typeof origins?.[Symbol.iterator] !== "function") {
+    throw new TypeError(`allowedOrigins must be a list of origins, ${example}`);
+  }
+  const set = new Set();
+  for (const entry of origins) {
+    let url = null;
+    try {
+      url = typeof entry === "string" ? new URL(entry) : null;
+    } catch {
+      // not a URL: reported below
+    }
+    const bare =
+      url && url.pathname === "/" && !url.search && !url.hash && !url.username && !url.password;
+    if (!bare || url.origin === "null") {
+      throw new TypeError(
+        `allowedOrigins: ${JSON.stringify(entry)} is not an origin (scheme, host and port), ${example}`,
+      );
+    }
+    set.add(url.origin);
+  }
+  if (set.size === 0) {
+    throw new TypeError(`allowedOrigins must list the origins that receive the token, ${example}`);
+  }
+  return set;
+}
+
+/** The origin a request goes to ("https://api.example.com"), or null. */
+function originOf(url) {
+  try {
+    return new URL(String(url), globalThis.location?.href).origin;
+  } catch {
+    return null; // fetch itself rejects what is not a URL
+  }
 }
 
 function openStore(storage, key) {

@@ -6,7 +6,10 @@ allowed host: the session as a signed token in the session header (the
 downstream middleware verifies it with the same key, or one in its key
 list), W3C ``traceparent`` through the OpenTelemetry propagator, and, on
 request, W3C ``baggage`` ``session.id``. Other hosts get nothing: a signed
-session token is a credential for that session.
+session token is a credential for that session. That holds on every hop: a
+redirect copies a request's headers to the next one, so each hop first takes
+back what was added to the previous one, then adds afresh if its host is
+allowed.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
 _BAGGAGE_KEY = "session.id"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Where a request keeps the values its headers had before we added ours. httpx
+# copies a request's extensions to the request it builds for a redirect, with
+# its headers, so the next hop knows what to take back.
+_ADDED_HEADERS = "neatlogs_web.headers_before_propagation"
 
 
 class _Propagator:
-    """Adds the session headers to one request, if its host is allowed."""
+    """Adds the session headers to a request whose host is allowed, on every hop."""
 
     def __init__(
         self,
@@ -59,17 +66,40 @@ class _Propagator:
         return bool(self._suffixes) and host.endswith(self._suffixes)
 
     def __call__(self, request: httpx.Request) -> None:
-        if not self.allows(request.url):
-            return
-        otel_propagate.inject(request.headers)
+        """Runs for every request httpx sends, each hop of a redirect included."""
+        _take_back(request)
+        if self.allows(request.url):
+            _set_headers(request, self._headers(request.headers))
+
+    def _headers(self, existing: httpx.Headers) -> dict[str, str]:
+        """The headers this request gets: trace context, and the session when bound."""
+        headers: dict[str, str] = {}
+        otel_propagate.inject(headers)
         session_id = current_session_id()
         if session_id is None:
-            return
-        request.headers[self._header_name] = self._signer.sign(session_id)
+            return headers
+        headers[self._header_name] = self._signer.sign(session_id)
         if self._baggage:
             member = f"{_BAGGAGE_KEY}={quote(session_id, safe='')}"
-            existing = request.headers.get("baggage")
-            request.headers["baggage"] = f"{existing},{member}" if existing else member
+            before = headers.get("baggage", existing.get("baggage"))
+            headers["baggage"] = f"{before},{member}" if before else member
+        return headers
+
+
+def _set_headers(request: httpx.Request, headers: dict[str, str]) -> None:
+    """Set ``headers`` on ``request``, remembering the values they replace."""
+    request.extensions[_ADDED_HEADERS] = {name: request.headers.get(name) for name in headers}
+    request.headers.update(headers)
+
+
+def _take_back(request: httpx.Request) -> None:
+    """Restore the headers a previous hop's ``_set_headers`` replaced (a redirect
+    copied them here), so a host that is not allowed receives none of them."""
+    for name, before in request.extensions.pop(_ADDED_HEADERS, {}).items():
+        if before is None:
+            request.headers.pop(name, None)
+        else:
+            request.headers[name] = before
 
 
 def propagate(
@@ -87,8 +117,9 @@ def propagate(
     that receive the session; ``secret_key`` signs it (default
     ``NEATLOGS_SECRET_KEY``; with a list, the first key signs); ``baggage``
     also sends W3C baggage ``session.id`` for downstreams that opt in to it.
-    The headers are added by an event hook, so they reflect the session bound
-    where each request is sent.
+    The headers are added by a request event hook, which httpx runs for every
+    hop of a redirect: they reflect the session bound where each request is
+    sent, and a redirect to a host that is not allowed arrives without them.
     """
     propagator = _Propagator(allowed_hosts, secret_key, header_name, baggage)
     if isinstance(client, httpx.AsyncClient):

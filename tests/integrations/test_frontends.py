@@ -10,6 +10,12 @@ browser profile send three messages each; sessions and turns are counted in
 the collector, where a session beyond the expected ones (a preflight, the
 helper's own download) fails the count. Only the origins and the two option
 values the README names as the alternatives are substituted.
+
+The helper's allow-list is tested against an app and a "third party" on two
+more ports: the third party answers any origin (CORS), records what it is
+sent and answers with a token of its own; it must never receive the page's
+token, on a request of its own or at the end of the app's redirect, and the
+token it answers with must never be kept.
 """
 
 from __future__ import annotations
@@ -19,17 +25,25 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
 
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from neatlogs_web.frontend import script_endpoint
 from tests.collector.conftest import LiveCollector
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import ROOT, run_example
+from tests.servers import ROOT, run_example, run_uvicorn
 from tests.tokens import make_token, session_of
 
 SECRET = "frontend-test-key"
@@ -39,6 +53,10 @@ README_PAGE_ORIGIN = "http://localhost:5173"
 README_API_ORIGIN = "http://localhost:8000"
 TABS = 2
 MESSAGES = 3
+PAGE_HTML = (
+    '<!doctype html><meta charset="utf-8"><title>chat</title>\n'
+    '<script type="module">import { send } from "./chat.js"; window.send = send;</script>\n'
+)
 
 
 def readme_frontend_snippets() -> dict[str, str]:
@@ -75,10 +93,7 @@ class StaticSite:
         folder = self.root / name
         folder.mkdir()
         (folder / "chat.js").write_text(module)
-        (folder / "index.html").write_text(
-            '<!doctype html><meta charset="utf-8"><title>chat</title>\n'
-            '<script type="module">import { send } from "./chat.js"; window.send = send;</script>\n'
-        )
+        (folder / "index.html").write_text(PAGE_HTML)
         return f"{self.origin}/{name}/"
 
 
@@ -174,11 +189,8 @@ def api(request: pytest.FixtureRequest) -> Api:
 def page_module(api_base: str, storage: str, credentials: str) -> str:
     """The README's page module, for this API origin and these two options."""
     module = replace(readme_frontend_snippets()["page"], README_API_ORIGIN, api_base, count=2)
-    return replace(
-        module,
-        '{ storage: "tab", credentials: "include" }',
-        f'{{ storage: "{storage}", credentials: "{credentials}" }}',
-    )
+    module = replace(module, 'storage: "tab",', f'storage: "{storage}",')
+    return replace(module, 'credentials: "include",', f'credentials: "{credentials}",')
 
 
 def cookie_page_module(api_base: str) -> str:
@@ -380,3 +392,215 @@ def test_the_helper_is_served_as_a_module_and_starts_no_session(
         assert "x-neatlogs-session-id" not in response.headers
     time.sleep(0.3)
     assert session_traces(collector) == before
+
+
+# -- the token goes to allowed origins only, and only they may set it ---------------
+
+SESSION_HEADER = "X-Neatlogs-Session-Id"
+PLANTED = "planted"
+
+
+def helper_page_module(helper_url: str, options: str) -> str:
+    """A page module that sends through the helper; ``send`` answers what came back."""
+    return f"""
+import {{ createSessionFetch }} from "{helper_url}";
+
+const sessionFetch = createSessionFetch({options});
+
+export async function send([url, method]) {{
+  try {{
+    const response = await sessionFetch(url, {{ method }});
+    return {{ status: response.status, body: await response.json() }};
+  }} catch (error) {{
+    return {{ error: error.name }};
+  }}
+}}
+"""
+
+
+@dataclass
+class ThirdParty:
+    """Another origin with permissive CORS (any origin, any header, credentials,
+    the session header exposed) that records the headers it is sent and answers
+    with a validly signed token for a session of its choosing."""
+
+    url: str = ""
+    received: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def record(request: Request) -> JSONResponse:
+            self.received.append(dict(request.headers))
+            return JSONResponse({"ok": True}, headers={SESSION_HEADER: make_token(PLANTED, SECRET)})
+
+        app = Starlette(routes=[Route("/record", record, methods=["GET", "POST"])])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origin_regex=".*",
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[SESSION_HEADER],
+        )
+        return app
+
+
+@dataclass
+class TokenApp:
+    """The API on an allowed origin: header sessions, CORS for the static site,
+    the helper at ``/neatlogs-session.js``, a page of its own at ``/page/`` that
+    uses the helper's defaults, and ``/moved``, a redirect to the third party."""
+
+    third_party: ThirdParty
+    url: str = ""
+
+    def chat(self) -> str:
+        return f"{self.url}/chat"
+
+    def app(self, page_origin: str) -> Starlette:
+        async def chat(request: Request) -> JSONResponse:
+            return JSONResponse({"session_id": neatlogs_web.current_session_id()})
+
+        async def moved(request: Request) -> Response:
+            return RedirectResponse(f"{self.third_party.url}/record", status_code=307)
+
+        async def page(request: Request) -> HTMLResponse:
+            return HTMLResponse(PAGE_HTML)
+
+        async def page_module(request: Request) -> Response:
+            module = helper_page_module("/neatlogs-session.js", "")
+            return Response(module, media_type="text/javascript")
+
+        app = Starlette(
+            routes=[
+                Route("/chat", chat, methods=["POST"]),
+                Route("/moved", moved, methods=["POST"]),
+                Route("/page/", page),
+                Route("/page/chat.js", page_module),
+                Route("/neatlogs-session.js", script_endpoint),
+            ]
+        )
+        app.add_middleware(
+            NeatlogsSessionMiddleware,
+            secret_key=SECRET,
+            sources=("conversation", "header"),
+            exclude_paths=["/neatlogs-session.js", "/page/*"],
+        )
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[page_origin],
+            allow_methods=["POST"],
+            allow_headers=[SESSION_HEADER],
+            expose_headers=[SESSION_HEADER],
+        )
+        return app
+
+
+@pytest.fixture
+def token_app(site: StaticSite) -> Iterator[TokenApp]:
+    third_party = ThirdParty()
+    token_app = TokenApp(third_party)
+    with (
+        run_uvicorn(third_party.app()) as third_party.url,
+        run_uvicorn(token_app.app(site.origin)) as token_app.url,
+    ):
+        yield token_app
+
+
+def site_page(site: StaticSite, app: TokenApp, name: str) -> str:
+    """A page on the static site whose helper allows the app's origin."""
+    options = f'{{ storage: "tab", allowedOrigins: ["{app.url}"] }}'
+    return site.add_page(name, helper_page_module(f"{app.url}/neatlogs-session.js", options))
+
+
+def send(tab: Any, url: str, method: str = "POST") -> dict[str, Any]:
+    answer = tab.evaluate("args => window.send(args)", [url, method])
+    assert isinstance(answer, dict)
+    return answer
+
+
+def open_page(chromium: Browser, url: str) -> tuple[BrowserContext, Any]:
+    context = chromium.new_context()
+    tab = context.new_page()
+    tab.goto(url)
+    tab.wait_for_function("typeof window.send === 'function'")
+    return context, tab
+
+
+def assert_third_party_got_no_token(third_party: ThirdParty, requests: int) -> None:
+    for headers in third_party.received:
+        assert SESSION_HEADER.lower() not in headers
+    assert len(third_party.received) == requests
+
+
+@pytest.mark.parametrize("page", ["site", "app"])
+def test_the_helper_sends_the_token_to_allowed_origins_only_and_keeps_only_theirs(
+    page: str, chromium: Browser, site: StaticSite, token_app: TokenApp
+) -> None:
+    """On the site, the page allows the app's origin; on the app, the default
+    (the page's own origin) does."""
+    url = site_page(site, token_app, page) if page == "site" else f"{token_app.url}/page/"
+    third_party = f"{token_app.third_party.url}/record"
+    context, tab = open_page(chromium, url)
+    try:
+        # The third party answers first: its token is not kept.
+        assert send(tab, third_party)["status"] == 200
+        assert stored_token(tab) is None
+        first = send(tab, token_app.chat())["body"]["session_id"]
+        assert first not in (None, PLANTED)
+        token = stored_token(tab)
+        assert token is not None and session_of(token) == first
+        # With a token held: the third party is not sent it, and its answer changes nothing.
+        assert send(tab, third_party)["status"] == 200
+        assert stored_token(tab) == token
+        assert send(tab, token_app.chat())["body"]["session_id"] == first
+    finally:
+        context.close()
+    assert_third_party_got_no_token(token_app.third_party, requests=2)
+
+
+def test_a_request_carrying_the_token_follows_no_redirect(
+    chromium: Browser, site: StaticSite, token_app: TokenApp
+) -> None:
+    context, tab = open_page(chromium, site_page(site, token_app, "redirect"))
+    try:
+        first = send(tab, token_app.chat())["body"]["session_id"]
+        token = stored_token(tab)
+        # The app redirects to the third party: fetch would copy the token there.
+        moved = send(tab, f"{token_app.url}/moved")
+        assert_third_party_got_no_token(token_app.third_party, requests=0)
+        assert moved == {"error": "TypeError"}
+        assert stored_token(tab) == token
+        assert send(tab, token_app.chat())["body"]["session_id"] == first
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(
+    "allowed_origins",
+    [
+        "http://127.0.0.1:8000",  # one string, not a list
+        ["127.0.0.1:8000"],  # no scheme
+        ["http://127.0.0.1:8000/api"],  # a path: an origin has none
+        [],
+    ],
+)
+def test_an_allow_list_that_is_no_list_of_origins_stops_the_page_naming_the_option(
+    allowed_origins: Any, chromium: Browser, token_app: TokenApp
+) -> None:
+    context, tab = open_page(chromium, f"{token_app.url}/page/")
+    try:
+        message = tab.evaluate(
+            """async (allowedOrigins) => {
+              const { createSessionFetch } = await import("/neatlogs-session.js");
+              try {
+                createSessionFetch({ allowedOrigins });
+                return null;
+              } catch (error) {
+                return `${error.name}: ${error.message}`;
+              }
+            }""",
+            allowed_origins,
+        )
+    finally:
+        context.close()
+    assert message is not None and message.startswith("TypeError: allowedOrigins"), message

@@ -3,20 +3,22 @@
 The two-service example runs as a user starts it (two uvicorn processes, one
 shared key, one real OTLP receiver): the tool service's spans carry the
 caller's session and continue the caller's trace. An echo server shows what
-is sent to allowed and to other hosts.
+is sent to allowed and to other hosts; two recording servers, the allowed one
+redirecting to the other, show what each hop of a redirect received.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import neatlogs_web
@@ -190,3 +192,131 @@ def test_allowed_hosts_must_be_a_list() -> None:
         propagate(httpx.Client(), "tools.internal")
     with pytest.raises(ValueError, match="allowed_hosts"):
         propagate(httpx.Client(), [])
+
+
+# -- redirects: every hop is checked against the allowed hosts ----------------------
+
+
+@dataclass
+class RecordingServer:
+    """Records the headers of every request; answers ``?status=&to=`` with that
+    redirect, anything else by echoing the headers."""
+
+    url: str = ""
+    received: list[dict[str, str]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def record(request: Request) -> Response:
+            self.received.append(dict(request.headers))
+            if "to" in request.query_params:
+                status = int(request.query_params["status"])
+                return Response(
+                    status_code=status, headers={"location": request.query_params["to"]}
+                )
+            return JSONResponse(dict(request.headers))
+
+        return Starlette(routes=[Route("/", record, methods=["GET", "POST"])])
+
+    def redirect(self, status: int, to: str) -> str:
+        """A URL of this server that redirects to ``to`` with ``status``."""
+        return str(httpx.URL(f"{self.url}/", params={"status": status, "to": to}))
+
+
+@pytest.fixture
+def hop_servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
+    """Two recording servers on 127.0.0.1: the first allowed, the second (another
+    port: another host to the allow-list) not."""
+    allowed, other = RecordingServer(), RecordingServer()
+    with run_uvicorn(allowed.app()) as allowed.url, run_uvicorn(other.app()) as other.url:
+        yield allowed, other
+
+
+def send_following_redirects(
+    client_kind: str, url: str, allowed: RecordingServer, method: str = "GET"
+) -> httpx.Response:
+    """``url`` requested with the user's own baggage, in session ``conv/1`` and a
+    trace, by a propagating client of ``client_kind`` that follows redirects."""
+    hosts = [host_port(allowed.url)]
+    own_headers = {"baggage": "tenant=a"}
+    body = b"body" if method == "POST" else None
+    if client_kind == "sync":
+        client = propagate(
+            httpx.Client(timeout=10, follow_redirects=True), hosts, SHARED_KEY, baggage=True
+        )
+        with client, neatlogs_web.session("conv/1"), neatlogs_web.trace("turn"):
+            return client.request(method, url, headers=own_headers, content=body)
+
+    async def send() -> httpx.Response:
+        async_client = httpx.AsyncClient(timeout=10, follow_redirects=True)
+        async with propagate(async_client, hosts, SHARED_KEY, baggage=True) as client:
+            with neatlogs_web.session("conv/1"), neatlogs_web.trace("turn"):
+                return await client.request(method, url, headers=own_headers, content=body)
+
+    return asyncio.run(send())
+
+
+def assert_nothing_propagated(received: dict[str, str]) -> None:
+    assert HEADER not in received
+    assert "traceparent" not in received
+    assert received["baggage"] == "tenant=a"
+
+
+def assert_session_propagated(received: dict[str, str]) -> None:
+    assert session_of(received[HEADER]) == "conv/1"
+    assert "traceparent" in received
+    assert received["baggage"] == "tenant=a,session.id=conv%2F1"
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+@pytest.mark.parametrize(
+    ("status", "method"), [(301, "GET"), (302, "GET"), (303, "POST"), (307, "POST"), (308, "GET")]
+)
+def test_a_redirect_to_a_host_that_is_not_allowed_arrives_without_the_session(
+    tracing: OTLPReceiver,
+    hop_servers: tuple[RecordingServer, RecordingServer],
+    client_kind: str,
+    status: int,
+    method: str,
+) -> None:
+    allowed, other = hop_servers
+    start = allowed.redirect(status, f"{other.url}/")
+    response = send_following_redirects(client_kind, start, allowed, method)
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [status]
+    [first] = allowed.received
+    assert_session_propagated(first)
+    [redirected] = other.received
+    assert_nothing_propagated(redirected)
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_a_redirect_chain_back_to_an_allowed_host_gets_the_session_there_only(
+    tracing: OTLPReceiver,
+    hop_servers: tuple[RecordingServer, RecordingServer],
+    client_kind: str,
+) -> None:
+    allowed, other = hop_servers
+    back = other.redirect(307, f"{allowed.url}/")
+    response = send_following_redirects(client_kind, allowed.redirect(302, back), allowed)
+    assert [r.status_code for r in response.history] == [302, 307]
+    first, last = allowed.received
+    [middle] = other.received
+    assert_session_propagated(first)
+    assert_nothing_propagated(middle)
+    # The hop back gets the headers once, as the first hop did: not appended twice.
+    assert_session_propagated(last)
+    assert response.json() == last
+
+
+def test_a_redirect_followed_by_hand_arrives_without_the_session(
+    hop_servers: tuple[RecordingServer, RecordingServer],
+) -> None:
+    allowed, other = hop_servers
+    client = propagate(httpx.Client(timeout=10), [host_port(allowed.url)], SHARED_KEY)
+    with client, neatlogs_web.session("conv/1"):
+        response = client.get(allowed.redirect(302, f"{other.url}/"))
+        assert response.next_request is not None
+        client.send(response.next_request)
+    assert session_of(allowed.received[0][HEADER]) == "conv/1"
+    [redirected] = other.received
+    assert HEADER not in redirected
