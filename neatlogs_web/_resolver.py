@@ -12,8 +12,9 @@ common request is a lookup.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -30,17 +31,17 @@ from neatlogs_web._signing import (
     resolve_secret_keys,
 )
 from neatlogs_web._sources import (
+    ConversationCopies,
     RequestInputs,
-    baggage_session_id,
-    compile_template,
+    baggage_session_ids,
     cookie_values,
+    header_copies,
     json_field,
-    query_value,
 )
 from neatlogs_web.context import SessionBinding
 from neatlogs_web.options import SessionConfig
 
-__all__ = ["NeedsBody", "Resolution", "SessionResolver"]
+__all__ = ["MAX_COOKIE_CANDIDATES", "NeedsBody", "Resolution", "SessionResolver"]
 
 TRACE_ID_HEADER: Final = "X-Neatlogs-Trace-Id"
 # Allowed clock skew between processes that share a key.
@@ -49,6 +50,10 @@ _FUTURE_SKEW_S: Final = 300
 _REMEMBERED_HEADER_LENGTH: Final = 1024
 # An app's own validator replaces the charset rule; input stays bounded.
 _CUSTOM_ID_LIMIT: Final = 1024
+#: Values of the session cookie's name checked per request. A browser sends a
+#: name a few times at most (cookies of other paths or domains); each value
+#: checked costs an HMAC per key, so a request must not choose how many.
+MAX_COOKIE_CANDIDATES: Final = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,9 @@ class _Step(NamedTuple):
     source: str
     read: Callable[[RequestInputs], _Found]
     reads_body: bool = False
+    #: The one request header the step reads, when it reads nothing else: a
+    #: request without that header is decided by the steps after it.
+    header: str | None = None
 
 
 class SessionResolver:
@@ -125,7 +133,7 @@ class SessionResolver:
         self.signer = SessionSigner(resolve_secret_keys(config.secret_key))
         self._validator = config.validator or is_valid_session_id
         self._max_id_length = MAX_ID_LENGTH if config.validator is None else _CUSTOM_ID_LIMIT
-        self._templates = tuple(compile_template(t) for t in config.conversation_paths)
+        self._conversation = ConversationCopies(config)
         self.confirms_conversations = config.conversation_binding == "when_confirmed"
         self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
@@ -144,21 +152,14 @@ class SessionResolver:
         # decided by its cookie alone, and a remembered decision answers it
         # (see recall()). Sources before the cookie that read the path, the
         # query or the body rule that out.
-        header_names = {
-            self._from_session_header: config.header_name,
-            self._from_conversation_header: config.conversation_header,
-            self._from_baggage: "baggage",
-        }
         before_cookie = self._steps[: sources.index("cookie")] if self.reads_cookie else []
         #: Whether :meth:`recall` may answer requests whose cookie alone decides.
         self.recalls_cookie = self.reads_cookie and all(
-            step.read in header_names for step in before_cookie
+            step.header is not None for step in before_cookie
         )
         #: Lower-case names of the headers that, when sent, decide before the cookie.
         self.headers_before_cookie = tuple(
-            str(header_names[step.read]).lower()
-            for step in before_cookie
-            if step.read in header_names
+            step.header.lower() for step in before_cookie if step.header is not None
         )
 
         # Refresh the token long before it lapses; with an idle timeout, often
@@ -221,8 +222,6 @@ class SessionResolver:
                 # Kept for the app to confirm; the session comes from the other sources.
                 assert isinstance(found, _Candidate)
                 inputs.pending_conversation_id = found.session_id
-                while index < len(steps) and steps[index].source == "conversation":
-                    index += 1
                 continue
             resolution = (
                 found if isinstance(found, Resolution) else self._decide(found, step.source, https)
@@ -326,20 +325,16 @@ class SessionResolver:
 
     def _build_steps(self) -> list[_Step]:
         config = self.config
-        conversation = []
-        if self._templates:
-            conversation.append(_Step("conversation", self._from_path))
-        if config.conversation_query:
-            conversation.append(_Step("conversation", self._from_query))
-        if config.conversation_header:
-            conversation.append(_Step("conversation", self._from_conversation_header))
-        if config.conversation_json_field:
-            conversation.append(_Step("conversation", self._from_json, reads_body=True))
+        found = self._conversation
+        # One step reads every copy of the conversation id.
+        conversation = [
+            _Step("conversation", self._from_conversation, found.reads_body, found.only_header)
+        ]
         by_source = {
-            "conversation": conversation,
-            "header": [_Step("header", self._from_session_header)],
+            "conversation": conversation if found else [],
+            "header": [_Step("header", self._from_session_header, header=config.header_name)],
             "cookie": [_Step("cookie", self._from_cookie)],
-            "baggage": [_Step("baggage", self._from_baggage)],
+            "baggage": [_Step("baggage", self._from_baggage, header="baggage")],
         }
         return [step for source in config.sources for step in by_source[source]]
 
@@ -380,36 +375,25 @@ class SessionResolver:
             return None
         return _Candidate(verified.session_id, verified, memo_key)
 
-    def _from_path(self, inputs: RequestInputs) -> _Candidate | None:
-        for template in self._templates:
-            match = template.fullmatch(inputs.path)
-            if match is not None:
-                return self._plain("conversation_path", match.group("cid"))
-        return None
-
-    def _from_query(self, inputs: RequestInputs) -> _Candidate | None:
-        name = self.config.conversation_query
-        assert name is not None
-        value = query_value(inputs.query, name)
-        return None if value is None else self._plain("conversation_query", value)
-
-    def _from_conversation_header(self, inputs: RequestInputs) -> _Candidate | None:
-        value = inputs.conversation_header
-        return None if value is None else self._plain("conversation_header", value)
-
-    def _from_json(self, inputs: RequestInputs) -> _Candidate | None:
-        value = inputs.json_value
-        if value is None:
+    def _from_conversation(self, inputs: RequestInputs) -> _Candidate | None:
+        """The conversation id, when every copy of it in the request agrees: the
+        app may read another copy than ours, and a request naming two binds neither."""
+        found = self._conversation.find(inputs)
+        copies = [(source, value) for source, value in found if isinstance(value, str)]
+        if len(copies) < len(found):
+            reject("conversation_json", "invalid")  # a JSON value that names nothing
+        if not copies:
             return None
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str):
-            reject("conversation_json", "invalid")
-            return None
-        return self._plain("conversation_json", value)
+        sources = {source for source, _ in copies}
+        label = sources.pop() if len(sources) == 1 else "conversation"
+        value = _agreed(label, [value for _, value in copies])
+        return None if value is None else self._plain(copies[0][0], value)
 
     def _from_session_header(self, inputs: RequestInputs) -> _Found:
-        value = inputs.session_header
+        header = inputs.session_header
+        if header is None:
+            return None
+        value = _agreed("header", header_copies(header))
         if value is None:
             return None
         remembered = self._remembered_headers.recall(value)
@@ -433,17 +417,31 @@ class SessionResolver:
             remembered = self.recall(memo_key)
             if remembered is not None:
                 return remembered
-        # Several values: a stale cookie of another path may come first.
-        for value in cookie_values(header, self.config.cookie_name):
+        # Several values: a stale cookie of another path may come first. Only the
+        # first few are checked, whatever the request holds after them.
+        values = cookie_values(header, self.config.cookie_name)
+        for value in itertools.islice(values, MAX_COOKIE_CANDIDATES):
             candidate = self._signed("cookie", value, memo_key)
             if candidate is not None:
                 return candidate
+        if next(values, None) is not None:
+            reject("cookie", "too_many")
         return None
 
     def _from_baggage(self, inputs: RequestInputs) -> _Candidate | None:
-        header = inputs.baggage
-        value = baggage_session_id(header) if header else None
+        copies = baggage_session_ids(inputs.baggage) if inputs.baggage else []
+        value = _agreed("baggage", copies) if copies else None
         return None if value is None else self._plain("baggage", value)
 
     def _cookie_header(self, token: str, https: bool) -> str:
         return f"{self.config.cookie_name}={token}{self._cookie_attributes[https]}"
+
+
+def _agreed(source: str, copies: Collection[str]) -> str | None:
+    """The value every copy holds; ``None``, counted, when copies disagree: a
+    request that says two things says nothing. Identical copies are one value."""
+    distinct = set(copies)
+    if len(distinct) > 1:
+        reject(source, "ambiguous")
+        return None
+    return distinct.pop()

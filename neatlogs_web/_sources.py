@@ -1,25 +1,32 @@
 """Where a request may carry a session: the raw values and how to find them.
 
-Everything here reads untrusted input and returns a raw string (or
-``None``); whether a value is valid, and whether it can be trusted, is the
-resolver's decision. The protocol adapters fill in ``RequestInputs`` with
-only the headers the configuration asks for.
+Everything here reads untrusted input and returns raw strings, every
+copy of a value a request holds; whether a value is valid, whether its
+copies agree, and whether it can be trusted, is the resolver's decision.
+The protocol adapters fill in ``RequestInputs`` with only the headers the
+configuration asks for.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Final
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, unquote
 
+if TYPE_CHECKING:
+    from neatlogs_web.options import SessionConfig
+
 __all__ = [
+    "ConversationCopies",
     "RequestInputs",
-    "baggage_session_id",
+    "baggage_session_ids",
     "compile_template",
     "cookie_values",
+    "header_copies",
     "json_field",
-    "query_value",
+    "query_values",
 ]
 
 _PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -50,6 +57,52 @@ class RequestInputs:
         self.query = query
 
 
+class ConversationCopies:
+    """Where the app said a conversation id may be, and every copy a request holds.
+
+    Every copy, not the first found: the app may read another one than the
+    middleware would (a repeated query parameter's last value, a header's
+    first line, the body rather than the path), and the resolver binds an id
+    only when all of them agree.
+    """
+
+    def __init__(self, config: SessionConfig) -> None:
+        self._templates = tuple(compile_template(t) for t in config.conversation_paths)
+        self._query = config.conversation_query
+        header = config.conversation_header
+        self._reads_header = bool(header)
+        #: Whether a copy may be in the JSON body, read before :meth:`find`.
+        self.reads_body = bool(config.conversation_json_field)
+        #: The header, when it is the only place configured: without it, no copy.
+        self.only_header = (
+            header if not (self._templates or self._query or self.reads_body) else None
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self._templates or self._query or self._reads_header or self.reads_body)
+
+    def find(self, inputs: RequestInputs) -> list[tuple[str, object]]:
+        """``(source, value)`` per copy, in source order. A JSON number is its
+        digits; any other JSON value is given as is, for the resolver to refuse."""
+        copies: list[tuple[str, object]] = []
+        for template in self._templates:
+            match = template.fullmatch(inputs.path)
+            if match is not None:
+                copies.append(("conversation_path", match.group("cid")))
+                break
+        if self._query is not None:
+            copies += [("conversation_query", v) for v in query_values(inputs.query, self._query)]
+        if self._reads_header and inputs.conversation_header is not None:
+            copies += [
+                ("conversation_header", v) for v in header_copies(inputs.conversation_header)
+            ]
+        value = inputs.json_value
+        if value is not None:
+            is_number = isinstance(value, int) and not isinstance(value, bool)
+            copies.append(("conversation_json", str(value) if is_number else value))
+        return copies
+
+
 def compile_template(template: str) -> re.Pattern[str]:
     """``"/chat/{conversation_id}"`` -> a regex matching whole paths, the id in ``cid``.
 
@@ -78,48 +131,57 @@ def compile_template(template: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def query_value(query: str, name: str) -> str | None:
-    """The first value of parameter ``name`` in a query string."""
+def query_values(query: str, name: str) -> list[str]:
+    """Every value of parameter ``name`` in a query string, in order.
+
+    All of them, not the first: frameworks disagree on which one an app gets
+    (Starlette and Django hand it the last, Flask the first).
+    """
     if name not in query:
-        return None
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == name:
-            return value
-    return None
+        return []
+    return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]
 
 
-def cookie_values(header: str, name: str) -> list[str]:
+def header_copies(value: str) -> list[str]:
+    """The copies a header's value holds: servers join the lines of a repeated
+    header with commas (RFC 9110, section 5.3), so ``"a, b"`` is two copies.
+    Neither a token nor an id of the default charset holds a comma."""
+    return [copy.strip() for copy in value.split(",")]
+
+
+def cookie_values(header: str, name: str) -> Iterator[str]:
     """The values of cookie ``name`` in a ``Cookie`` header, in order, without a full parse.
 
     A browser sends a name more than once when cookies of several paths or
     domains hold it (the longest path first), e.g. after ``cookie_path``
     changed. WSGI servers join repeated ``Cookie`` headers with ``,``
     (gunicorn) or ``, `` (waitress), and no cookie value may hold a comma
-    (RFC 6265): a comma ends a pair like a semicolon does.
+    (RFC 6265): a comma ends a pair like a semicolon does. Found lazily, so a
+    caller that checks only the first few values never scans a huge header.
     """
     target = name + "="
-    values = []
     start = 0
     while (at := header.find(target, start)) >= 0:
         start = at + len(target)
         # At the start of a cookie-pair, not the tail of another name.
         if at == 0 or header[at - 1] in " ;,":
-            value = _COOKIE_PAIR_END.split(header[start:], maxsplit=1)[0].strip()
+            pair_end = _COOKIE_PAIR_END.search(header, start)
+            value = header[start : pair_end.start() if pair_end else len(header)].strip()
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
-            values.append(value)
-    return values
+            yield value
 
 
-def baggage_session_id(header: str) -> str | None:
-    """The W3C ``baggage`` member ``session.id``, percent-decoded."""
+def baggage_session_ids(header: str) -> list[str]:
+    """Every W3C ``baggage`` member ``session.id``, percent-decoded, in order."""
     if _BAGGAGE_KEY not in header:
-        return None
+        return []
+    values = []
     for member in header.split(","):
         key, _, rest = member.partition("=")
         if key.strip() == _BAGGAGE_KEY:
-            return unquote(rest.split(";", 1)[0].strip())
-    return None
+            values.append(unquote(rest.split(";", 1)[0].strip()))
+    return values
 
 
 def json_field(body: bytes, field: str) -> object:

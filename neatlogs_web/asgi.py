@@ -187,19 +187,18 @@ class NeatlogsSessionMiddleware:
         inputs = RequestInputs(scope["path"], scope.get("query_string", b"").decode("latin-1"))
         raw = scope["headers"]
         headers = dict(raw)
+        if len(headers) < len(raw):
+            # A repeated header is all of its lines, as a WSGI server joins them,
+            # not its last: the app may read another line than the last.
+            headers = _joined_lines(raw)
         for name, field in self._wanted:
             value = headers.get(name)
             if value is not None:
                 setattr(inputs, field, value.decode("latin-1"))
         if inputs.cookie is not None:
-            cookie = headers[b"cookie"]
-            if len(headers) < len(raw):
-                # Several Cookie headers (HTTP/2 sends one per cookie) are one list.
-                cookie = b"; ".join(v for n, v in raw if n == b"cookie")
-                inputs.cookie = cookie.decode("latin-1")
             # Always the bytes: str and bytes keys in one memo would be compared
             # (equal hashes for ASCII), which python -bb turns into an error.
-            inputs.cookie_as_sent = cookie
+            inputs.cookie_as_sent = headers[b"cookie"]
         return inputs
 
     def _add_session_headers(
@@ -263,6 +262,17 @@ class NeatlogsSessionMiddleware:
 def _nothing_remembered(raw: Headers) -> None:
     """The cookie never decides alone (sources read before it, or no cookie)."""
     return None
+
+
+def _joined_lines(raw: Headers) -> dict[bytes, bytes]:
+    """Each header's lines as one value: joined with ``, `` (RFC 9110), and the
+    ``Cookie`` lines (HTTP/2 sends one per cookie) with ``; `` (RFC 6265)."""
+    lines: dict[bytes, list[bytes]] = {}
+    for name, value in raw:
+        lines.setdefault(name, []).append(value)
+    return {
+        name: (b"; " if name == b"cookie" else b", ").join(values) for name, values in lines.items()
+    }
 
 
 def _is_preflight(scope: Scope) -> bool:

@@ -113,32 +113,48 @@ def bind_conversation(conversation_id: str) -> bool:
     """For integrations that find the conversation after routing (Flask's
     ``view_args``, Django's ``view_kwargs``): bind it, or, with
     ``conversation_binding="when_confirmed"``, keep it for
-    :func:`confirm_conversation`, which the app calls once it authorized it."""
+    :func:`confirm_conversation`, which the app calls once it authorized it.
+
+    A request that already named another conversation (its query, a header)
+    names two: it keeps neither, and returns ``False``."""
     binding = current_request_binding()
     if binding is None or not binding.confirms_conversations:
         return bind_session(conversation_id)
     if not is_valid_session_id(conversation_id):
         reject("bind_session", "invalid")
         return False
+    if binding.pending_conversation_id not in (None, conversation_id):
+        reject("bind_conversation", "ambiguous")
+        binding.pending_conversation_id = None
+        return False
     binding.pending_conversation_id = conversation_id
     return True
 
 
-def confirm_conversation() -> str | None:
-    """Bind the conversation id the request named, now that the app has
-    authorized it; returns it, or ``None`` when the request named none.
+def confirm_conversation(conversation_id: str) -> str | None:
+    """Bind ``conversation_id``, the id the app has just authorized, if it is
+    the one the request named; returns it, else ``None`` (counted in
+    ``stats()["rejected"]``) and the session stays as it was.
 
     For ``conversation_binding="when_confirmed"``: the middleware finds the
     conversation id (path, query, header or JSON body) but binds only the
     browser's own session until the app calls this, so a refused (403) or
     unrouted (404) request never writes into someone else's conversation.
+    The app passes the id it checked, so what binds is what it authorized,
+    never another copy of the id the request may carry: a request whose
+    copies disagree names none.
     """
     binding = current_request_binding()
-    if binding is None or binding.pending_conversation_id is None:
+    if binding is None:
+        reject("confirm_conversation", "outside_request")
         return None
-    conversation_id = binding.pending_conversation_id
-    bind_session(conversation_id)
-    return conversation_id
+    if binding.pending_conversation_id is None:
+        reject("confirm_conversation", "none_named")
+        return None
+    if conversation_id != binding.pending_conversation_id:
+        reject("confirm_conversation", "not_the_named_one")
+        return None
+    return conversation_id if bind_session(conversation_id) else None
 
 
 def _end_user_id(end_user: Callable[[RequestT], str | None], request: RequestT) -> str | None:

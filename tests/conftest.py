@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from itsdangerous.signer import SigningAlgorithm
 from opentelemetry import trace as otel_trace
 from opentelemetry.util._once import Once
 from playwright.sync_api import Browser, sync_playwright
@@ -71,3 +72,17 @@ def browser() -> Iterator[Browser]:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def hmac_checks(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+    """One item per HMAC computed to verify a signature (one per key tried)."""
+    checks: list[None] = []
+    verify = SigningAlgorithm.verify_signature
+
+    def counted(self: SigningAlgorithm, key: bytes, value: bytes, sig: bytes) -> bool:
+        checks.append(None)
+        return verify(self, key, value, sig)
+
+    monkeypatch.setattr(SigningAlgorithm, "verify_signature", counted)
+    return checks

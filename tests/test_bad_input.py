@@ -344,3 +344,35 @@ def test_a_stale_cookie_of_another_path_before_the_session_cookie_is_skipped(kin
                 response = http.get("/whoami", headers={"cookie": sent})
                 assert response.json() == {"session_id": "alice"}, sent
                 assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("kind", ["asgi", "wsgi"])
+def test_only_the_first_values_of_the_session_cookie_name_are_checked(
+    kind: str, hmac_checks: list[None]
+) -> None:
+    """A browser sends a cookie name a few times at most; a request that repeats
+    it 1,400 times (about 110 KiB) buys no more signature checks than
+    MAX_COOKIE_CANDIDATES. A valid value after those is not looked at: the
+    request starts a new session, counted as too many values."""
+    import httpx
+
+    from neatlogs_web._resolver import MAX_COOKIE_CANDIDATES
+    from tests.servers import run_uvicorn, run_waitress
+
+    valid = make_token("alice", SECRET)
+    forged = [make_token(f"forged-{index}", "attacker-key") for index in range(1400)]
+    run = run_uvicorn(make_asgi_app()) if kind == "asgi" else run_waitress(make_wsgi_app())
+    with run as base, httpx.Client(base_url=base) as http:
+        within = [*forged[: MAX_COOKIE_CANDIDATES - 1], valid]
+        assert http.get("/whoami", headers=cookie("; neatlogs_session=".join(within))).json() == {
+            "session_id": "alice"
+        }
+        hmac_checks.clear()
+        before = neatlogs_web.stats()["rejected"].get("cookie.too_many", 0)
+        flooded = http.get("/whoami", headers=cookie("; neatlogs_session=".join([*forged, valid])))
+        checked = len(hmac_checks)
+    assert flooded.status_code == 200
+    assert flooded.json()["session_id"] not in ("alice", *(f"forged-{i}" for i in range(1400)))
+    assert flooded.headers["set-cookie"].startswith("neatlogs_session=")
+    assert checked == MAX_COOKIE_CANDIDATES
+    assert neatlogs_web.stats()["rejected"].get("cookie.too_many", 0) == before + 1

@@ -264,10 +264,14 @@ def query_requests(draw: st.DrawFn) -> Request:
     query = "&".join(f"{key}={value}" for key, value in pairs)
     if draw(st.booleans()):
         query = draw(latin1_text)
-    named = next(
-        (v for k, v in parse_qsl(query, keep_blank_values=True) if k == "conversation"), ""
+    values = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "conversation"]
+    # Copies that disagree name no conversation; identical ones name theirs.
+    named = values[0] if len(set(values)) == 1 else None
+    return Request(
+        query=query,
+        expected=_valid(named) if named is not None else None,
+        raw=values[0] if values else "",
     )
-    return Request(query=query, expected=_valid(named), raw=named)
 
 
 json_values = st.recursive(

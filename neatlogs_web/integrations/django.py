@@ -219,7 +219,9 @@ class NeatlogsMiddleware:
     Sets ``request.neatlogs_session_id`` and, once the URL is resolved,
     binds the view keyword argument named by the ``conversation_kwarg``
     option (``"conversation_id"`` by default; ``None`` binds none) as the
-    request's session, for the view and its streamed body. Needs the
+    request's session, for the view and its streamed body; with
+    ``conversation_binding="when_confirmed"``, once the view authorized it and
+    called ``neatlogs_web.confirm_conversation(conversation_id)``. Needs the
     application wrapped with ``wrap_wsgi()`` / ``wrap_asgi()``.
     """
 

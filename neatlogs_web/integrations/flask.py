@@ -5,7 +5,9 @@ Flask apps keep their settings in ``app.config`` and their keys in
 ``init_app(app)`` convention so one object serves an app factory. After
 routing, the view argument naming the conversation (``conversation_id`` by
 default) becomes the request's session, for the view and for its streamed
-body (``stream_with_context`` or a plain generator) alike.
+body (``stream_with_context`` or a plain generator) alike. With
+``conversation_binding="when_confirmed"`` it waits for the view to call
+``neatlogs_web.confirm_conversation(conversation_id)`` once it authorized it.
 """
 
 from __future__ import annotations

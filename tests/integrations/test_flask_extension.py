@@ -156,7 +156,7 @@ def test_when_confirmed_the_view_argument_waits_for_the_app(tracing: OTLPReceive
         if request.headers.get("x-owner") != conversation_id:
             with neatlogs_web.trace("refused"):
                 abort(403)
-        neatlogs_web.confirm_conversation()
+        neatlogs_web.confirm_conversation(conversation_id)
         with neatlogs_web.trace("turn"):
             return jsonify(session_id=neatlogs_web.current_session_id())
 

@@ -1,0 +1,1 @@
+"""A Django project whose chat view authorizes a conversation before confirming it."""
