@@ -1,22 +1,28 @@
-"""A request starts clean: code the server or the event loop runs is outside every request.
+"""A request starts clean: nothing in its context belongs to another request.
 
 An ASGI server runs some of its own code inside a request's task, and what
 that code registers keeps the request's context: asyncio copies the current
-``contextvars`` context into every callback and task it creates. Two places
-do this on the stacks users run:
+``contextvars`` context into every callback and task it creates. So a server
+may start a request in another request's context:
 
-- The server's ``receive()`` and ``send()``. uvicorn pauses reading a
-  connection while a large body waits; the request's ``receive()`` resumes
-  it, and asyncio registers the socket reader in the request's context: the
-  next request on that keep-alive connection starts there. A pipelined
-  request is started from inside the previous response's last ``send()``.
-  So the adapter hands the app a ``receive`` and ``send`` that call the
-  server with no session bound and the OpenTelemetry context the request
-  arrived with (:func:`outside_request`): whatever the server starts from
-  them starts from nothing of this request's. The adapter also binds every
-  request's own value, "no session" included, so nothing inherited survives.
-- The loop's finalizer for abandoned async generators (below).
+- uvicorn pauses reading a connection while a large body waits; the
+  request's ``receive()`` resumes it, and asyncio registers the socket reader
+  in that request's context: the next request on that keep-alive connection
+  (another person, behind a proxy that reuses connections) starts there.
+- A pipelined request is started from inside the previous response's last
+  ``send()``, on uvicorn, uvloop and daphne alike.
 
+Whatever the server hands over, the adapters make the request's context its
+own before anything reads it: every request binds its own session, "no
+session" for excluded paths and CORS preflights, and runs in an
+OpenTelemetry context marked as a request's (:func:`enter_request`). A
+context that arrives already marked was another request's: its spans (the
+active turn, the request span) are left behind, and the request starts from
+an empty one. A context an OpenTelemetry middleware outside ours made for
+this request carries no mark (it extracts the request's own ``traceparent``
+into a fresh context), so its server span stays the parent.
+
+The other place is the loop's finalizer for abandoned async generators.
 When a client leaves mid-stream, the response's async generator can be left
 suspended at a ``yield``: Starlette's ``BaseHTTPMiddleware`` cancels the send
 the body waits in, not the generator, and ``iterate_in_threadpool`` (a
@@ -45,17 +51,17 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncGenerator, Callable
+from contextvars import Token
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
-from neatlogs_web.context import bind, unbind
+__all__ = ["enter_request", "guard_event_loop", "leave_request"]
 
-__all__ = ["guard_event_loop", "outside_request"]
-
-P = ParamSpec("P")
-R = TypeVar("R")
+#: Marks an OpenTelemetry context as one a request of ours runs in.
+_REQUEST_KEY: Final = otel_context.create_key("neatlogs_web.request")
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
 
@@ -80,23 +86,15 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def outside_request(call: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Wrap the server's ``receive`` or ``send`` so it runs outside the request.
+def enter_request() -> Token[Context]:
+    """Make the OpenTelemetry context this request's own, before anything reads
+    it; undo with :func:`leave_request`."""
+    arrived = otel_context.get_current()
+    if _REQUEST_KEY in arrived:
+        arrived = Context()  # another request's: none of its spans is this one's parent
+    return otel_context.attach(Context({**arrived, _REQUEST_KEY: True}))
 
-    Made as the request arrives, before anything is bound: the server's code
-    then runs with no session and with the OpenTelemetry context of that
-    moment (an outer OpenTelemetry middleware's server span, or none), so
-    what it registers or starts never inherits this request's session or spans.
-    """
-    arrival_context = otel_context.get_current()
 
-    async def call_outside_request(*args: P.args, **kwargs: P.kwargs) -> R:
-        binding_token = bind(None)
-        otel_token = otel_context.attach(arrival_context)
-        try:
-            return await call(*args, **kwargs)
-        finally:
-            otel_context.detach(otel_token)
-            unbind(binding_token)
-
-    return call_outside_request
+def leave_request(token: Token[Context]) -> None:
+    """Restore the context the request arrived in."""
+    otel_context.detach(token)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Unpack
 
 from neatlogs_web import sdk
-from neatlogs_web._clean_start import guard_event_loop, outside_request
+from neatlogs_web._clean_start import enter_request, guard_event_loop, leave_request
 from neatlogs_web._counters import internal_error, reject
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
@@ -117,22 +117,25 @@ class NeatlogsSessionMiddleware:
             await self.app(scope, receive, send)
             return
 
-        # A request starts clean: the server's own code runs outside it (see
-        # _clean_start), and the request binds its own value, even "no session",
-        # whatever context the server started it in.
-        receive, send = outside_request(receive), outside_request(send)
-        binding: SessionBinding | None = None
-        if not self._binds_nothing(scope):
-            resolution, binding, receive = await self._resolve(scope, receive)
-            scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
-            if resolution.changes_response:
-                send = self._add_session_headers(send, resolution, binding)
-        scope[_SCOPE_BINDING_KEY] = binding
-        token = bind(binding)
+        # A request starts clean, whatever context the server started it in (see
+        # _clean_start): another request's spans are left behind, and it binds
+        # its own value, even "no session".
+        request_context = enter_request()
         try:
-            await self.app(scope, receive, send)
+            binding: SessionBinding | None = None
+            if not self._binds_nothing(scope):
+                resolution, binding, receive = await self._resolve(scope, receive)
+                scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
+                if resolution.changes_response:
+                    send = self._add_session_headers(send, resolution, binding)
+            scope[_SCOPE_BINDING_KEY] = binding
+            token = bind(binding)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                unbind(token)
         finally:
-            unbind(token)
+            leave_request(request_context)
 
     def _binds_nothing(self, scope: Scope) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""

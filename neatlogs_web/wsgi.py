@@ -15,6 +15,7 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
+from neatlogs_web._clean_start import enter_request, leave_request
 from neatlogs_web._counters import internal_error, reject
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
@@ -84,20 +85,25 @@ class NeatlogsSessionMiddleware:
         if _ENVIRON_BINDING_KEY in environ:  # applied twice: the outer one bound it
             return self.app(environ, start_response)
 
-        # A request starts clean: it binds its own value, even "no session",
-        # whatever the worker thread or greenlet ran before it.
-        binding: SessionBinding | None = None
-        if not self._binds_nothing(environ):
-            resolution, binding = self._resolve(environ)
-            environ[ENVIRON_KEY] = resolution.session_id
-            if resolution.changes_response:
-                start_response = self._add_session_headers(start_response, resolution, binding)
-        environ[_ENVIRON_BINDING_KEY] = binding
-        token = bind(binding)
+        # A request starts clean, whatever the worker thread or greenlet ran
+        # before it (see _clean_start): another request's spans are left behind,
+        # and it binds its own value, even "no session".
+        request_context = enter_request()
         try:
-            result = self.app(environ, start_response)
+            binding: SessionBinding | None = None
+            if not self._binds_nothing(environ):
+                resolution, binding = self._resolve(environ)
+                environ[ENVIRON_KEY] = resolution.session_id
+                if resolution.changes_response:
+                    start_response = self._add_session_headers(start_response, resolution, binding)
+            environ[_ENVIRON_BINDING_KEY] = binding
+            token = bind(binding)
+            try:
+                result = self.app(environ, start_response)
+            finally:
+                unbind(token)
         finally:
-            unbind(token)
+            leave_request(request_context)
         if isinstance(result, list | tuple):
             # No close() and no code left to run later.
             return result

@@ -170,6 +170,9 @@ class Round:
             seen["later_in_earlier_session"] += 1
         if uploaded["trace"] in (probed["trace"], later["trace"]):
             seen["later_in_earlier_trace"] += 1
+        if self.stack == "fastapi" and None in (probed["trace"], later["trace"]):
+            # FastAPI's server span for this request, outside ours, stays the parent.
+            seen["server_span_lost"] += 1
         return seen
 
 
