@@ -25,6 +25,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.environment_variables import (
     OTEL_BSP_MAX_EXPORT_BATCH_SIZE,
     OTEL_BSP_MAX_QUEUE_SIZE,
+    OTEL_EXPORTER_OTLP_TIMEOUT,
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
 )
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import (
@@ -50,6 +52,9 @@ COMPLETE_MARKER_NAME: Final = "neatlogs.trace.complete"
 DEFAULT_MAX_QUEUE_SIZE: Final = 2048
 DEFAULT_MAX_EXPORT_BATCH_SIZE: Final = 512
 LOCAL_ENDPOINT: Final = "http://127.0.0.1:4318"
+#: The OTLP exporter's default timeout, and the variables it reads first.
+DEFAULT_EXPORT_TIMEOUT_S: Final = 10.0
+_TIMEOUT_VARIABLES: Final = (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT)
 _HTTP_ATTRIBUTE_KEYS: Final = (
     "http.request.method",
     "http.method",
@@ -174,15 +179,14 @@ def build_target(
     timeout_s: float | None,
 ) -> ExportTarget | None:
     """The exporter ``init()`` asked for; ``None`` means export nothing."""
-    watch = ExportWatch()
     if isinstance(exporter, SpanExporter):
         name = type(exporter).__name__
         fix = f'Check {name}, or pass exporter="none" to init() to stop exporting.'
-        return ExportTarget(exporter, ExportVoice(f"the exporter {name}", fix), watch)
+        return ExportTarget(exporter, ExportVoice(f"the exporter {name}", fix), ExportWatch())
     if exporter == "none":
         return None
     if exporter == "console":
-        return ExportTarget(ConsoleSpanExporter(), ExportVoice("the console", ""), watch)
+        return ExportTarget(ConsoleSpanExporter(), ExportVoice("the console", ""), ExportWatch())
     if exporter not in (None, "otlp"):
         raise ValueError(
             f"exporter must be 'otlp', 'console', 'none' or a SpanExporter, not {exporter!r}"
@@ -191,15 +195,34 @@ def build_target(
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     url = traces_url(endpoint)
+    # The exporter and our deadline on it read the same timeout.
+    watch = ExportWatch(export_timeout(timeout_s))
     quiet_while_exporting(OTLPSpanExporter.__module__)
     otlp = OTLPSpanExporter(
         endpoint=url,
         headers={"x-api-key": api_key} if api_key else None,
         compression=Compression.Gzip,
-        timeout=timeout_s,
+        timeout=watch.export_timeout_s,
         session=watch.session(),
     )
     return ExportTarget(otlp, ExportVoice(f"{url} (OTLP/HTTP)", _fix(url)), watch)
+
+
+def export_timeout(timeout_s: float | None) -> float:
+    """``export_timeout_s``, else the OTLP exporter's variables, else its 10 s."""
+    option, value = "export_timeout_s", timeout_s
+    if value is None:
+        option = next((name for name in _TIMEOUT_VARIABLES if os.environ.get(name)), "")
+        if not option:
+            return DEFAULT_EXPORT_TIMEOUT_S
+        text = os.environ[option]
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{option} must be a number of seconds, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{option} must be more than 0 seconds, not {value!r}")
+    return value
 
 
 def _fix(url: str) -> str:
@@ -310,6 +333,8 @@ class PipelineExporter(SpanExporter):
         # Speak before settling: a flush waiting on these spans returns after the line.
         if result is SpanExportResult.SUCCESS:
             self.voice.succeeded()
+            if outcome.trouble is not None:  # went through, yet the answer was not right
+                self.voice.answered_badly(outcome.trouble)
             stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
         else:
             if not self.watch.stopped:  # after shutdown, unsent_at_exit said it all

@@ -4,11 +4,12 @@ When the receiver is away, an operator needs one line that says where spans
 were going, what happened, how many were lost and what to change, not a
 line per retry. So the OTLP exporter's own log lines are held back while it
 exports for us, its HTTP requests go through a ``requests`` adapter that
-notes how each one ended (refused, timed out, an HTTP status), and one
-``ExportVoice`` turns those notes into at most one WARNING a minute per kind
-of trouble, and one INFO when export works again. All of it goes through
-public interfaces: ``logging`` filters, ``requests`` transport adapters and
-the exporter's ``session`` argument.
+keeps each within the export's deadline and notes how it ended (refused,
+timed out, an HTTP status, an answer cut short), and one ``ExportVoice``
+turns those notes into at most one WARNING a minute per kind of trouble, and
+one INFO when export works again. All of it goes through public interfaces:
+``logging`` filters, ``requests`` transport adapters and the exporter's
+``session`` argument.
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ from dataclasses import dataclass
 from typing import Final
 
 import requests
-from requests.adapters import HTTPAdapter
+
+from neatlogs_web._export_transport import (
+    AnswerCutOff,
+    BoundedAdapter,
+    RequestTimeout,
+    seconds_of,
+)
 
 logger = logging.getLogger("neatlogs_web")
 
 #: At most one WARNING per kind of trouble in this many seconds.
 REPORT_INTERVAL_S: Final = 60.0
-
-RequestTimeout = float | tuple[float | None, float | None] | None
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,22 @@ class Trouble:
 UNKNOWN: Final = Trouble("failure", "the exporter reported a failure")
 
 
+class NotSent(requests.ConnectTimeout):
+    """A request that never left: export is stopped, or its deadline passed."""
+
+
 def trouble_of(error: BaseException, timeout: RequestTimeout = None) -> Trouble:
     """Name what an exception raised while exporting means for the operator."""
-    waited = f" within {timeout:.2g} s" if isinstance(timeout, int | float) else ""
+    seconds = seconds_of(timeout)
+    waited = f" within {seconds:.2g} s" if seconds is not None else ""
+    if isinstance(error, NotSent):
+        return Trouble("timeout", str(error))
+    if isinstance(error, AnswerCutOff):
+        return Trouble(
+            "timeout",
+            f"no answer{waited}: the receiver accepted the connection but did not finish "
+            "replying, and the request was cut off",
+        )
     if isinstance(error, requests.ConnectTimeout):
         return Trouble("timeout", f"timed out connecting{waited}")
     if isinstance(error, requests.Timeout):
@@ -88,10 +106,12 @@ def trouble_of_status(status: int, reason: str | None) -> Trouble:
 
 
 class _Exporting(threading.local):
-    """Per thread: whether it is inside one of our exports, and how it went."""
+    """Per thread: whether it is inside one of our exports, how it went, and
+    when its time is up (``time.monotonic()``)."""
 
     active = False
     trouble: Trouble | None = None
+    deadline: float | None = None
 
 
 _exporting = _Exporting()
@@ -113,14 +133,17 @@ def quiet_while_exporting(logger_name: str) -> None:
 
 
 class ExportWatch:
-    """Notes how each export request ended, and bounds requests at shutdown.
+    """Gives each export request its time, and notes how it ended.
 
-    ``deadline`` (``time.monotonic()``) caps each request's timeout while the
-    process is stopping; once ``stop()`` is called, no request leaves at all,
-    so an exporter still retrying gives up at once.
+    Each export, its retries included, has ``export_timeout_s`` whatever the
+    receiver does: a request gets what is left of it, and is cut off when
+    that runs out. ``deadline`` (``time.monotonic()``) caps requests the same
+    way while the process is stopping; once ``stop()`` is called, no request
+    leaves at all, so an exporter still retrying gives up at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, export_timeout_s: float | None = None) -> None:
+        self.export_timeout_s = export_timeout_s
         self.deadline: float | None = None
         self.stopped = False
         #: How the latest request ended, retries included; ``None`` when it went through.
@@ -130,66 +153,60 @@ class ExportWatch:
     def exporting(self) -> Iterator[_Exporting]:
         """Around one inner export: holds back its log lines, collects its trouble."""
         _exporting.active, _exporting.trouble = True, None
+        if self.export_timeout_s is not None:
+            _exporting.deadline = time.monotonic() + self.export_timeout_s
         try:
             yield _exporting
         finally:
-            _exporting.active = False
+            _exporting.active, _exporting.deadline = False, None
 
     def stop(self) -> None:
         self.stopped = True
 
     def fit(self, timeout: RequestTimeout) -> RequestTimeout:
-        """``timeout`` shortened to what the shutdown deadline leaves."""
+        """``timeout`` shortened to what the export's deadline and the shutdown's leave."""
         if self.stopped:
-            raise requests.ConnectionError("neatlogs_web export stopped at shutdown")
-        deadline = self.deadline
-        if deadline is None or not isinstance(timeout, int | float):
+            raise NotSent("export was stopped at shutdown")
+        deadlines = [d for d in (self.deadline, _exporting.deadline) if d is not None]
+        if not deadlines:
             return timeout
-        remaining = deadline - time.monotonic()
+        remaining = min(deadlines) - time.monotonic()
         if remaining <= 0:
-            raise requests.ConnectTimeout("neatlogs_web shutdown deadline passed")
-        return min(timeout, remaining)
+            raise NotSent(
+                "no time was left for another attempt before the deadline "
+                "(export_timeout_s, or shutdown_timeout_s at shutdown)"
+            )
+        seconds = seconds_of(timeout)
+        return remaining if seconds is None else min(seconds, remaining)
 
     def note(self, trouble: Trouble | None) -> None:
         self.last_trouble = trouble
         if _exporting.active:
             _exporting.trouble = trouble
 
+    def failed(self, error: requests.RequestException, timeout: RequestTimeout) -> None:
+        if isinstance(error, NotSent) and _exporting.active and _exporting.trouble is not None:
+            return  # what stopped an earlier attempt says more about the receiver
+        self.note(trouble_of(error, timeout))
+
+    def answered(self, response: requests.Response, cut_short: str | None) -> None:
+        status = response.status_code
+        if not 200 <= status < 300:
+            self.note(trouble_of_status(status, response.reason))
+        elif cut_short is not None:
+            self.note(
+                Trouble("answer", f"its answer (HTTP {status}) {cut_short}; the rest was not read")
+            )
+        else:
+            self.note(None)
+
     def session(self) -> requests.Session:
-        """A ``requests`` session for the OTLP exporter, reporting to this watch."""
+        """A ``requests`` session for the OTLP exporter: bounded, and reporting to this watch."""
         session = requests.Session()
-        adapter = _WatchingAdapter(self)
+        adapter = BoundedAdapter(self)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         return session
-
-
-class _WatchingAdapter(HTTPAdapter):
-    """The standard transport adapter, telling the watch how each request ended."""
-
-    def __init__(self, watch: ExportWatch) -> None:
-        super().__init__()
-        self._watch = watch
-
-    def send(
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: RequestTimeout = None,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
-        proxies: dict[str, str] | None = None,
-    ) -> requests.Response:
-        watch = self._watch
-        try:
-            timeout = watch.fit(timeout)
-            response = super().send(request, stream, timeout, verify, cert, proxies)
-        except requests.RequestException as error:
-            watch.note(trouble_of(error, timeout))
-            raise
-        ok = 200 <= response.status_code < 300
-        watch.note(None if ok else trouble_of_status(response.status_code, response.reason))
-        return response
 
 
 class _Tally:
@@ -270,6 +287,19 @@ class ExportVoice:
             self.fix,
         )
 
+    def answered_badly(self, trouble: Trouble) -> None:
+        """An export went through, but the receiver answered in a way we would not read."""
+        with self._lock:
+            report = self._due(trouble.kind, 1)
+        if report is not None:
+            logger.warning(
+                "neatlogs_web exported spans to %s, but %s (%d such answers in total; next "
+                "report of it in a minute at the earliest). Check the receiver at that address.",
+                self.destination,
+                trouble.what,
+                report[1],
+            )
+
     def succeeded(self) -> None:
         """An export went through: say so once if a failure was reported before."""
         if not self._warned:
@@ -286,8 +316,12 @@ class ExportVoice:
 
     def _count(self, kind: str, spans: int) -> tuple[int, int] | None:
         with self._lock:
-            report = self._tallies.setdefault(kind, _Tally()).add(spans, time.monotonic())
+            report = self._due(kind, spans)
             if kind != "queue full":
                 self._lost_since_ok += spans
                 self._warned = self._warned or report is not None
         return report
+
+    def _due(self, kind: str, count: int) -> tuple[int, int] | None:
+        """Count ``count`` more of ``kind`` (under the lock); the report, when one is due."""
+        return self._tallies.setdefault(kind, _Tally()).add(count, time.monotonic())

@@ -13,6 +13,7 @@ process stops within ``shutdown_timeout_s`` whatever the receiver does.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -207,7 +208,7 @@ class _Pipeline:
 
 _pipeline: _Pipeline | None = None
 _pipeline_lock = threading.Lock()
-_atexit_registered = False
+_exit_flush_armed = False
 
 
 _default_stamper: Final = SessionSpanProcessor()
@@ -254,7 +255,7 @@ def init(
     ``auto_session`` or ``session_id`` set a process default session for work
     no request covers. See the README for every option.
     """
-    global _pipeline, _atexit_registered
+    global _pipeline, _exit_flush_armed
     arguments = dict(locals())
     if auto_session and session_id is not None:
         raise ValueError("init() takes auto_session or session_id, not both: drop one")
@@ -354,13 +355,43 @@ def init(
         set_default_session(
             new_session_id() if auto_session else session_id,
         )
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
+        if not _exit_flush_armed:
+            _flush_at_every_exit()
+            _exit_flush_armed = True
     if flush_on_sigterm:
         _flush_on_sigterm()
     logger.debug("neatlogs_web initialised: workflow=%s backend=%s", workflow, backend)
     return provider
+
+
+def _flush_at_every_exit() -> None:
+    """Have ``shutdown()`` run however this process, or a fork of it, leaves.
+
+    ``atexit`` runs only when the interpreter exits. A process ``multiprocessing``
+    started (granian's WSGI workers, for one) leaves by ``os._exit`` once its main
+    thread is done, and skips it. Both ways first wait for every non-daemon
+    thread, so one that waits for the main thread and then flushes covers either.
+    """
+    atexit.register(shutdown)
+    _flush_when_the_main_thread_ends()
+    if hasattr(os, "register_at_fork"):
+        # Threads do not survive fork(): a forked child waits with a thread of its own.
+        os.register_at_fork(after_in_child=_flush_when_the_main_thread_ends)
+
+
+def _flush_when_the_main_thread_ends() -> None:
+    main = threading.main_thread()
+    if not main.is_alive():  # already leaving: atexit is what is left
+        return
+
+    def flush_after_main() -> None:
+        main.join()
+        shutdown()
+
+    # Not a daemon: the process waits for it, whichever way it leaves.
+    waiter = threading.Thread(target=flush_after_main, name="neatlogs-web-exit-flush")
+    with contextlib.suppress(RuntimeError):  # no new threads this late in interpreter shutdown
+        waiter.start()
 
 
 def _flush_on_sigterm() -> None:

@@ -8,10 +8,15 @@ operator reads in the log.
 
 from __future__ import annotations
 
+import json
 import logging
+import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.context import Context
@@ -19,8 +24,17 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 import neatlogs_web
 from neatlogs_web import _export, sdk
-from tests.faulty_receivers import FAULTS, closed_port
+from tests.faulty_receivers import (
+    FAULTS,
+    Answer,
+    closed_port,
+    endless_body,
+    gzip_bomb,
+    hostile,
+    trickle,
+)
 from tests.otlp_receiver import OTLPReceiver
+from tests.servers import ROOT
 
 #: What a bounded call may take beyond its limit on a busy machine.
 MARGIN_S = 0.5
@@ -304,6 +318,19 @@ def test_bad_batching_options_say_what_to_change() -> None:
         neatlogs_web.init(exporter="none", shutdown_timeout_s=-1)
 
 
+def test_an_export_timeout_that_is_not_a_positive_number_stops_init(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exporter and the deadline put on it read the same timeout: one that
+    means nothing stops the app at startup, named, instead of a guess."""
+    with pytest.raises(ValueError, match="export_timeout_s must be more than 0 seconds"):
+        init("http://127.0.0.1:4318", export_timeout_s=0)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "ten")
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_TRACES_TIMEOUT must be a number"):
+        init("http://127.0.0.1:4318")
+    assert sdk.active_pipeline() is None
+
+
 def test_a_span_ended_by_a_finalizer_inside_the_export_counters_does_not_deadlock(
     receiver: OTLPReceiver,
 ) -> None:
@@ -369,3 +396,82 @@ def test_after_shutdown_the_apps_own_provider_flushes_without_waiting_on_us() ->
     assert time.monotonic() - started < MARGIN_S
     assert [span.name for span in app_spans.get_finished_spans()] == ["after"]
     provider.shutdown()
+
+
+#: Against a hostile receiver: each export's deadline (longer than the trickle's
+#: second between bytes, which no socket timeout then ends), and what its answer
+#: may cost in peak memory (the bomb alone would take 300 MiB, twice over while joined).
+HOSTILE_EXPORT_TIMEOUT_S = 2.0
+HOSTILE_RSS_GROWTH_MIB = 32
+#: What makes each hostile answer; whether the export counts as accepted (the
+#: status was 200 in time); and what the one warning says happened.
+HOSTILE: dict[str, tuple[Callable[[], Answer], bool, str]] = {
+    "gzip bomb": (gzip_bomb, True, "its answer (HTTP 200) was longer than 16 KiB"),
+    "endless body": (endless_body, True, "its answer (HTTP 200) was longer than 16 KiB"),
+    "answer at 1 byte/s": (
+        lambda: trickle(headers_first=False),
+        False,
+        "the receiver accepted the connection but did not finish replying",
+    ),
+    "body at 1 byte/s": (
+        lambda: trickle(headers_first=True),
+        True,
+        "its answer (HTTP 200) had not ended after",
+    ),
+}
+
+
+@pytest.mark.parametrize("answer", list(HOSTILE))
+def test_a_hostile_receiver_costs_an_export_no_more_than_its_deadline_and_a_few_kib(
+    answer: str,
+) -> None:
+    make_answer, accepted, what = HOSTILE[answer]
+    with hostile(make_answer()) as receiver:
+        # A fresh process, so that its peak resident size is this export's alone.
+        child = subprocess.run(
+            [sys.executable, "-c", _IN_A_FRESH_PROCESS, receiver.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert child.returncode == 0, child.stderr
+    cost = json.loads(child.stdout)
+    assert receiver.span_names == ["hostile"]
+    assert cost["flushed"] is accepted, cost
+    assert cost["export_s"] < HOSTILE_EXPORT_TIMEOUT_S + MARGIN_S, cost
+    assert cost["peak_rss_growth_mib"] < HOSTILE_RSS_GROWTH_MIB, cost
+    warnings = [line for line in child.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and what in warnings[0], child.stderr
+    assert f"{receiver.url}/v1/traces" in warnings[0]
+
+
+_IN_A_FRESH_PROCESS = (
+    "from tests.test_export import export_one_span_and_measure; export_one_span_and_measure()"
+)
+
+
+def export_one_span_and_measure() -> None:
+    """Export one span to ``sys.argv[1]`` and print, as JSON, what ``flush()`` said,
+    how long it took, and how much the peak resident size grew meanwhile."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    neatlogs_web.init(
+        endpoint=sys.argv[1],
+        export_timeout_s=HOSTILE_EXPORT_TIMEOUT_S,
+        schedule_delay_ms=60_000,
+        shutdown_timeout_s=0.5,
+        flush_on_sigterm=False,
+    )
+    with neatlogs_web.trace("hostile"):
+        pass
+    peak_before = _peak_rss()
+    started = time.monotonic()
+    flushed = neatlogs_web.flush(timeout_s=10)
+    took = time.monotonic() - started
+    growth = (_peak_rss() - peak_before) / 2**20
+    print(json.dumps({"flushed": flushed, "export_s": took, "peak_rss_growth_mib": growth}))
+
+
+def _peak_rss() -> int:
+    """The largest resident size this process had so far, in bytes (Linux counts KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -2,12 +2,14 @@
 
 Each server ends a process its own way: uvicorn re-raises the signal after its
 graceful stop (no ``atexit``), gunicorn workers leave through ``sys.exit``,
-waitress installs no handler at all. With a healthy receiver, the schedule
-delay is so long that nothing leaves before the signal except full batches,
-so what arrives was flushed on the way out. With a receiver that is down,
-never answers, is slow or answers 500 or 429, the process must still exit
-within ``init(shutdown_timeout_s=...)`` of its own stop, however many spans
-are queued.
+waitress installs no handler at all, and granian's WSGI workers, started by
+``multiprocessing``, leave by ``os._exit`` once their main thread is done
+(no ``atexit`` either, and granian's own SIGTERM handler). With a healthy
+receiver, the schedule delay is so long that nothing leaves before the signal
+except full batches, so what arrives was flushed on the way out. With a
+receiver that is down, never answers, is slow or answers 500 or 429, the
+process must still exit within ``init(shutdown_timeout_s=...)`` of its own
+stop, however many spans are queued.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ CASES = [
     ("gunicorn-sync", SERVED_WSGI),
     ("gunicorn-gthread", SERVED_WSGI),
     ("waitress", SERVED_WSGI),
+    ("granian-wsgi", SERVED_WSGI),
 ]
 APPS = dict(CASES)
 #: The long run measures init()'s default deadline; the quick one a shorter one.
@@ -48,6 +51,7 @@ EXIT_CASES = (
         ("uvicorn", "HTTP 500"),
         ("gunicorn-sync", "closed port"),
         ("waitress", "HTTP 429"),
+        ("granian-wsgi", "black hole"),
     ]
 )
 
