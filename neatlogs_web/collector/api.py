@@ -14,20 +14,23 @@ import base64
 import binascii
 import dataclasses
 import functools
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import grouping
+from .limits import MAX_ANSWER_BYTES, MAX_NAME
 from .otlp import SPAN_KINDS, STATUS_CODES, Span
 from .store import Entry, SessionFilter, SessionRow, Store, TokenTotals, TraceRow
 
 RowT = TypeVar("RowT", SessionRow, TraceRow)
+ItemT = TypeVar("ItemT")
 
 DEFAULT_LIMIT = 50
 #: A session's turns per page: enough for most conversations in one answer.
@@ -36,6 +39,12 @@ MAX_LIMIT = 500
 #: Sessions without a turn are counted up to this many for the page's toggle.
 COUNT_CAP = 1000
 FACETS_LIMIT = 200
+#: Background traces shown per turn; `parts_omitted` counts the others.
+PARTS_LIMIT = 100
+#: Search text, filters and ids: every session id, end user and workflow the store
+#: files traces under fits (they are cut to this length at ingest).
+TEXT_LIMIT = MAX_NAME
+_LIMIT_DIGITS = len(str(MAX_LIMIT))
 
 
 class BadQuery(ValueError):
@@ -68,9 +77,9 @@ class Api:
             limit = _limit(params.get("limit"))
             before = _decode_cursor(params.get("before"))
             where = SessionFilter(
-                query=params.get("q") or None,
-                workflow=params.get("workflow") or None,
-                end_user=params.get("user") or None,
+                query=_text(params, "q"),
+                workflow=_text(params, "workflow"),
+                end_user=_text(params, "user"),
                 with_turns=_flag(params, "turns"),
                 errors=_flag(params, "errors"),
                 since_ns=_time(params, "since"),
@@ -91,13 +100,14 @@ class Api:
             answer["without_turns"] = max(every - with_turns, 0)
         return JSONResponse(answer)
 
-    def get_session(self, request: Request) -> JSONResponse:
+    def get_session(self, request: Request) -> Response:
         """One session with a page of its conversation: user turns (each with the
         request that carried it and its background work) and requests no turn claims,
         in time order."""
         session_id: str = request.path_params["session_id"]
         params = request.query_params
         try:
+            _check_length(session_id, "session id")
             limit = _limit(params.get("limit"), SESSION_TRACES_LIMIT)
             after = _decode_cursor(params.get("after"), "after")
         except BadQuery as exc:
@@ -105,13 +115,13 @@ class Api:
         found = self._store.session(session_id, limit=limit, after=after)
         if found is None:
             return _error(404, f"no session {session_id!r}")
-        return JSONResponse(
-            {
-                **session_json(found.session),
-                "traces": [entry_json(entry) for entry in found.entries],
-                "next": _cursor(found.next_key),
-            }
-        )
+        entries, left_out = _within_budget(found.entries, entry_json)
+        next_key = found.next_key
+        if left_out:
+            # The page ends early; the next one starts after its last entry's turn.
+            next_key = _trace_key(found.entries[len(entries) - 1].trace)
+        fields = {**session_json(found.session), "next": _cursor(next_key)}
+        return _answer(fields, "traces", entries)
 
     def get_facets(self, request: Request) -> JSONResponse:
         """The end users and workflows seen, for the page's filters."""
@@ -133,14 +143,21 @@ class Api:
         page, cursor = _page(rows, limit, _trace_key)
         return JSONResponse({"traces": [trace_json(row) for row in page], "next": cursor})
 
-    def get_trace(self, request: Request) -> JSONResponse:
-        """One trace with every span (the neatlogs completion marker left out)."""
+    def get_trace(self, request: Request) -> Response:
+        """One trace with its spans by start time (the neatlogs completion marker left
+        out), as many as `MAX_ANSWER_BYTES` holds; `spans_omitted` counts the rest."""
         trace_id: str = request.path_params["trace_id"].lower()
-        found = self._store.trace(trace_id)
+        try:
+            _check_length(trace_id, "trace id")
+        except BadQuery as exc:
+            return _error(400, str(exc))
+        found = self._store.trace(trace_id, max_bytes=MAX_ANSWER_BYTES)
         if found is None:
             return _error(404, f"no trace {trace_id!r}")
         row, spans = found
-        return JSONResponse({**trace_json(row), "spans": [span_json(span) for span in spans]})
+        encoded, _ = _within_budget(spans, span_json)
+        fields = {**trace_json(row), "spans_omitted": row.span_count - len(encoded)}
+        return _answer(fields, "spans", encoded)
 
 
 def session_json(row: SessionRow) -> dict[str, Any]:
@@ -166,7 +183,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     """A row of a session's conversation: a turn, or a request no turn claims."""
     answer = trace_json(entry.trace)
     answer["request"] = trace_json(entry.request) if entry.request is not None else None
-    answer["parts"] = [trace_json(part) for part in entry.parts]
+    answer["parts"] = [trace_json(part) for part in entry.parts[:PARTS_LIMIT]]
+    answer["parts_omitted"] = max(len(entry.parts) - PARTS_LIMIT, 0)
     return answer
 
 
@@ -265,10 +283,56 @@ def _tokens(tokens: TokenTotals) -> dict[str, int | None] | None:
 def _limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     if raw is None or raw == "":
         return default
-    # isdigit() alone takes "²" and other Unicode digits that int() reads differently.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone takes "²" and other Unicode digits that int() reads differently;
+    # int() refuses thousands of digits.
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw.lstrip("0")) > _LIMIT_DIGITS
+        or not 1 <= int(raw) <= MAX_LIMIT
+    ):
         raise BadQuery(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(raw)
+
+
+def _text(params: Any, name: str) -> str | None:
+    """A text parameter, None when empty."""
+    raw: str | None = params.get(name) or None
+    if raw is not None:
+        _check_length(raw, name)
+    return raw
+
+
+def _check_length(raw: str, name: str) -> None:
+    # SQLite refuses a LIKE pattern past 50,000 bytes; no stored key is longer than this.
+    if len(raw) > TEXT_LIMIT:
+        raise BadQuery(f"{name} must be at most {TEXT_LIMIT} characters, not {len(raw)}")
+
+
+# The encoding JSONResponse uses, so that pieces encoded apart join into one answer.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _within_budget(
+    items: Iterable[ItemT], to_json: Callable[[ItemT], dict[str, Any]]
+) -> tuple[list[bytes], bool]:
+    """Each item's JSON, in order, while they fit in `MAX_ANSWER_BYTES` (the first
+    always does, so an answer is never empty); and whether items were left out."""
+    encoded: list[bytes] = []
+    size = 0
+    for item in items:
+        data = _ENCODER.encode(to_json(item)).encode()
+        size += len(data) + 1  # and its comma
+        if encoded and size > MAX_ANSWER_BYTES:
+            return encoded, True
+        encoded.append(data)
+    return encoded, False
+
+
+def _answer(fields: dict[str, Any], key: str, encoded: list[bytes]) -> Response:
+    """The JSON object of `fields` with the already encoded items under `key`."""
+    head = _ENCODER.encode(fields).encode()
+    body = b"".join((head[:-1], f',"{key}":['.encode(), b",".join(encoded), b"]}"))
+    return Response(body, media_type="application/json")
 
 
 def _page(

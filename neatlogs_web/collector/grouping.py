@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .limits import clip_name
 from .otlp import Span
 
 #: Session keys, most specific first: the OpenTelemetry convention, the neatlogs
@@ -312,9 +313,8 @@ def readable(value: Any) -> str | None:
         stripped = text.strip()
         if not stripped.startswith(("{", "[")):
             return text
-        try:
-            value = json.loads(stripped)
-        except ValueError:
+        value = _parsed(stripped)
+        if value is None:
             return text
     if value is None:
         return None
@@ -348,10 +348,7 @@ def _messages(
 ) -> list[Message]:
     raw = attributes.get(json_key)
     if isinstance(raw, str):
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            document = None
+        document = _parsed(raw)
         if isinstance(document, list):
             found = _json_messages(document)
             if found:
@@ -414,24 +411,43 @@ def _text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _parsed(text: str) -> Any:
+    """JSON text as a value, or None if it is not JSON or nests too deep to read."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def _first_str(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    """The first of these keys' string values, cut as names are (traces are filed under
+    it: a session, an end user, a workflow)."""
     for key in keys:
         value = attributes.get(key)
         if isinstance(value, str) and value:
-            return value
+            return clip_name(value)
     return None
 
 
+#: Counts (tokens, an HTTP status) are read up to this: more than any model call uses,
+#: so a session's sums stay far inside SQLite's 64-bit integers.
+_MAX_COUNT = 2**32
+_MAX_COUNT_DIGITS = len(str(_MAX_COUNT))
+
+
 def _first_int(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    """The first of these keys' values that is a count; a value out of range is none."""
     for key in keys:
         value = attributes.get(key)
-        # bool is an int subclass, and a flag is no token count.
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
+        if isinstance(value, bool):
+            continue  # bool is an int subclass, and a flag is no token count
         if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
+            value = int(value)
+        # isdigit() alone takes "²", which int() refuses; a long string is no count.
+        elif isinstance(value, str) and value.isascii() and value.isdigit():
+            value = int(value) if len(value) <= _MAX_COUNT_DIGITS else None
+        if isinstance(value, int) and 0 <= value < _MAX_COUNT:
+            return value
     return None
 
 

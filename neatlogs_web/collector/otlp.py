@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -20,7 +20,22 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
+
+from . import export_size
+from .limits import (
+    MAX_ATTRIBUTES,
+    MAX_DEPTH,
+    MAX_EVENTS,
+    MAX_ITEMS,
+    MAX_LINKS,
+    MAX_NAME,
+    MAX_STRING,
+    TRUNCATED_KEY,
+    Cuts,
+    clip,
+)
 
 Format = Literal["protobuf", "json"]
 
@@ -41,16 +56,22 @@ class MalformedRequest(ValueError):
     """The body is not an OTLP trace export request; the sender gets a 400 with this text."""
 
 
-#: Events, links and attributes one span may bring on average, for the request bound.
-PARTS_PER_SPAN: Final = 20
+#: Parts (events, links, attributes and the items of their values) one span may bring
+#: on average, for the request bound: room for a batch of spans that each carry an
+#: embedding vector of a few thousand numbers.
+PARTS_PER_SPAN: Final = 50
+#: A JSON object costs about four times the memory of a protobuf message once parsed,
+#: so a JSON request may hold half as many objects and arrays as a protobuf one parts.
+_JSON_CONTAINERS_PER_SPAN: Final = PARTS_PER_SPAN // 2
 
 
-class TooManySpans(ValueError):
-    """The request carries more spans than one request may; the sender gets a 413."""
+class TooLarge(ValueError):
+    """The request carries more than one request may; the sender gets a 413."""
 
-    def __init__(self, count: int, limit: int, detail: str | None = None) -> None:
-        what = detail or f"{count} spans in one request is over the collector's limit of {limit}"
-        super().__init__(f"{what}: send smaller batches")
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(
+            f"over the collector's limit of {limit} {what} in one request: send smaller batches"
+        )
 
 
 @dataclass(slots=True)
@@ -88,20 +109,16 @@ class Batch:
 
 def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
     """Parse one export request body; raise `MalformedRequest` if it is not one, and
-    `TooManySpans` if it holds more than `max_spans`, before any span is built."""
-    request = _parse_protobuf(body) if fmt == "protobuf" else _parse_json(body, max_spans)
-    if max_spans is not None:
-        _check_size(request, max_spans)
+    `TooLarge` if it holds more than `max_spans` spans (or their parts), before
+    anything is built. What a span carries past the bounds of `limits` is cut."""
+    parse = _parse_protobuf if fmt == "protobuf" else _parse_json
+    request = parse(body, max_spans)
     spans: list[Span] = []
     rejected = 0
     for resource_spans in request.resource_spans:
-        resource = attributes_to_dict(resource_spans.resource.attributes)
+        resource = _resource(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scope = {
-                "name": scope_spans.scope.name,
-                "version": scope_spans.scope.version,
-                "attributes": attributes_to_dict(scope_spans.scope.attributes),
-            }
+            scope = _scope(scope_spans.scope)
             for span in scope_spans.spans:
                 # Each field read on a protobuf message builds a new Python object: read
                 # each once.
@@ -122,38 +139,26 @@ def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
                 status = span.status
                 events = span.events
                 links = span.links
+                # What the bounds cut from this span, its events and links.
+                cuts = Cuts()
+                attributes = attributes_to_dict(span.attributes, cuts)
+                name = clip(span.name, MAX_NAME, cuts)
+                status_message = clip(status.message, MAX_STRING, cuts)
                 spans.append(
                     Span(
                         trace_id=trace_id.hex(),
                         span_id=span_id.hex(),
                         parent_span_id=parent.hex() or None,
-                        name=span.name,
+                        name=name,
                         kind=span.kind,
                         start_ns=start if start < _MAX_NS else _MAX_NS,
                         end_ns=min(max(end, start), _MAX_NS),
                         status_code=status.code,
-                        status_message=status.message,
-                        attributes=attributes_to_dict(span.attributes),
-                        events=[
-                            {
-                                "name": event.name,
-                                "time_ns": min(event.time_unix_nano, _MAX_NS),
-                                "attributes": attributes_to_dict(event.attributes),
-                            }
-                            for event in events
-                        ]
-                        if events
-                        else [],
-                        links=[
-                            {
-                                "trace_id": link.trace_id.hex(),
-                                "span_id": link.span_id.hex(),
-                                "attributes": attributes_to_dict(link.attributes),
-                            }
-                            for link in links
-                        ]
-                        if links
-                        else [],
+                        status_message=status_message,
+                        events=_events(events, cuts) if events else [],
+                        links=_links(links, cuts) if links else [],
+                        # After events and links: the mark counts their cuts too.
+                        attributes=_marked(attributes, cuts),
                         resource=resource,
                         scope=scope,
                     )
@@ -173,59 +178,127 @@ def encode_response(batch: Batch, fmt: Format) -> bytes:
     return json.dumps(json_format.MessageToDict(response)).encode()
 
 
-def attributes_to_dict(attributes: Iterable[KeyValue]) -> dict[str, Any]:
-    """OTLP key/value pairs as a dict; a repeated key keeps its last value, as SDKs do."""
-    return {kv.key: any_value(kv.value) for kv in attributes}
+def attributes_to_dict(
+    attributes: Sequence[KeyValue], cuts: Cuts, limit: int = MAX_ATTRIBUTES, depth: int = 0
+) -> dict[str, Any]:
+    """OTLP key/value pairs as a dict; a repeated key keeps its last value, as SDKs do.
+    Pairs past `limit` are left out and counted in `cuts`."""
+    if len(attributes) > limit:
+        if depth:  # the pairs of a key/value list value are its items
+            cuts.items += len(attributes) - limit
+        else:
+            cuts.attributes += len(attributes) - limit
+        attributes = attributes[:limit]
+    return {kv.key: any_value(kv.value, cuts, depth) for kv in attributes}
 
 
-def any_value(value: AnyValue) -> Any:
-    """An OTLP `AnyValue` as the JSON value a reader expects (bytes as base64)."""
+def any_value(value: AnyValue, cuts: Cuts, depth: int = 0) -> Any:
+    """An OTLP `AnyValue` as the JSON value a reader expects (bytes as base64), cut to
+    the bounds of `limits`; `depth` is how many arrays and lists it is inside."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
-    if kind == "array_value":
-        return [any_value(item) for item in value.array_value.values]
-    if kind == "kvlist_value":
-        return attributes_to_dict(value.kvlist_value.values)
+    if kind == "string_value":
+        return clip(value.string_value, MAX_STRING, cuts)
+    if kind == "array_value" or kind == "kvlist_value":
+        if depth >= MAX_DEPTH:
+            cuts.nested += 1
+            return None
+        if kind == "kvlist_value":
+            return attributes_to_dict(value.kvlist_value.values, cuts, MAX_ITEMS, depth + 1)
+        items: Sequence[AnyValue] = value.array_value.values
+        if len(items) > MAX_ITEMS:
+            cuts.items += len(items) - MAX_ITEMS
+            items = items[:MAX_ITEMS]
+        return [any_value(item, cuts, depth + 1) for item in items]
     if kind == "bytes_value":
-        return base64.b64encode(value.bytes_value).decode()
+        data = value.bytes_value
+        if len(data) > MAX_STRING:
+            cuts.characters += len(data) - MAX_STRING
+            data = data[:MAX_STRING]
+        return base64.b64encode(data).decode()
     if kind == "double_value" and not math.isfinite(value.double_value):
         # JSON has no NaN or Infinity; a browser would refuse the whole document.
         return str(value.double_value)
     return getattr(value, kind)
 
 
-def _check_size(request: ExportTraceServiceRequest, max_spans: int) -> None:
-    """Bound what one request may cost before any span is built: its spans, and the
-    events, links and attributes they carry (each a few bytes on the wire, each a
-    Python object and a stored row once decoded)."""
-    all_spans = [
-        span
-        for resource_spans in request.resource_spans
-        for scope_spans in resource_spans.scope_spans
-        for span in scope_spans.spans
+def _marked(attributes: dict[str, Any], cuts: Cuts) -> dict[str, Any]:
+    """The attributes of a span, resource or scope, saying under `TRUNCATED_KEY` what
+    the bounds cut from it."""
+    if cuts:
+        attributes[TRUNCATED_KEY] = cuts.counts()
+    return attributes
+
+
+def _resource(attributes: Sequence[KeyValue]) -> dict[str, Any]:
+    cuts = Cuts()
+    return _marked(attributes_to_dict(attributes, cuts), cuts)
+
+
+def _scope(scope: InstrumentationScope) -> dict[str, Any]:
+    cuts = Cuts()
+    attributes = attributes_to_dict(scope.attributes, cuts)
+    name = clip(scope.name, MAX_NAME, cuts)
+    version = clip(scope.version, MAX_NAME, cuts)
+    return {"name": name, "version": version, "attributes": _marked(attributes, cuts)}
+
+
+def _events(events: Sequence[ProtoSpan.Event], cuts: Cuts) -> list[dict[str, Any]]:
+    if len(events) > MAX_EVENTS:
+        cuts.events += len(events) - MAX_EVENTS
+        events = events[:MAX_EVENTS]
+    return [
+        {
+            "name": clip(event.name, MAX_NAME, cuts),
+            "time_ns": min(event.time_unix_nano, _MAX_NS),
+            "attributes": attributes_to_dict(event.attributes, cuts),
+        }
+        for event in events
     ]
-    if len(all_spans) > max_spans:
-        raise TooManySpans(len(all_spans), max_spans)
-    parts = sum(len(s.events) + len(s.links) + len(s.attributes) for s in all_spans)
-    limit = max_spans * PARTS_PER_SPAN
-    if parts > limit:
-        raise TooManySpans(
-            len(all_spans),
-            max_spans,
-            detail=f"{parts} events, links and attributes in one request is over the "
-            f"collector's limit of {limit}",
-        )
 
 
-def _parse_protobuf(body: bytes) -> ExportTraceServiceRequest:
+def _links(links: Sequence[ProtoSpan.Link], cuts: Cuts) -> list[dict[str, Any]]:
+    if len(links) > MAX_LINKS:
+        cuts.links += len(links) - MAX_LINKS
+        links = links[:MAX_LINKS]
+    return [
+        {
+            "trace_id": link.trace_id.hex(),
+            "span_id": link.span_id.hex(),
+            "attributes": attributes_to_dict(link.attributes, cuts),
+        }
+        for link in links
+    ]
+
+
+def _parse_protobuf(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
+    if max_spans is not None:
+        _check_protobuf_size(body, max_spans)
     try:
         return ExportTraceServiceRequest.FromString(body)
     except (DecodeError, RecursionError) as exc:
         raise MalformedRequest(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from exc
 
 
+def _check_protobuf_size(body: bytes, max_spans: int) -> None:
+    """Refuse a request with too many spans or parts before protobuf builds them."""
+    max_parts = max_spans * PARTS_PER_SPAN
+    try:
+        size = export_size.protobuf_size(body, max_spans=max_spans, max_parts=max_parts)
+    except export_size.MalformedWire as exc:
+        raise MalformedRequest(f"body is not a protobuf ExportTraceServiceRequest: {exc}") from exc
+    if size.spans > max_spans:
+        raise TooLarge("spans", max_spans)
+    if size.parts > max_parts:
+        raise TooLarge("events, links and attributes (and items of their values)", max_parts)
+
+
 def _parse_json(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest:
+    if max_spans is not None:
+        limit = max_spans * _JSON_CONTAINERS_PER_SPAN
+        if export_size.json_containers(body, limit) > limit:
+            raise TooLarge("JSON objects and arrays", limit)
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:  # bad bytes, bad JSON, a 5,000-digit number
@@ -235,7 +308,7 @@ def _parse_json(body: bytes, max_spans: int | None) -> ExportTraceServiceRequest
     try:
         count = _hex_ids_to_base64(document)
         if max_spans is not None and count > max_spans:
-            raise TooManySpans(count, max_spans)
+            raise TooLarge("spans", max_spans)
         return json_format.ParseDict(
             document, ExportTraceServiceRequest(), ignore_unknown_fields=True
         )

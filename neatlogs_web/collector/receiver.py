@@ -2,9 +2,9 @@
 
 Every bad request is answered and forgotten: the body is bounded while it is read and
 decompressed as it arrives (a small body that would inflate past the limit is refused
-at the limit, never inflated whole), the spans of one request are counted before any
-is built, errors come back in the encoding the sender used, and nothing a sender does
-can stop the receiver or touch what is already stored.
+at the limit, never inflated whole), the spans and parts of one request are counted
+on the wire before any is built, errors come back in the encoding the sender used, and
+nothing a sender does can stop the receiver or touch what is already stored.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class TraceReceiver:
         except ClientDisconnect:
             # The sender is gone; whatever it sent is dropped and nobody reads the answer.
             return Response(status_code=400)
-        except otlp.TooManySpans as exc:
+        except otlp.TooLarge as exc:
             return _error(413, str(exc), fmt)
         except otlp.MalformedRequest as exc:
             return _error(400, str(exc), fmt)

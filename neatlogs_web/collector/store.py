@@ -602,8 +602,9 @@ class Store:
         with self._reading() as connection:
             return [_trace_row(row) for row in connection.execute(sql, params)]
 
-    def trace(self, trace_id: str) -> tuple[TraceRow, list[Span]] | None:
-        """A trace and its spans by start time (markers left out), or None if unknown."""
+    def trace(self, trace_id: str, *, max_bytes: int) -> tuple[TraceRow, list[Span]] | None:
+        """A trace and its spans by start time (markers left out), or None if unknown;
+        reading stops at the span whose stored JSON passes `max_bytes` in all."""
         with self._reading() as connection:
             row = connection.execute(
                 f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id = ? AND span_count > 0",
@@ -611,7 +612,8 @@ class Store:
             ).fetchone()
             if row is None:
                 return None
-            spans = connection.execute(
+            spans, size = [], 0
+            for span in connection.execute(
                 "SELECT s.trace_id, s.span_id, s.parent_span_id, s.name, s.kind,"
                 " s.start_ns, s.end_ns,"
                 " s.status_code, s.status_message, s.attributes, s.events, s.links,"
@@ -621,8 +623,12 @@ class Store:
                 " JOIN scopes AS c ON c.id = s.scope_id"
                 " WHERE s.trace_id = ? AND NOT s.marker ORDER BY s.start_ns, s.span_id",
                 (trace_id,),
-            ).fetchall()
-        return _trace_row(row), [_span_row(span) for span in spans]
+            ):
+                spans.append(_span_row(span))
+                size += sum(len(text) for text in span[8:])
+                if size > max_bytes:
+                    break
+        return _trace_row(row), spans
 
     # -- connections -----------------------------------------------------------------
 

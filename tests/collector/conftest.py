@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import psutil
 import pytest
 import uvicorn
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -19,6 +24,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from starlette.testclient import TestClient
 
 from neatlogs_web.collector import Store, create_app
+
+ResultT = TypeVar("ResultT")
 
 
 @pytest.fixture
@@ -74,6 +81,64 @@ class LiveCollector:
 
     def get(self, path: str, **params: str) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=10)
+
+
+class CollectorProcess:
+    """`neatlogs-web serve` in a process of its own, so its memory is its own to measure."""
+
+    def __init__(self, db: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "neatlogs_web", "serve", "--port", str(port), "--db", str(db)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.process = psutil.Process(self._popen.pid)
+        for _ in range(400):
+            try:
+                httpx.get(self.url + "/api/sessions", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.025)
+        self.stop()
+        raise RuntimeError("the collector process did not start")
+
+    def peak_growth(self, call: Callable[[], ResultT]) -> tuple[ResultT, int]:
+        """What `call` returns, and how far above its RSS before the call the
+        collector's RSS went while it ran (sampled every few milliseconds)."""
+        before = self.process.memory_info().rss
+        peak = before
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, self.process.memory_info().rss)
+                done.wait(0.002)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            result = call()
+        finally:
+            done.set()
+            sampler.join()
+        return result, peak - before
+
+    def stop(self) -> None:
+        self._popen.terminate()
+        self._popen.wait(10)
+
+
+@pytest.fixture
+def collector_process(tmp_path: Path) -> Iterator[CollectorProcess]:
+    process = CollectorProcess(tmp_path / "process.db")
+    yield process
+    process.stop()
 
 
 @pytest.fixture

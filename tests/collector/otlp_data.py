@@ -8,8 +8,14 @@ import time
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span, Status
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+)
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 _ids = itertools.count(1)
 BASE_NS = 1_700_000_000_000_000_000
@@ -89,6 +95,39 @@ def request(
 
 def protobuf(*spans: Span, resource: dict[str, Any] | None = None, scope: str = "tests") -> bytes:
     return request(*spans, resource=resource, scope=scope).SerializeToString()
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """One protobuf field of wire type 2: its tag, its length as a varint, `payload`."""
+    header = bytearray([field << 3 | 2])
+    size = len(payload)
+    while size >= 0x80:
+        header.append(size & 0x7F | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header) + payload
+
+
+def with_empty_items(span: Span, key: str, count: int) -> bytes:
+    """A protobuf request of `span` plus an attribute `key` whose array holds `count`
+    empty values, written without building them.
+
+    Serialized messages concatenate into one that has the repeated fields of both, so
+    the array is one empty item's bytes, repeated, and each enclosing message is
+    written around it field by field.
+    """
+    one_item = ArrayValue(values=[AnyValue()]).SerializeToString()
+    attribute = KeyValue(key=key).SerializeToString() + length_delimited(
+        2, length_delimited(5, one_item * count)
+    )
+    span_bytes = span.SerializeToString() + length_delimited(9, attribute)
+    scope_spans = ScopeSpans(scope=InstrumentationScope(name="tests")).SerializeToString()
+    resource_spans = ResourceSpans(resource=Resource(attributes=kvs({"service.name": "tests"})))
+    return length_delimited(
+        1,
+        resource_spans.SerializeToString()
+        + length_delimited(2, scope_spans + length_delimited(2, span_bytes)),
+    )
 
 
 def otlp_json(spans: list[dict[str, Any]], resource: dict[str, Any] | None = None) -> bytes:

@@ -109,6 +109,7 @@ def test_session_detail_lists_traces_in_time_order(client: TestClient) -> None:
         "http_status",
         "request",
         "parts",
+        "parts_omitted",
     }
     assert (first["duration_ms"], first["span_count"], first["status"]) == (1500.0, 1, "UNSET")
     assert body["traces"][1]["status"] == "ERROR"
@@ -251,6 +252,7 @@ def test_a_sessions_traces_page_in_time_order_with_after(client: TestClient) -> 
     [
         "limit=0",
         "limit=501",
+        "limit=" + "9" * 5000,  # more digits than int() reads
         "limit=%C2%B2",  # "²" is a digit to str.isdigit(), not to int()
         "limit=%D9%A3",  # an Arabic-Indic 3
         "after=%%%",
@@ -336,11 +338,25 @@ def test_unknown_ids_are_404_json(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "name"), [("/api/sessions/", "session id"), ("/api/traces/", "trace id")]
+)
+def test_an_id_longer_than_any_stored_is_400_naming_its_limit(
+    client: TestClient, path: str, name: str
+) -> None:
+    response = client.get(path + "a" * 1_001)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{name} must be at most 1000 characters, not 1001"}
+    assert client.get(path + "a" * 1_000).status_code == 404
+
+
+@pytest.mark.parametrize(
     "query",
     [
         "limit=0",
         "limit=501",
         "limit=ten",
+        "limit=" + "9" * 5000,  # more digits than int() reads
         "before=%%%",
         "before=bm90LWEtY3Vyc29y",
         "before=" + base64.urlsafe_b64encode(b"99999999999999999999:x").decode(),

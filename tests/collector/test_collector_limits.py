@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 import httpx
 import psutil
 import pytest
+from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import LiveCollector
+from tests.collector.conftest import CollectorProcess, LiveCollector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MIB = 1024 * 1024
@@ -138,3 +139,100 @@ def test_a_request_with_too_many_spans_is_413_before_they_are_built(
     ok = httpx.post(collector.url + "/v1/traces", content=span_body("after"), headers=PROTOBUF)
     assert ok.status_code == 200
     assert collector.get("/api/sessions/after").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("q", "a" * 50_000),
+        ("q", "%_" * 12_500),  # LIKE wildcards, each escaped to two bytes of the pattern
+        ("workflow", "w" * 50_000),
+        ("user", "u" * 50_000),
+    ],
+)
+def test_a_search_or_filter_longer_than_1000_characters_is_400_naming_its_limit(
+    collector: LiveCollector, name: str, value: str
+) -> None:
+    # SQLite refuses a LIKE pattern over 50,000 bytes; that used to be a 500.
+    sent = httpx.post(collector.url + "/v1/traces", content=span_body("s"), headers=PROTOBUF)
+    assert sent.status_code == 200
+
+    response = collector.get("/api/sessions", **{name: value})
+
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{name} must be at most 1000 characters, not {len(value)}"}
+    assert collector.get("/api/sessions", **{name: value[:1000]}).status_code == 200
+
+
+def test_a_gzip_export_of_millions_of_empty_array_items_is_413_in_bounded_memory(
+    collector_process: CollectorProcess,
+) -> None:
+    # The review's export: 14 KiB of gzip, 14.3 MiB inflated (under the 16 MiB limit),
+    # one attribute holding 7.5 million empty values. It once took the collector from
+    # 51 to 497 MiB and made its trace's answer 35.8 MiB.
+    span = otlp.span("bomb", attributes={"session.id": "bomb"})
+    body = gzip.compress(otlp.with_empty_items(span, "big", 7_500_000))
+    assert len(body) < 16 * 1024
+
+    response, grown = collector_process.peak_growth(
+        lambda: httpx.post(
+            collector_process.url + "/v1/traces",
+            content=body,
+            headers={**PROTOBUF, "Content-Encoding": "gzip"},
+            timeout=60,
+        )
+    )
+
+    assert response.status_code == 413
+    assert "events, links and attributes" in Status.FromString(response.content).message
+    assert grown < 96 * MIB, f"RSS grew {grown / MIB:.0f} MiB"
+    url = collector_process.url
+    assert httpx.get(f"{url}/api/traces/{span.trace_id.hex()}").status_code == 404
+    after = httpx.post(url + "/v1/traces", content=span_body("after"), headers=PROTOBUF)
+    assert after.status_code == 200
+
+
+def test_a_json_export_of_millions_of_empty_objects_is_413_in_bounded_memory(
+    collector_process: CollectorProcess,
+) -> None:
+    items = b",".join([b"{}"] * 2_000_000)
+    attribute = b'{"key": "big", "value": {"arrayValue": {"values": [' + items + b"]}}}"
+    document = otlp.otlp_json([{"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x"}])
+    body = document.replace(b'"name": "x"', b'"name": "x", "attributes": [' + attribute + b"]")
+
+    response, grown = collector_process.peak_growth(
+        lambda: httpx.post(
+            collector_process.url + "/v1/traces",
+            content=gzip.compress(body),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            timeout=60,
+        )
+    )
+
+    assert response.status_code == 413
+    assert "JSON objects and arrays" in response.json()["error"]
+    assert grown < 96 * MIB, f"RSS grew {grown / MIB:.0f} MiB"
+
+
+def test_an_export_under_the_request_bound_lands_with_its_array_cut_to_10000_items(
+    collector: LiveCollector,
+) -> None:
+    span = otlp.span("wide", attributes={"session.id": "wide", "kept": "yes"})
+    body = gzip.compress(otlp.with_empty_items(span, "big", 900_000))
+
+    response = httpx.post(
+        collector.url + "/v1/traces",
+        content=body,
+        headers={**PROTOBUF, "Content-Encoding": "gzip"},
+        timeout=60,
+    )
+    answer = collector.get("/api/traces/" + span.trace_id.hex())
+
+    assert response.status_code == 200
+    assert answer.status_code == 200
+    assert len(answer.content) < 256 * 1024  # 900,000 nulls were 4.5 MB
+    (stored,) = answer.json()["spans"]
+    assert stored["attributes"]["big"] == [None] * 10_000
+    assert stored["attributes"]["kept"] == "yes"
+    assert stored["attributes"]["neatlogs.collector.truncated"] == {"items": 890_000}
+    assert collector.get("/api/sessions/wide").json()["span_count"] == 1

@@ -402,7 +402,7 @@ function turnRow(t, number, axis, sessionStart, sessionUser) {
     fmtOffset(tStart - sessionStart),
     plural(t.span_count, "span"),
     fmtTokens(t.tokens),
-    t.parts.length ? `+${plural(t.parts.length, "background trace")}` : null,
+    t.parts.length ? `+${plural(t.parts.length + t.parts_omitted, "background trace")}` : null,
   ].filter(Boolean);
   const bars = [axis.bar(tStart, parseTime(t.end), error, "turn-bar")];
   if (t.request) bars.unshift(axis.bar(parseTime(t.request.start), parseTime(t.request.end), false, "request-bar"));
@@ -578,6 +578,7 @@ function renderTrace(trace, selectedSpan) {
     statsLine([
       h("span", { class: "mono", title: "trace id" }, trace.trace_id),
       plural(trace.span_count, "span"),
+      trace.spans_omitted ? `${plural(trace.spans_omitted, "span")} not shown: the answer is full` : null,
       trace.error_count ? h("span", { class: "badge error" }, plural(trace.error_count, "error")) : null,
       `${fmtDuration(trace.duration_ms)} at ${fmtClock(start)}`,
       fmtTokens(trace.tokens),
