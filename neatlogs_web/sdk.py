@@ -365,33 +365,20 @@ def init(
 
 
 def _flush_at_every_exit() -> None:
-    """Have ``shutdown()`` run however this process, or a fork of it, leaves.
+    """Have ``shutdown()`` run however the process leaves, forks of it included.
 
     ``atexit`` runs only when the interpreter exits. A process ``multiprocessing``
     started (granian's WSGI workers, for one) leaves by ``os._exit`` once its main
-    thread is done, and skips it. Both ways first wait for every non-daemon
-    thread, so one that waits for the main thread and then flushes covers either.
+    thread is done, and skips it. Both ways first run the threading module's exit
+    hooks, which a forked child inherits: the one ``concurrent.futures`` stops its
+    workers with. A thread waiting for the main thread would do as well, but
+    deadlocks an app that joins every non-daemon thread before it returns.
     """
     atexit.register(shutdown)
-    _flush_when_the_main_thread_ends()
-    if hasattr(os, "register_at_fork"):
-        # Threads do not survive fork(): a forked child waits with a thread of its own.
-        os.register_at_fork(after_in_child=_flush_when_the_main_thread_ends)
-
-
-def _flush_when_the_main_thread_ends() -> None:
-    main = threading.main_thread()
-    if not main.is_alive():  # already leaving: atexit is what is left
-        return
-
-    def flush_after_main() -> None:
-        main.join()
-        shutdown()
-
-    # Not a daemon: the process waits for it, whichever way it leaves.
-    waiter = threading.Thread(target=flush_after_main, name="neatlogs-web-exit-flush")
-    with contextlib.suppress(RuntimeError):  # no new threads this late in interpreter shutdown
-        waiter.start()
+    register_at_threading_exit = getattr(threading, "_register_atexit", None)
+    if register_at_threading_exit is not None:
+        with contextlib.suppress(RuntimeError):  # the interpreter is already shutting down
+            register_at_threading_exit(shutdown)
 
 
 def _flush_on_sigterm() -> None:
