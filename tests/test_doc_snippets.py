@@ -356,12 +356,13 @@ def test_flask_extension_snippet_streams_in_the_path_conversation(
 def test_celery_snippet_task_runs_in_the_callers_session(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
-    # The worker side is proven with Redis and a worker process in
-    # tests/integrations/test_celery_worker.py; here the module as pasted runs a task.
+    # The whole recipe runs with Redis and a worker on each pool in
+    # tests/integrations/test_celery_recipe.py; here the module as pasted runs a task.
     probe = """
     import neatlogs_web
+    from celery import signals
 
-    start_tracing()
+    signals.worker_process_init.send(sender=None)  # as a worker's pool process starts
     with neatlogs_web.session("conv-c"):
         result = summarise.apply(args=("hello",))
     assert result.successful(), result.traceback

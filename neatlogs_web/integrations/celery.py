@@ -11,13 +11,22 @@ failure and retry alike), the session is bound and the trace context
 attached; both are reset after, so the next task on that process or thread
 starts clean. A worker binds only a session whose token verifies with its
 key: a message from a producer without the key runs with no session.
+
+Given ``init_options``, the integration also starts tracing in the worker,
+once in each process that runs tasks: every prefork child after its fork
+(``worker_process_init``), the worker process itself for solo, threads,
+gevent and eventlet (``worker_init``, which every pool sends; threads and
+green pools send no ``worker_process_init``). A process that runs a task
+where tracing never started says so once, in the worker's log, naming the fix.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
@@ -29,9 +38,11 @@ from opentelemetry.propagators.textmap import Getter
 from neatlogs_web._counters import reject
 from neatlogs_web._signing import SessionSigner, resolve_secret_keys
 from neatlogs_web.context import current_session_id, session
-from neatlogs_web.sdk import flush
+from neatlogs_web.sdk import active_pipeline, flush, init
 
 __all__ = ["DEFAULT_HEADER", "NeatlogsCelery"]
+
+logger = logging.getLogger("neatlogs_web")
 
 #: Task header carrying the signed session token.
 DEFAULT_HEADER: Final = "neatlogs_session"
@@ -41,6 +52,8 @@ _FLUSH_AT_SHUTDOWN_S: Final = 5.0
 
 _lock = threading.Lock()
 _active: NeatlogsCelery | None = None
+# Whether this process said that it runs tasks without tracing (it says so once).
+_warned_not_initialised = False
 
 
 class NeatlogsCelery:
@@ -54,6 +67,9 @@ class NeatlogsCelery:
     that waited longer in the queue runs with no session; ``header_name``
     names the task header; ``propagate_trace`` sends W3C ``traceparent``
     so the worker's spans join the trace of the turn that enqueued them.
+    ``init_options`` are ``neatlogs_web.init()``'s keyword arguments: with
+    them the worker calls ``init()`` in each process that runs tasks, on
+    every pool (``{}``: its defaults); without them the app must do it.
 
     Celery's signals are process-wide: one configuration serves every
     Celery app of the process; installing again replaces it.
@@ -67,6 +83,7 @@ class NeatlogsCelery:
         max_age: float | None = None,
         header_name: str = DEFAULT_HEADER,
         propagate_trace: bool = True,
+        init_options: Mapping[str, Any] | None = None,
     ) -> None:
         if max_age is not None and max_age <= 0:
             raise ValueError("max_age must be a positive number of seconds or None")
@@ -79,6 +96,7 @@ class NeatlogsCelery:
         self.max_age = max_age
         self.header_name = header_name
         self.propagate_trace = propagate_trace
+        self.init_options = _checked_init_options(init_options)
         self._signer = SessionSigner(resolve_secret_keys(secret_key))
         _install(self)
 
@@ -100,6 +118,21 @@ class NeatlogsCelery:
         return verified.session_id
 
 
+def _checked_init_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An option ``init()`` does not take fails where the app starts, not later in
+    each worker process (where Celery would only log it)."""
+    if options is None:
+        return None
+    try:
+        inspect.signature(init).bind(**options)
+    except TypeError as error:
+        raise TypeError(
+            f"NeatlogsCelery(init_options=...) takes neatlogs_web.init()'s keyword "
+            f"arguments: {error}"
+        ) from None
+    return dict(options)
+
+
 def _install(integration: NeatlogsCelery) -> None:
     global _active
     with _lock:
@@ -110,11 +143,76 @@ def _install(integration: NeatlogsCelery) -> None:
     )
     signals.task_prerun.connect(_enter_task, weak=False, dispatch_uid="neatlogs_web.prerun")
     signals.task_postrun.connect(_exit_task, weak=False, dispatch_uid="neatlogs_web.postrun")
+    signals.worker_init.connect(
+        _init_tracing_in_worker, weak=False, dispatch_uid="neatlogs_web.worker_init"
+    )
+    signals.worker_process_init.connect(
+        _init_tracing_in_pool_process, weak=False, dispatch_uid="neatlogs_web.process_init"
+    )
     signals.worker_process_shutdown.connect(
         _flush_at_shutdown, weak=False, dispatch_uid="neatlogs_web.process_shutdown"
     )
     signals.worker_shutdown.connect(
         _flush_at_shutdown, weak=False, dispatch_uid="neatlogs_web.worker_shutdown"
+    )
+
+
+def _init_tracing_in_worker(sender: Any = None, **_: Any) -> None:
+    # worker_init comes once, in the worker's own process, before its pool exists.
+    # A prefork worker runs no task there: each child starts tracing after its fork,
+    # since the export thread would not survive the fork.
+    pool_cls = getattr(sender, "pool_cls", None)
+    if pool_cls is None or _pool_forks_children(pool_cls):
+        return
+    _init_tracing()
+
+
+def _init_tracing_in_pool_process(**_: Any) -> None:
+    # A prefork child just forked, or the solo pool being built (worker_init was first).
+    _init_tracing()
+
+
+def _pool_forks_children(pool_cls: object) -> bool:
+    """Whether the worker's pool (a name such as ``"threads"``, or a class) runs tasks
+    in forked processes."""
+    from celery.concurrency import get_implementation
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    pool = get_implementation(pool_cls)
+    return isinstance(pool, type) and issubclass(pool, PreforkPool)
+
+
+def _init_tracing() -> None:
+    integration = _active
+    if integration is None or integration.init_options is None:
+        return
+    if active_pipeline() is None:  # the app's own handler may have been first
+        init(**integration.init_options)
+
+
+def _warn_not_initialised(integration: NeatlogsCelery) -> None:
+    global _warned_not_initialised
+    with _lock:  # the threads pool starts several first tasks at once
+        if _warned_not_initialised:
+            return
+        _warned_not_initialised = True
+    if integration.init_options is None:
+        fix = (
+            "pass init()'s options to the integration, NeatlogsCelery(app, "
+            "init_options={...}), and it calls init() in every process that runs "
+            "tasks, on every pool (a worker_process_init handler covers only "
+            "prefork and solo)"
+        )
+    else:
+        fix = (
+            "NeatlogsCelery(app, init_options=...) could not start it: see the "
+            "error logged when the worker started, and create NeatlogsCelery in "
+            "the module that `celery -A` imports"
+        )
+    logger.warning(
+        "neatlogs_web: this Celery worker process runs tasks but tracing was never "
+        "initialised, so their spans are not exported: %s",
+        fix,
     )
 
 
@@ -170,6 +268,8 @@ def _enter_task(task: Task[Any, Any] | None = None, **_: Any) -> None:
     if request.is_eager:
         # apply() and task_always_eager run in the caller's context already.
         return
+    if active_pipeline() is None:
+        _warn_not_initialised(integration)
     scope = _TaskScope()
     if integration.propagate_trace:
         context = otel_propagate.extract(request, getter=_getter)

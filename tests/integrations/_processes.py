@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, wait_until_up
 
 DJANGO_WSGI = "tests.integrations.django_site.wsgi:application"
 DJANGO_ASGI = "tests.integrations.django_site.asgi:application"
@@ -159,3 +159,18 @@ def celery_worker(
             "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
     with started(argv, env, log_path) as process:
         yield process
+
+
+@contextmanager
+def served(argv: list[str], env: Mapping[str, str], log_path: Path, cwd: Path) -> Iterator[str]:
+    """``python -m <argv>`` in ``cwd``, ``{port}`` in it a free port; yields its base
+    URL once it answers HTTP."""
+    port = free_port()
+    command = ["-m", *(part.replace("{port}", str(port)) for part in argv)]
+    with started(command, env, log_path, cwd=cwd) as process:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(base)
+        except TimeoutError:
+            raise RuntimeError(f"{argv[0]} did not come up:\n{process.log()}") from None
+        yield base
