@@ -40,7 +40,8 @@ export const SESSION_HEADER = "X-Neatlogs-Session-Id";
  *   does not set its own, e.g. "include" when the API also reads your login cookie.
  * @param {Iterable<string>} [options.allowedOrigins] the origins that receive the
  *   token and may set it, e.g. ["https://api.example.com"] (default: the page's own).
- * @param {typeof fetch} [options.fetch] the fetch to wrap (default: the global one).
+ * @param {typeof fetch} [options.fetch] the fetch to wrap (default: the global one); it is
+ *   called with one Request, the one whose URL was checked.
  * @returns {((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) &
  *   { token(): string | null, sessionId(): string | null, reset(): void }}
  */
@@ -50,30 +51,28 @@ export function createSessionFetch({
   key = "neatlogs-session",
   credentials,
   allowedOrigins = pageOrigin(),
-  fetch: baseFetch = (input, init) => globalThis.fetch(input, init),
+  fetch: baseFetch = (request) => globalThis.fetch(request),
 } = {}) {
   const store = openStore(storage, key);
   const allowed = originSet(allowedOrigins);
 
-  async function sessionFetch(input, init = {}) {
-    const headers = new Headers(
-      init.headers ?? (input instanceof Request ? input.headers : undefined),
-    );
-    const request = { ...init, headers };
-    if (credentials !== undefined && init.credentials === undefined) {
-      request.credentials = credentials;
-    }
-    const target = originOf(input instanceof Request ? input.url : input);
+  async function sessionFetch(input, init) {
+    // The request is built first and is what goes out, so the URL checked is the
+    // one fetch sends to: a relative URL resolved against the document's base
+    // URL (a <base> element), a Request of any realm or subclass read for its
+    // own URL, a URL-like object converted to a string once.
+    let request = new Request(input, withCredentials(init, credentials));
+    const target = new URL(request.url).origin;
     const token = allowed.has(target) ? store.get() : null;
     if (token) {
-      headers.set(header, token);
+      request.headers.set(header, token);
       // A redirect would carry the header to an origin fetch does not reveal.
-      if (init.redirect !== "manual") request.redirect = "error";
+      if (request.redirect !== "manual") request = withRedirect(request, "error");
     }
-    const response = await baseFetch(input, request);
+    const response = await baseFetch(request);
     // Where the answer came from: the last hop of a redirect, or (a response
     // made by a wrapped fetch has no URL) where the request went.
-    const answered = response.url ? originOf(response.url) : target;
+    const answered = response.url ? new URL(response.url).origin : target;
     const issued = response.headers.get(header);
     if (issued && allowed.has(answered)) store.set(issued); // a new session, or a refreshed token
     return response;
@@ -126,13 +125,19 @@ function originSet(origins) {
   return set;
 }
 
-/** The origin a request goes to ("https://api.example.com"), or null. */
-function originOf(url) {
-  try {
-    return new URL(String(url), globalThis.location?.href).origin;
-  } catch {
-    return null; // fetch itself rejects what is not a URL
-  }
+/** The call's init, with the helper's credentials when the call sets none. */
+function withCredentials(init, credentials) {
+  if (credentials === undefined || init?.credentials !== undefined) return init;
+  return { ...init, credentials };
+}
+
+/**
+ * The same request with another redirect mode. A Request rebuilt with options
+ * forgets its referrer and referrer policy unless they are passed again.
+ */
+function withRedirect(request, redirect) {
+  const { referrer, referrerPolicy } = request;
+  return new Request(request, { redirect, referrer, referrerPolicy });
 }
 
 function openStore(storage, key) {

@@ -421,8 +421,9 @@ export async function send([url, method]) {{
 @dataclass
 class ThirdParty:
     """Another origin with permissive CORS (any origin, any header, credentials,
-    the session header exposed) that records the headers it is sent and answers
-    with a validly signed token for a session of its choosing."""
+    the session header exposed) that records the headers it is sent (on /record
+    and /chat) and answers with a validly signed token for a session of its
+    choosing."""
 
     url: str = ""
     received: list[dict[str, str]] = field(default_factory=list)
@@ -432,7 +433,9 @@ class ThirdParty:
             self.received.append(dict(request.headers))
             return JSONResponse({"ok": True}, headers={SESSION_HEADER: make_token(PLANTED, SECRET)})
 
-        app = Starlette(routes=[Route("/record", record, methods=["GET", "POST"])])
+        # /chat as well: a request meant for the app's /chat that lands here is recorded.
+        paths = ["/record", "/chat"]
+        app = Starlette(routes=[Route(path, record, methods=["GET", "POST"]) for path in paths])
         app.add_middleware(
             CORSMiddleware,
             allow_origin_regex=".*",
@@ -573,6 +576,99 @@ def test_a_request_carrying_the_token_follows_no_redirect(
         assert send(tab, token_app.chat())["body"]["session_id"] == first
     finally:
         context.close()
+
+
+# Inputs to the helper, each a JS function of one URL (ending in "/") that
+# returns what the page passes to the helper. ``send_input`` sends it as a POST.
+BASE_ELEMENT = """base => {
+  const element = document.createElement("base");
+  element.href = base;
+  document.head.append(element);
+  return "chat";
+}"""
+OTHER_REALM_REQUEST = """base => {
+  const frame = document.createElement("iframe");
+  document.body.append(frame);
+  return new frame.contentWindow.Request(base + "chat", { method: "POST" });
+}"""
+
+
+def send_input(tab: Any, make_input: str, base: str) -> dict[str, Any]:
+    answer = tab.evaluate(f"base => window.send([({make_input})(base), 'POST'])", base)
+    assert isinstance(answer, dict)
+    return answer
+
+
+# Inputs whose destination a check could read otherwise than fetch does, on a
+# page of the app (allowed by default); each names the third party as ``base``
+# and goes, per fetch, to "third party" or "app".
+MISLEADING_INPUTS = {
+    # An injected <base>: fetch resolves "chat" against it, location.href still names the app.
+    "relative-url-under-a-base-element": (BASE_ELEMENT, "third party"),
+    # An iframe's Request is no instance of the page's Request class.
+    "request-from-another-realm": (OTHER_REALM_REQUEST, "third party"),
+    "request-subclass-naming-another-url": (
+        """base => {
+          class Disguised extends Request {
+            get url() { return location.origin + "/chat"; }
+          }
+          return new Disguised(base + "chat", { method: "POST" });
+        }""",
+        "third party",
+    ),
+    # A URL that names the app when read once and the third party when read again.
+    "url-object-read-twice": (
+        """base => {
+          const url = new URL("/chat", location.origin);
+          let reads = 0;
+          url.toString = () => (reads++ ? base + "chat" : url.href);
+          return url;
+        }""",
+        "app",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MISLEADING_INPUTS)
+def test_the_token_goes_only_where_fetch_sends_the_request(
+    case: str, chromium: Browser, token_app: TokenApp
+) -> None:
+    make_input, goes_to = MISLEADING_INPUTS[case]
+    context, tab = open_page(chromium, f"{token_app.url}/page/")
+    try:
+        first = send(tab, token_app.chat())["body"]["session_id"]
+        token = stored_token(tab)
+        answer = send_input(tab, make_input, f"{token_app.third_party.url}/")
+        assert stored_token(tab) == token
+        assert send(tab, token_app.chat())["body"]["session_id"] == first
+    finally:
+        context.close()
+    if goes_to == "third party":
+        assert answer == {"status": 200, "body": {"ok": True}}
+    else:
+        assert answer == {"status": 200, "body": {"session_id": first}}
+    assert_third_party_got_no_token(token_app.third_party, requests=int(goes_to == "third party"))
+
+
+ALLOWED_INPUTS = {
+    "url-object": "base => new URL(base + 'chat')",
+    "request-from-another-realm": OTHER_REALM_REQUEST,
+    "relative-url-under-a-base-element": BASE_ELEMENT,
+}
+
+
+@pytest.mark.parametrize("case", ALLOWED_INPUTS)
+def test_the_token_goes_with_any_input_fetch_sends_to_an_allowed_origin(
+    case: str, chromium: Browser, site: StaticSite, token_app: TokenApp
+) -> None:
+    """On the static site, whose own origin is not allowed, every input names the app."""
+    context, tab = open_page(chromium, site_page(site, token_app, f"input-{case}"))
+    try:
+        first = send(tab, token_app.chat())["body"]["session_id"]
+        answer = send_input(tab, ALLOWED_INPUTS[case], f"{token_app.url}/")
+    finally:
+        context.close()
+    assert answer == {"status": 200, "body": {"session_id": first}}
 
 
 @pytest.mark.parametrize(
