@@ -6,7 +6,7 @@ the batch size ``init()`` sends, into a fresh SQLite file. The session API is
 10,000 traces in a store of 1,000,000 spans: its first page of turns, as the
 page asks for it, and every page in turn with ``after``. That store takes a while to
 build, so it is kept under ``.bench-cache/``, keyed by a hash of the
-collector's storage code: a schema change builds it again.
+collector's code: a change to it builds the store again.
 """
 
 from __future__ import annotations
@@ -128,11 +128,13 @@ def _export_requests(shape: StoreShape) -> Iterator[bytes]:
 
 
 def _code_hash() -> str:
-    from neatlogs_web.collector import grouping, otlp, store
+    """A hash of the collector's modules, which decide what a store holds (its schema,
+    rows and summaries, spread over several of them), and of this file."""
+    import neatlogs_web.collector
 
     digest = hashlib.sha256()
-    for module in (store, otlp, grouping):
-        digest.update(Path(str(module.__file__)).read_bytes())
+    for source in sorted(Path(neatlogs_web.collector.__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
     digest.update(Path(__file__).read_bytes())  # the store's shape is defined here
     return digest.hexdigest()[:16]
 
