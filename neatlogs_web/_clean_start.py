@@ -51,14 +51,18 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import AsyncGenerator, Callable
-from contextvars import Token
-from typing import Any, Final
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, Final, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-__all__ = ["enter_request", "guard_event_loop", "leave_request"]
+from neatlogs_web.context import bind, unbind
+
+__all__ = ["guard_event_loop", "outside_request", "request_context"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: Marks an OpenTelemetry context as one a request of ours runs in.
 _REQUEST_KEY: Final = otel_context.create_key("neatlogs_web.request")
@@ -86,15 +90,29 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def enter_request() -> Token[Context]:
-    """Make the OpenTelemetry context this request's own, before anything reads
-    it; undo with :func:`leave_request`."""
+def request_context() -> Context:
+    """The OpenTelemetry context a request runs in, made as it arrives: the one the
+    server handed over, marked as a request's, or an empty one when that was
+    already another request's (none of its spans is this request's parent)."""
     arrived = otel_context.get_current()
     if _REQUEST_KEY in arrived:
-        arrived = Context()  # another request's: none of its spans is this one's parent
-    return otel_context.attach(Context({**arrived, _REQUEST_KEY: True}))
+        arrived = Context()
+    return Context({**arrived, _REQUEST_KEY: True})
 
 
-def leave_request(token: Token[Context]) -> None:
-    """Restore the context the request arrived in."""
-    otel_context.detach(token)
+def outside_request(call: Callable[P, Awaitable[R]], context: Context) -> Callable[P, Awaitable[R]]:
+    """Wrap the server's ``receive`` or ``send`` so it runs outside the request:
+    with no session bound and in the request's ``context`` as it arrived. What
+    the server registers or starts from it carries the mark, so a request the
+    server starts there leaves it behind."""
+
+    async def call_outside_request(*args: P.args, **kwargs: P.kwargs) -> R:
+        binding_token = bind(None)
+        otel_token = otel_context.attach(context)
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            otel_context.detach(otel_token)
+            unbind(binding_token)
+
+    return call_outside_request

@@ -16,8 +16,10 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Unpack
 
+from opentelemetry import context as otel_context
+
 from neatlogs_web import sdk
-from neatlogs_web._clean_start import enter_request, guard_event_loop, leave_request
+from neatlogs_web._clean_start import guard_event_loop, outside_request, request_context
 from neatlogs_web._counters import internal_error, reject
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
@@ -120,7 +122,9 @@ class NeatlogsSessionMiddleware:
         # A request starts clean, whatever context the server started it in (see
         # _clean_start): another request's spans are left behind, and it binds
         # its own value, even "no session".
-        request_context = enter_request()
+        context = request_context()
+        receive, send = outside_request(receive, context), outside_request(send, context)
+        otel_token = otel_context.attach(context)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):
@@ -135,7 +139,7 @@ class NeatlogsSessionMiddleware:
             finally:
                 unbind(token)
         finally:
-            leave_request(request_context)
+            otel_context.detach(otel_token)
 
     def _binds_nothing(self, scope: Scope) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""

@@ -15,7 +15,9 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from neatlogs_web._clean_start import enter_request, leave_request
+from opentelemetry import context as otel_context
+
+from neatlogs_web._clean_start import request_context
 from neatlogs_web._counters import internal_error, reject
 from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
 from neatlogs_web._signing import SecretKeys
@@ -88,7 +90,7 @@ class NeatlogsSessionMiddleware:
         # A request starts clean, whatever the worker thread or greenlet ran
         # before it (see _clean_start): another request's spans are left behind,
         # and it binds its own value, even "no session".
-        request_context = enter_request()
+        otel_token = otel_context.attach(request_context())
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(environ):
@@ -103,7 +105,7 @@ class NeatlogsSessionMiddleware:
             finally:
                 unbind(token)
         finally:
-            leave_request(request_context)
+            otel_context.detach(otel_token)
         if isinstance(result, list | tuple):
             # No close() and no code left to run later.
             return result

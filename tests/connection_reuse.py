@@ -8,9 +8,13 @@ inside ``trace("turn-A")``), a health probe on an excluded path (traced as
 ``probe``), and a ``GET /whoami`` (traced as ``turn-C``). The app answers
 what it saw: the bound session and the trace of the active span.
 
-Served twice under one ASGI app: ``/starlette/...`` (plain Starlette, no
-framework span) and ``/fastapi/...`` (FastAPI with its own telemetry, a
-server span per request, outside our middleware).
+Served four times under one ASGI app, one stack per path prefix:
+
+  /starlette/...     plain Starlette: no framework span
+  /fastapi/...       FastAPI with its own telemetry: a server span per request,
+                     started outside our middleware
+  /otel-outside/...  the OpenTelemetry ASGI middleware outside ours
+  /otel-inside/...   the OpenTelemetry ASGI middleware inside ours
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, BinaryIO
 
 from fastapi import FastAPI
 from opentelemetry import trace as otel_trace
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -35,7 +40,12 @@ from tests.otlp_receiver import ReceivedSpan
 
 #: More than uvicorn's read buffer (64 KiB), so reading the body pauses the connection.
 UPLOAD_BYTES = 2 * 1024 * 1024
-STACKS = ("starlette", "fastapi")
+STACKS = ("starlette", "fastapi", "otel-outside", "otel-inside")
+#: Stacks where the server span of the request, started outside the handler, is its
+#: parent. Not the OpenTelemetry middleware outside ours: it starts a request's span
+#: as a child of any span it finds active, and where the server started the request
+#: inside another, that is the other request's: the request leaves it behind.
+SERVER_SPAN_STACKS = ("fastapi", "otel-inside")
 SECRET = "connection-reuse"
 
 
@@ -67,7 +77,6 @@ async def whoami(request: Request) -> JSONResponse:
 def make_app(stack: str) -> Any:
     """One stack's app: ``upload``, ``healthz`` (excluded) and ``whoami``."""
     prefix = f"/{stack}"
-    middleware_options = {"secret_key": SECRET, "exclude_paths": [f"{prefix}/healthz"]}
     if stack == "fastapi":
         app: Any = FastAPI()
         app.add_api_route(f"{prefix}/upload", upload, methods=["POST"])
@@ -80,12 +89,16 @@ def make_app(stack: str) -> Any:
             Route(f"{prefix}/whoami", whoami),
         ]
         app = Starlette(routes=routes)
-    app.add_middleware(NeatlogsSessionMiddleware, **middleware_options)
+    if stack == "otel-inside":
+        app = OpenTelemetryMiddleware(app)
+    app = NeatlogsSessionMiddleware(app, secret_key=SECRET, exclude_paths=[f"{prefix}/healthz"])
+    if stack == "otel-outside":
+        app = OpenTelemetryMiddleware(app)
     return app
 
 
-class BothStacks:
-    """Both stacks under one ASGI app, routed by the first path segment; the
+class AllStacks:
+    """Every stack under one ASGI app, routed by the first path segment; the
     lifespan goes to the Starlette one (ours flushes at shutdown), and
     ``/healthz`` answers here, for the servers' start-up check."""
 
@@ -170,8 +183,8 @@ class Round:
             seen["later_in_earlier_session"] += 1
         if uploaded["trace"] in (probed["trace"], later["trace"]):
             seen["later_in_earlier_trace"] += 1
-        if self.stack == "fastapi" and None in (probed["trace"], later["trace"]):
-            # FastAPI's server span for this request, outside ours, stays the parent.
+        if self.stack in SERVER_SPAN_STACKS and None in (probed["trace"], later["trace"]):
+            # The server span an OpenTelemetry middleware started for this request stays the parent.
             seen["server_span_lost"] += 1
         return seen
 
@@ -187,11 +200,15 @@ def send_round(base: str, stack: str, index: int, *, pipelined: bool) -> Round:
 
 
 def spans_astray(spans: list[ReceivedSpan], rounds: list[Round]) -> Counter[str]:
-    """From the exported spans: a later request's span in the first person's
-    trace, or a span of the probe (excluded) carrying a session."""
+    """From the exported spans, by trace: a later request's span in the first
+    person's trace, a span in the probe's trace (an excluded request) carrying a
+    session, a span in a person's trace carrying another's session."""
+    by_trace: dict[str, list[ReceivedSpan]] = {}
     by_round: dict[str, dict[str, ReceivedSpan]] = {}
     for span in spans:
-        by_round.setdefault(str(span.attributes.get("round")), {})[span.name] = span
+        by_trace.setdefault(span.trace_id, []).append(span)
+        if "round" in span.attributes:
+            by_round.setdefault(str(span.attributes["round"]), {})[span.name] = span
     astray: Counter[str] = Counter()
     for one in rounds:
         mine = by_round.get(f"{one.stack}-{one.index}", {})
@@ -202,9 +219,16 @@ def spans_astray(spans: list[ReceivedSpan], rounds: list[Round]) -> Counter[str]
         astray["spans_in_earlier_trace"] += (probe.trace_id == turn_a.trace_id) + (
             turn_c.trace_id == turn_a.trace_id
         )
-        astray["probe_spans_with_a_session"] += "session.id" in probe.attributes
-        later_session = one.answers[2].json()["session"]
-        astray["turn_spans_in_wrong_session"] += (
-            turn_a.attributes.get("session.id") != one.answers[0].json()["session"]
-        ) + (turn_c.attributes.get("session.id") != later_session)
+        owners = [
+            (turn_a.trace_id, one.answers[0].json()["session"]),
+            (probe.trace_id, None),
+            (turn_c.trace_id, one.answers[2].json()["session"]),
+        ]
+        for trace_id, owner in owners:
+            for span in by_trace[trace_id]:
+                session = span.attributes.get("session.id")
+                if session is not None and session != owner:
+                    astray[
+                        f"spans_in_{'probe' if owner is None else 'turn'}_trace_in_wrong_session"
+                    ] += 1
     return astray

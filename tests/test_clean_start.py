@@ -23,7 +23,7 @@ from flask import Flask
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
-from tests.connection_reuse import STACKS, BothStacks, send_round, spans_astray
+from tests.connection_reuse import STACKS, AllStacks, send_round, spans_astray
 from tests.otlp_receiver import OTLPReceiver
 from tests.servers import run_uvicorn
 
@@ -39,7 +39,7 @@ ROUNDS = 3
 
 @pytest.fixture(params=sorted(UVICORN))
 def served(request: pytest.FixtureRequest, tracing: OTLPReceiver) -> Iterator[str]:
-    with run_uvicorn(BothStacks(), **UVICORN[request.param]) as base:
+    with run_uvicorn(AllStacks(), **UVICORN[request.param]) as base:
         yield base
 
 

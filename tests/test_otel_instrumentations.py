@@ -143,6 +143,12 @@ def path_of(span: ReceivedSpan) -> str | None:
     return None
 
 
+def _around_the_server(span: ReceivedSpan, instrumentation: str) -> bool:
+    """A span the OpenTelemetry ASGI middleware outside ours started around a
+    call into the server (``... http receive``, ``... http send``)."""
+    return instrumentation == "outside" and span.name.endswith(("http receive", "http send"))
+
+
 @pytest.mark.parametrize("instrumentation", PLACES)
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
@@ -177,9 +183,11 @@ def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
         assert root.attributes["output.value"] == f"echo: {turn.attributes['input.value']}"
         assert "http.route" in root.attributes or "http.target" in root.attributes
         assert root.attributes.get("http.status_code", 200) == 200
-        # Every span of the turn's trace carries the session.
+        # Every span of the turn's trace carries the session, but those an
+        # instrumentation outside ours starts around the server's receive() and
+        # send(): that code runs outside the request (a request starts clean).
         for span in spans:
-            if span.trace_id == turn.trace_id:
+            if span.trace_id == turn.trace_id and not _around_the_server(span, instrumentation):
                 assert span.attributes.get("session.id") == session_id, span.name
     assert sorted(t.attributes["input.value"] for t in turns) == sorted(TURNS)
     # The request that ran no turn is kept, its request span outside the session.

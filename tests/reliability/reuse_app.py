@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import neatlogs_web
-from tests.connection_reuse import BothStacks
+from tests.connection_reuse import AllStacks
 
 neatlogs_web.init(workflow_name="reuse", schedule_delay_ms=50, flush_on_sigterm=False)
-asgi_app = BothStacks()
+asgi_app = AllStacks()
