@@ -203,6 +203,9 @@ class ExportWatch:
     def session(self) -> requests.Session:
         """A ``requests`` session for the OTLP exporter: bounded, and reporting to this watch."""
         session = requests.Session()
+        # A redirect is never followed: requests would carry the x-api-key header
+        # to whatever host the receiver names (older OTLP exporters follow them).
+        session.max_redirects = 0
         adapter = BoundedAdapter(self)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

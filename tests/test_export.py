@@ -475,3 +475,38 @@ def export_one_span_and_measure() -> None:
 def _peak_rss() -> int:
     """The largest resident size this process had so far, in bytes (Linux counts KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def test_a_receiver_that_redirects_never_gets_the_api_key_to_another_host(
+    receiver: OTLPReceiver,
+) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Redirect(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(307)
+            self.send_header("Location", f"{receiver.url}/v1/traces")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        neatlogs_web.init(
+            api_key="secret-api-key",
+            endpoint=f"http://127.0.0.1:{server.server_address[1]}",
+            export_timeout_s=2,
+            flush_on_sigterm=False,
+        )
+        with neatlogs_web.trace("turn"):
+            pass
+        assert neatlogs_web.flush(5) is False
+    finally:
+        neatlogs_web.shutdown()
+        server.shutdown()
+        server.server_close()
+    assert receiver.received.requests == []
