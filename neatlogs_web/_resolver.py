@@ -229,19 +229,22 @@ class SessionResolver:
             return self._with_pending(resolution, inputs)
         return self._with_pending(self.new_session(https), inputs)
 
-    def body_may_hold_conversation(self, content_type: str | None, method: str) -> bool:
-        """Whether reading this request's body for the JSON field makes sense."""
-        return (
-            method in ("POST", "PUT", "PATCH")
-            and content_type is not None
-            and "json" in content_type.lower()
-        )
+    def body_may_hold_conversation(self, content_type: str) -> bool:
+        """Whether an app might parse this request's body as JSON, whatever its
+        method: when its type is none (``""``), mentions ``json`` or is
+        ``text/plain``, all of which ``request.json()`` (Starlette, FastAPI)
+        and ``get_json(force=True)`` (Flask) parse."""
+        declared = content_type.lower()
+        return not declared.strip() or "json" in declared or "text/plain" in declared
 
     def read_json_body(self, inputs: RequestInputs, body: bytes | None) -> None:
-        """Record the JSON field of ``body``; ``None`` means the body was not readable
-        (too large, or of unknown length), counted once by the adapter."""
+        """Record the JSON field of ``body`` (``b""``: the request has no body an
+        app might parse as JSON). ``None``: it has one the adapter could not read
+        (too large, of unknown length; counted by the adapter), so the request
+        may hold a copy of the conversation id that no one here has seen."""
         inputs.body_read = True
         if body is None:
+            inputs.json_unread = True
             return
         field = self.config.conversation_json_field
         assert field is not None
@@ -377,12 +380,20 @@ class SessionResolver:
 
     def _from_conversation(self, inputs: RequestInputs) -> _Candidate | None:
         """The conversation id, when every copy of it in the request agrees: the
-        app may read another copy than ours, and a request naming two binds neither."""
+        app may read another copy than ours, and a request naming two binds neither.
+        A copy we cannot compare (a body we could not read, a JSON value that is
+        not an id) is one that may disagree."""
         found = self._conversation.find(inputs)
+        if not found:
+            return None
+        if inputs.json_unread:
+            # The app may read the body's field, which we could not: the copies
+            # we found may not be all the request holds.
+            reject("conversation", "unread_body")
+            return None
         copies = [(source, value) for source, value in found if isinstance(value, str)]
         if len(copies) < len(found):
-            reject("conversation_json", "invalid")  # a JSON value that names nothing
-        if not copies:
+            reject("conversation_json", "invalid")  # a JSON value that is no id
             return None
         sources = {source for source, _ in copies}
         label = sources.pop() if len(sources) == 1 else "conversation"

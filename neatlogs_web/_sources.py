@@ -49,6 +49,9 @@ class RequestInputs:
     #: Set by the adapter once it has read the body for the JSON field.
     body_read: bool = False
     json_value: object = None
+    #: The body may hold the JSON field but could not be read (too large, of
+    #: unknown length): the app may read a copy of the conversation id there.
+    json_unread: bool = False
     #: A conversation id found but not yet bound (``conversation_binding="when_confirmed"``).
     pending_conversation_id: str | None = None
 
@@ -135,10 +138,10 @@ def query_values(query: str, name: str) -> list[str]:
     """Every value of parameter ``name`` in a query string, in order.
 
     All of them, not the first: frameworks disagree on which one an app gets
-    (Starlette and Django hand it the last, Flask the first).
+    (Starlette and Django hand it the last, Flask the first). Parsed as they
+    all parse it, with ``parse_qsl``: a key is percent-decoded (and ``+`` is a
+    space) before it is compared, so ``conversation%5Fid`` is a copy too.
     """
-    if name not in query:
-        return []
     return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]
 
 
@@ -185,13 +188,15 @@ def baggage_session_ids(header: str) -> list[str]:
 
 
 def json_field(body: bytes, field: str) -> object:
-    """The top-level ``field`` of a JSON object body; ``None`` if absent.
+    """The top-level ``field`` of a JSON object body; ``None`` if absent or no body.
 
-    Raises ``ValueError`` for a body that is not a JSON object, however it
-    fails (bad bytes, bad syntax, nesting too deep for the parser).
+    Decoded as ``json.loads`` decodes bytes, as the frameworks' JSON readers
+    do: UTF-8 with or without a BOM, UTF-16 or UTF-32. Raises ``ValueError``
+    for a body that is not a JSON object, however it fails (bad bytes, bad
+    syntax, nesting too deep for the parser).
     """
-    if not body.lstrip().startswith(b"{"):
-        raise ValueError("not a JSON object")
+    if not body:
+        return None
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, RecursionError) as error:

@@ -227,17 +227,19 @@ class NeatlogsSessionMiddleware:
     async def _read_json_field(
         self, scope: Scope, inputs: RequestInputs, receive: Receive
     ) -> Receive:
-        """Read a small JSON body for its conversation field; the returned
-        ``receive`` replays what was read, so the app sees the body unchanged."""
+        """Read a small body an app might parse as JSON, whatever the method, for
+        its conversation field; the returned ``receive`` replays what was read,
+        so the app sees the body unchanged."""
         resolver = self.resolver
-        headers = dict(scope["headers"])
-        content_type = headers.get(b"content-type", b"").decode("latin-1")
-        length = headers.get(b"content-length", b"")
+        raw = scope["headers"]
+        # Every line of a repeated Content-Type: frameworks differ on the one they read.
+        content_type = b", ".join(value for name, value in raw if name == b"content-type")
+        length = dict(raw).get(b"content-length", b"")
         limit = resolver.config.json_body_limit
         if scope["type"] != "http" or not resolver.body_may_hold_conversation(
-            content_type, scope["method"]
+            content_type.decode("latin-1")
         ):
-            resolver.read_json_body(inputs, None)
+            resolver.read_json_body(inputs, b"")
             return receive
         if length.isdigit() and int(length) > limit:
             reject("conversation_json", "oversized")

@@ -180,14 +180,16 @@ class NeatlogsSessionMiddleware:
         return start_response_with_session
 
     def _read_json_field(self, environ: WSGIEnvironment, inputs: RequestInputs) -> None:
-        """Read a small JSON body for its conversation field and put it back for the app."""
+        """Read a small body an app might parse as JSON, whatever the method, for
+        its conversation field, and put it back for the app."""
         resolver = self.resolver
-        if not resolver.body_may_hold_conversation(
-            environ.get("CONTENT_TYPE"), environ.get("REQUEST_METHOD", "")
-        ):
-            resolver.read_json_body(inputs, None)
-            return
         length_text = environ.get("CONTENT_LENGTH") or ""
+        has_body = bool(length_text) or "HTTP_TRANSFER_ENCODING" in environ
+        if not has_body or not resolver.body_may_hold_conversation(
+            environ.get("CONTENT_TYPE") or ""
+        ):
+            resolver.read_json_body(inputs, b"")
+            return
         if not length_text.isdigit():
             # Unknown length (chunked): reading could block on a slow client.
             reject("conversation_json", "unknown_length")

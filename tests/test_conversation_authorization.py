@@ -12,12 +12,14 @@ receives nothing.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Header
+from fastapi import Header, Query
+from fastapi import Request as FastAPIRequest
 from pydantic import BaseModel
 
 import neatlogs_web
@@ -311,3 +313,192 @@ def test_a_view_argument_that_disagrees_with_the_query_names_no_conversation() -
     assert Counter(neatlogs_web.stats()["rejected"]) - before == Counter(
         {"bind_conversation.ambiguous": 1, "confirm_conversation.none_named": 1}
     )
+
+
+# -- every copy the app can read is a copy the middleware reads --------------
+
+ON_ARRIVAL = {
+    "conversation_paths": ["/chat/{conversation_id}"],
+    "conversation_query": FIELD,
+    "conversation_json_field": FIELD,
+}
+ATTACKER_JSON = json.dumps({FIELD: ATTACKER})
+JSON_TYPE = "application/json"
+#: A request for the victim's path (method, query, content type, body) whose
+#: other copy, the attacker's, every framework hands the app.
+COPIES_ONLY_THE_APP_READ: dict[str, tuple[str, str, str | None, bytes]] = {
+    "query_key_with_an_encoded_underscore": ("GET", f"conversation%5Fid={ATTACKER}", None, b""),
+    "query_key_with_an_encoded_letter": ("GET", f"%63onversation_id={ATTACKER}", None, b""),
+    "json_without_a_content_type": ("POST", "", None, ATTACKER_JSON.encode()),
+    "json_as_text_plain": ("POST", "", "text/plain", ATTACKER_JSON.encode()),
+    "json_on_delete": ("DELETE", "", JSON_TYPE, ATTACKER_JSON.encode()),
+    "json_with_a_bom": ("POST", "", JSON_TYPE, b"\xef\xbb\xbf" + ATTACKER_JSON.encode()),
+    "json_in_utf_16": ("POST", "", JSON_TYPE, ATTACKER_JSON.encode("utf-16")),
+    "json_in_utf_32": ("POST", "", JSON_TYPE, ATTACKER_JSON.encode("utf-32")),
+    "json_over_the_read_limit": (
+        "POST",
+        "",
+        JSON_TYPE,
+        json.dumps({"pad": "x" * 70_000, FIELD: ATTACKER}).encode(),
+    ),
+}
+
+
+def _copy_read(body: object, query: str | None) -> dict[str, str | None]:
+    """What the app's handler answers: the copy it read, and the session bound."""
+    named = body.get(FIELD) if isinstance(body, dict) else None
+    return {"read": named or query, "session": neatlogs_web.current_session_id()}
+
+
+def starlette_reading_any_copy() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    async def chat(request: Request) -> JSONResponse:
+        try:
+            body = await request.json()  # whatever the content type says
+        except ValueError:
+            body = None
+        return JSONResponse(_copy_read(body, request.query_params.get(FIELD)))
+
+    routes = [Route("/chat/{conversation_id}", chat, methods=["GET", "POST", "DELETE"])]
+    app = Starlette(routes=routes)
+    app.add_middleware(NeatlogsSessionMiddleware, secret_key=SECRET, **ON_ARRIVAL)
+    return app
+
+
+def fastapi_reading_any_copy() -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    app = FastAPI()
+
+    @app.api_route("/chat/{conversation_id}", methods=["GET", "POST", "DELETE"])
+    async def chat(
+        conversation_id: str,
+        request: FastAPIRequest,
+        query: Annotated[str | None, Query(alias=FIELD)] = None,
+    ) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        return JSONResponse(_copy_read(body, query))
+
+    app.add_middleware(NeatlogsSessionMiddleware, secret_key=SECRET, **ON_ARRIVAL)
+    return app
+
+
+def flask_reading_any_copy() -> Any:
+    from flask import Flask, Response, jsonify, request
+
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware
+
+    app = Flask(__name__)
+
+    @app.route("/chat/<conversation_id>", methods=["GET", "POST", "DELETE"])
+    def chat(conversation_id: str) -> Response:
+        body = request.get_json(force=True, silent=True)  # whatever the content type says
+        return jsonify(_copy_read(body, request.args.get(FIELD)))
+
+    return NeatlogsSessionMiddleware(app.wsgi_app, secret_key=SECRET, **ON_ARRIVAL)
+
+
+READING_ANY_COPY = {
+    "starlette-uvicorn": lambda: run_uvicorn(starlette_reading_any_copy()),
+    "fastapi-uvicorn": lambda: run_uvicorn(fastapi_reading_any_copy()),
+    "flask-waitress": lambda: run_waitress(flask_reading_any_copy()),
+}
+
+
+@pytest.mark.parametrize("stack", list(READING_ANY_COPY))
+def test_on_arrival_a_copy_only_the_app_could_read_binds_no_conversation(stack: str) -> None:
+    """The app reads the attacker's copy (a percent-encoded query key, a JSON body
+    of any type, method or encoding, or one too large to read first) while the
+    path names the victim's: the request binds neither, and is counted."""
+    before = Counter(neatlogs_web.stats()["rejected"])
+    with READING_ANY_COPY[stack]() as base, httpx.Client(base_url=base, timeout=20) as http:
+        answers = {}
+        for name, (method, query, content_type, body) in COPIES_ONLY_THE_APP_READ.items():
+            headers = {} if content_type is None else {"content-type": content_type}
+            url = f"/chat/{VICTIM}" + (f"?{query}" if query else "")
+            answers[name] = http.request(method, url, headers=headers, content=body).json()
+    assert {name: answer["read"] for name, answer in answers.items()} == dict.fromkeys(
+        COPIES_ONLY_THE_APP_READ, ATTACKER
+    )
+    named = {VICTIM, ATTACKER}
+    assert {
+        name: answer["session"] if answer["session"] in named else "neither"
+        for name, answer in answers.items()
+    } == dict.fromkeys(COPIES_ONLY_THE_APP_READ, "neither")
+    assert Counter(neatlogs_web.stats()["rejected"]) - before == Counter(
+        {
+            "conversation.ambiguous": len(COPIES_ONLY_THE_APP_READ) - 1,
+            "conversation_json.oversized": 1,
+            "conversation.unread_body": 1,
+        }
+    )
+
+
+# -- a WebSocket message's conversation waits for the app, too ---------------
+
+
+def websocket_chat_confirming() -> Any:
+    """Each message names its conversation; the app serves only the owner's."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+    from neatlogs_web.integrations.websockets import message_session
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        owner = websocket.headers.get(OWNER_HEADER)
+        async for message in websocket.iter_json():
+            named = message.get(FIELD)
+            with message_session(named):
+                confirmed = neatlogs_web.confirm_conversation(named) if named == owner else None
+                with neatlogs_web.trace("ws_turn", named=named):
+                    session = neatlogs_web.current_session_id()
+                await websocket.send_json({"confirmed": confirmed, "session": session})
+
+    app = Starlette(routes=[WebSocketRoute("/ws", chat)])
+    app.add_middleware(
+        NeatlogsSessionMiddleware,
+        secret_key=SECRET,
+        conversation_query=FIELD,
+        conversation_binding="when_confirmed",
+    )
+    return app
+
+
+def test_when_confirmed_a_websocket_message_binds_only_a_conversation_the_app_confirmed(
+    tracing: OTLPReceiver,
+) -> None:
+    from websockets.sync.client import connect
+
+    with run_uvicorn(websocket_chat_confirming()) as base:
+        url = base.replace("http://", "ws://") + "/ws"
+        with connect(url, additional_headers={OWNER_HEADER: ATTACKER}) as socket:
+            answers = []
+            for named in (VICTIM, ATTACKER, VICTIM):
+                socket.send(json.dumps({FIELD: named}))
+                answers.append(json.loads(socket.recv(timeout=20)))
+    connection = answers[0]["session"]
+    assert connection not in (VICTIM, ATTACKER)
+    assert answers == [
+        {"confirmed": None, "session": connection},
+        {"confirmed": ATTACKER, "session": ATTACKER},
+        {"confirmed": None, "session": connection},
+    ]
+    spans = spans_after_flush(tracing, 3)
+    assert sorted(
+        (span.attributes["named"], span.attributes["session.id"]) for span in spans
+    ) == sorted([(VICTIM, connection), (ATTACKER, ATTACKER), (VICTIM, connection)])

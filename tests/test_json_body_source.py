@@ -65,3 +65,29 @@ def test_a_hostile_body_is_skipped_and_the_app_still_gets_it(any_url: str, body:
     assert response.status_code == 200
     assert response.json()["body_length"] == str(len(body))
     assert response.json()["session_id"] not in (None, "conversation_id")
+
+
+CONVERSATION = b'{"conversation_id": "conv-json-2"}'
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (None, CONVERSATION),
+        ("text/plain", CONVERSATION),
+        ("application/vnd.api+json", CONVERSATION),
+        ("application/json", b"\xef\xbb\xbf" + CONVERSATION),
+        ("application/json", CONVERSATION.decode().encode("utf-16")),
+        ("application/json", CONVERSATION.decode().encode("utf-32")),
+    ],
+    ids=["no-content-type", "text-plain", "plus-json", "bom", "utf-16", "utf-32"],
+)
+def test_any_body_an_app_would_parse_as_json_names_the_conversation(
+    base_url: str, content_type: str | None, body: bytes
+) -> None:
+    """Read as ``request.json()`` reads it: whatever the type says, decoded as
+    ``json.loads`` decodes bytes."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = httpx.post(base_url + "/json", content=body, headers=headers)
+    assert response.status_code == 200
+    assert response.json() == {"session_id": "conv-json-2", "body_length": str(len(body))}

@@ -37,11 +37,11 @@ def resolve(
     resolver: SessionResolver,
     path: str = "/chat",
     query: str = "",
-    body: bytes | None = None,
+    body: bytes | None = b"",
     **headers: str,
 ) -> Resolution:
     """Resolve a request as an adapter would: headers by ``RequestInputs`` field,
-    the body read when resolution asks for it."""
+    the body read when resolution asks for it (``None``: one it could not read)."""
     inputs = RequestInputs(path, query)
     for field, value in headers.items():
         setattr(inputs, field, value)
@@ -62,6 +62,8 @@ def cookie_header(*tokens: str) -> str:
 
 
 # -- a conversation id is bound only when every copy of it agrees -------------
+
+ATTACKER_JSON = b'{"conversation_id": "conv-attacker"}'
 
 AMBIGUOUS_REQUESTS = {
     "two_query_values": (
@@ -87,6 +89,38 @@ AMBIGUOUS_REQUESTS = {
     "header_and_json_body": (
         {"conversation_header": "conv-victim", "body": b'{"conversation_id": "conv-attacker"}'},
         "conversation.ambiguous",
+    ),
+    # Frameworks percent-decode a query's keys before they look one up.
+    "path_and_query_key_with_an_encoded_underscore": (
+        {"path": "/chat/conv-victim", "query": "conversation%5Fid=conv-attacker"},
+        "conversation.ambiguous",
+    ),
+    "path_and_query_key_with_an_encoded_letter": (
+        {"path": "/chat/conv-victim", "query": "%63onversation_id=conv-attacker"},
+        "conversation.ambiguous",
+    ),
+    # json.loads reads bytes with a BOM, in UTF-16 and in UTF-32.
+    "path_and_json_body_with_a_bom": (
+        {"path": "/chat/conv-victim", "body": b"\xef\xbb\xbf" + ATTACKER_JSON},
+        "conversation.ambiguous",
+    ),
+    "path_and_json_body_in_utf_16": (
+        {"path": "/chat/conv-victim", "body": ATTACKER_JSON.decode().encode("utf-16")},
+        "conversation.ambiguous",
+    ),
+    "path_and_json_body_in_utf_32": (
+        {"path": "/chat/conv-victim", "body": ATTACKER_JSON.decode().encode("utf-32")},
+        "conversation.ambiguous",
+    ),
+    # The app reads a value the middleware cannot compare: it may be any id.
+    "path_and_json_value_that_is_no_id": (
+        {"path": "/chat/conv-victim", "body": b'{"conversation_id": ["conv-attacker"]}'},
+        "conversation_json.invalid",
+    ),
+    # The app may read a copy in a body the adapter could not read.
+    "path_and_unread_body": (
+        {"path": "/chat/conv-victim", "body": None},
+        "conversation.unread_body",
     ),
 }
 
@@ -120,8 +154,17 @@ def test_a_request_naming_two_conversations_binds_neither(
             "conversation_header": "conv-1",
             "body": b'{"conversation_id": "conv-1"}',
         },
+        {"path": "/chat/conv-1", "query": "conversation%5Fid=conv-1"},
+        {"path": "/chat/conv-1", "body": '{"conversation_id": "conv-1"}'.encode("utf-16")},
     ],
-    ids=["query", "header", "path_and_query", "path_header_and_body"],
+    ids=[
+        "query",
+        "header",
+        "path_and_query",
+        "path_header_and_body",
+        "path_and_encoded_query_key",
+        "path_and_utf_16_body",
+    ],
 )
 def test_copies_that_agree_name_the_conversation(request_values: dict[str, Any]) -> None:
     before = rejected()
@@ -137,6 +180,38 @@ def test_a_conversation_skipped_as_ambiguous_leaves_the_session_to_the_cookie() 
     resolution = resolve(resolver(**CONFIRMED), query=query, cookie=cookie)
     assert (resolution.session_id, resolution.source) == ("browser", "cookie")
     assert resolution.pending_conversation_id is None
+
+
+def test_an_unread_body_with_no_other_copy_is_a_missing_conversation() -> None:
+    """Nothing else names a conversation: nothing to doubt, nothing counted."""
+    cookie = cookie_header(make_token("browser", SECRET))
+    before = rejected()
+    resolution = resolve(resolver(**CONFIRMED), body=None, cookie=cookie)
+    assert (resolution.session_id, resolution.source) == ("browser", "cookie")
+    assert resolution.pending_conversation_id is None
+    assert rejected() == before
+
+
+@pytest.mark.parametrize(
+    ("content_type", "may_hold_json"),
+    [
+        ("", True),
+        ("application/json", True),
+        ("Application/JSON; charset=utf-8", True),
+        ("application/vnd.api+json", True),
+        ("text/plain;charset=UTF-8", True),
+        ("image/png, application/json", True),
+        ("multipart/form-data; boundary=x", False),
+        ("application/x-www-form-urlencoded", False),
+        ("application/octet-stream", False),
+    ],
+)
+def test_every_body_an_app_might_parse_as_json_is_read(
+    content_type: str, may_hold_json: bool
+) -> None:
+    """``request.json()`` parses a body whatever its type says; frameworks' body
+    parameters take one without a type too."""
+    assert resolver(**CONFIRMED).body_may_hold_conversation(content_type) is may_hold_json
 
 
 def test_two_session_header_lines_that_disagree_are_skipped() -> None:

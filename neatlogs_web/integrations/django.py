@@ -290,7 +290,9 @@ class NeatlogsConsumerMixin:
     has routed it, binds the URL keyword argument named by
     ``conversation_kwarg`` (``None``: none) for the connection, sets
     ``self.neatlogs_session_id``, and offers ``self.message_session(id)`` to
-    rebind around the handling of one message.
+    rebind around the handling of one message. With
+    ``conversation_binding="when_confirmed"`` both wait for the consumer to
+    authorize the conversation and call ``confirm_conversation(id)``.
     """
 
     conversation_kwarg: str | None = _DEFAULT_CONVERSATION_KWARG
@@ -307,7 +309,8 @@ class NeatlogsConsumerMixin:
     @staticmethod
     @contextmanager
     def message_session(conversation_id: object) -> Iterator[str | None]:
-        """Bind ``conversation_id`` around one message; ``None`` or an invalid
-        id keep the connection's session (see ``websockets.message_session``)."""
+        """Bind ``conversation_id`` around one message, once confirmed with
+        ``conversation_binding="when_confirmed"``; ``None`` or an invalid id keep
+        the connection's session (see ``websockets.message_session``)."""
         with message_session(conversation_id) as session_id:
             yield session_id

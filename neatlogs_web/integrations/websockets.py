@@ -5,7 +5,9 @@ The middleware binds a WebSocket connection to the session of its handshake
 lives. A chat client that multiplexes several conversations over one socket
 sends the conversation id in each message instead; ``message_session()``
 binds it around the handling of that one message, then the connection's
-session is back in effect.
+session is back in effect. With ``conversation_binding="when_confirmed"`` a
+message's conversation waits, as a request's does, for the app to authorize
+it and call ``confirm_conversation(id)``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ def message_session(conversation_id: object) -> Iterator[str | None]:
         async for message in websocket.iter_json():
             with message_session(message.get("conversation_id")):
                 await handle(message)
+
+    With ``conversation_binding="when_confirmed"`` the block starts in the
+    connection's session, and the message's conversation binds once the app,
+    having authorized it, calls ``confirm_conversation(conversation_id)``
+    inside the block: a client cannot put turns into a conversation it merely
+    names.
     """
     if isinstance(conversation_id, int) and not isinstance(conversation_id, bool):
         conversation_id = str(conversation_id)
@@ -44,13 +52,18 @@ def message_session(conversation_id: object) -> Iterator[str | None]:
         yield current_session_id()
         return
     connection = current_binding()
-    message = SessionBinding(conversation_id)
+    if connection is not None and connection.confirms_conversations:
+        # Named, not bound: confirm_conversation() binds it once the app checked it.
+        message = SessionBinding(connection.session_id, pending_conversation_id=conversation_id)
+        message.confirms_conversations = True
+    else:
+        message = SessionBinding(conversation_id)
     if connection is not None:
         message.end_user_id = connection.end_user_id
         # Each message's turn is a trace of its own, linked to the connection's span.
         message.turns_are_roots = connection.turns_are_roots
     token = bind(message)
     try:
-        yield conversation_id
+        yield message.session_id
     finally:
         unbind(token)
