@@ -19,7 +19,7 @@ from starlette.routing import Route
 from benchmarks.asgi_suite import SECRET, ours, starlette_app
 from benchmarks.loopback import CPU_PATH
 from benchmarks.references import AsgiRememberedSignedCookie
-from neatlogs_web._signing import SIGNING_SALT
+from neatlogs_web._session.signing import SIGNING_SALT
 
 
 async def process_cpu(request: Request) -> PlainTextResponse:

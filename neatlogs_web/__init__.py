@@ -5,16 +5,15 @@
 become root traces or child spans that carry it.
 """
 
-from neatlogs_web._version import __version__
-from neatlogs_web.binding import bind_conversation, bind_session, confirm_conversation
-from neatlogs_web.context import (
+from neatlogs_web._session.binding import (
     current_end_user_id,
     current_session_id,
     session,
     with_current_session,
 )
-from neatlogs_web.conventions import set_input, set_kind, set_output, set_usage
-from neatlogs_web.sdk import (
+from neatlogs_web._session.rebinding import bind_conversation, bind_session, confirm_conversation
+from neatlogs_web._tracing.conventions import set_input, set_kind, set_output, set_usage
+from neatlogs_web._tracing.setup import (
     END_USER_KEY_PRESETS,
     SESSION_KEY_PRESETS,
     SessionSpanProcessor,
@@ -23,7 +22,8 @@ from neatlogs_web.sdk import (
     shutdown,
     stats,
 )
-from neatlogs_web.tracing import trace
+from neatlogs_web._tracing.trace import trace
+from neatlogs_web._version import __version__
 
 __all__ = [
     "END_USER_KEY_PRESETS",

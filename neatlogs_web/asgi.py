@@ -18,15 +18,15 @@ from typing import Any, Final, Unpack
 
 from opentelemetry import context as otel_context
 
-from neatlogs_web import sdk
-from neatlogs_web._clean_start import guard_event_loop, outside_request, request_context
-from neatlogs_web._counters import internal_error, reject
-from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
-from neatlogs_web._signing import SecretKeys
-from neatlogs_web._sources import RequestInputs
-from neatlogs_web.binding import hold_turns_apart, open_binding
-from neatlogs_web.context import SessionBinding, bind, unbind
-from neatlogs_web.options import SessionConfig, SessionOptions, check_end_user
+from neatlogs_web._session.binding import SessionBinding, bind, unbind
+from neatlogs_web._session.counters import internal_error, reject
+from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
+from neatlogs_web._session.rebinding import hold_turns_apart, open_binding
+from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.signing import SecretKeys
+from neatlogs_web._session.sources import RequestInputs
+from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._web.clean_start import guard_event_loop, outside_request, request_context
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
 
@@ -51,7 +51,7 @@ class NeatlogsSessionMiddleware:
 
     ``end_user`` is an optional callable from the ASGI scope to an end-user
     id, stamped as ``neatlogs.end_user.id``. The other options are
-    :class:`neatlogs_web.options.SessionConfig`'s (see the README's table).
+    :class:`neatlogs_web._session.options.SessionConfig`'s (see the README's table).
     """
 
     def __init__(

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from opentelemetry import context as otel_context
 
-from neatlogs_web._clean_start import request_context
-from neatlogs_web._counters import internal_error, reject
-from neatlogs_web._resolver import NeedsBody, Resolution, SessionResolver
-from neatlogs_web._signing import SecretKeys
-from neatlogs_web._sources import RequestInputs
-from neatlogs_web.binding import open_binding
-from neatlogs_web.context import SessionBinding, bind, unbind
-from neatlogs_web.options import SessionConfig, SessionOptions, check_end_user
+from neatlogs_web._session.binding import SessionBinding, bind, unbind
+from neatlogs_web._session.counters import internal_error, reject
+from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
+from neatlogs_web._session.rebinding import open_binding
+from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.signing import SecretKeys
+from neatlogs_web._session.sources import RequestInputs
+from neatlogs_web._web.clean_start import request_context
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -47,7 +47,7 @@ class NeatlogsSessionMiddleware:
     """Resolve each request's session and bind it while the app and its body run.
 
     ``end_user`` is an optional callable from the WSGI environ to an end-user
-    id. The other options are :class:`neatlogs_web.options.SessionConfig`'s
+    id. The other options are :class:`neatlogs_web._session.options.SessionConfig`'s
     (see the README's table).
     """
 

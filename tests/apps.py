@@ -16,11 +16,15 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
+import httpx
+
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiMiddleware
 
 SECRET = "test-secret-key"
+#: The session header the middlewares read and echo, as a client sends it.
+HEADER = "x-neatlogs-session-id"
 DEFAULT_OPTIONS: dict[str, Any] = {
     "conversation_paths": ["/chat/{conversation_id}"],
     "conversation_json_field": "conversation_id",
@@ -165,3 +169,22 @@ def make_wsgi_app(**options: Any) -> Any:
 
 def json_body(response: Any) -> dict[str, Any]:
     return dict(json.loads(response.text))
+
+
+def client_for(kind: str, base_url: str = "http://testserver", **options: Any) -> httpx.Client:
+    """An in-process client of the ``"asgi"`` or ``"wsgi"`` app, made with ``options``."""
+    if kind == "asgi":
+        from starlette.testclient import TestClient
+
+        return TestClient(
+            make_asgi_app(**options), base_url=base_url, raise_server_exceptions=False
+        )
+    return httpx.Client(
+        transport=httpx.WSGITransport(app=make_wsgi_app(**options)), base_url=base_url
+    )
+
+
+def cookie_of(response: httpx.Response) -> str:
+    """The session cookie's value a response sets."""
+    header = response.headers["set-cookie"]
+    return header.split(";", 1)[0].split("=", 1)[1]

@@ -4,12 +4,11 @@ from collections.abc import Iterator
 
 import pytest
 from itsdangerous.signer import SigningAlgorithm
-from opentelemetry import trace as otel_trace
-from opentelemetry.util._once import Once
 from playwright.sync_api import Browser, sync_playwright
 
 import neatlogs_web
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import reset_global_tracer_provider
 
 # Debian's chromium, as CI installs it; flags keep it off the (closed) network.
 CHROMIUM = "/usr/bin/chromium"
@@ -24,10 +23,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def reset_global_tracer_provider() -> None:
-    """Let the next init() install its provider globally (test-only reset)."""
-    otel_trace._TRACER_PROVIDER_SET_ONCE = Once()
-    otel_trace._TRACER_PROVIDER = None
+@pytest.fixture(params=["asgi", "wsgi"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Each test of it runs on both middlewares: ``"asgi"`` and ``"wsgi"``."""
+    return str(request.param)
 
 
 @pytest.fixture

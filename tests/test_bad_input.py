@@ -14,10 +14,10 @@ import werkzeug.test
 from starlette.testclient import TestClient
 
 import neatlogs_web
-from neatlogs_web._ids import is_valid_session_id
+from neatlogs_web._session.ids import is_valid_session_id
 from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
 from tests.otlp_receiver import OTLPReceiver
-from tests.test_middleware import spans_after_flush
+from tests.pipeline import spans_after_flush
 from tests.tokens import make_token
 
 HEADER = "x-neatlogs-session-id"
@@ -356,7 +356,7 @@ def test_only_the_first_values_of_the_session_cookie_name_are_checked(
     request starts a new session, counted as too many values."""
     import httpx
 
-    from neatlogs_web._resolver import MAX_COOKIE_CANDIDATES
+    from neatlogs_web._session.resolver import MAX_COOKIE_CANDIDATES
     from tests.servers import run_uvicorn, run_waitress
 
     valid = make_token("alice", SECRET)

@@ -34,8 +34,8 @@ from tests.conversation_attacks import (
     authorize_and_chat,
 )
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import spans_after_flush
 from tests.servers import run_uvicorn, run_waitress
-from tests.test_middleware import spans_after_flush
 
 SECRET = "authorization-test-key"
 OWNER = "x-owner"

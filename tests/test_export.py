@@ -23,7 +23,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 import neatlogs_web
-from neatlogs_web import _export, sdk
+from neatlogs_web._export import exporter as _export
+from neatlogs_web._tracing import setup as sdk
 from tests.faulty_receivers import (
     FAULTS,
     Answer,

@@ -116,7 +116,7 @@ def test_each_turn_is_one_trace_and_the_request_span_becomes_the_turn(
 
 
 def test_request_traces_all_keeps_every_request_in_the_session(receiver: OTLPReceiver) -> None:
-    from tests.conftest import reset_global_tracer_provider
+    from tests.pipeline import reset_global_tracer_provider
 
     neatlogs_web.shutdown()
     reset_global_tracer_provider()
@@ -161,7 +161,7 @@ def test_init_after_shutdown_exports_fastapis_spans_with_the_turn(receiver: OTLP
     """OpenTelemetry sets the global provider once: FastAPI keeps the first init()'s
     after shutdown(). A later init() exports through it, so the request span that
     became the turn, and FastAPI's own spans, still arrive with it."""
-    from tests.conftest import reset_global_tracer_provider
+    from tests.pipeline import reset_global_tracer_provider
 
     neatlogs_web.shutdown()
     reset_global_tracer_provider()
@@ -188,7 +188,7 @@ def test_init_after_shutdown_with_another_workflow_says_what_it_cannot_change(
 ) -> None:
     """FastAPI's request span then stays on the first provider, never sent: the turn
     is a trace of its own, linked to it, rather than a child of a span never sent."""
-    from tests.conftest import reset_global_tracer_provider
+    from tests.pipeline import reset_global_tracer_provider
 
     neatlogs_web.shutdown()
     reset_global_tracer_provider()

@@ -27,10 +27,10 @@ from itsdangerous import BadSignature, TimestampSigner
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import neatlogs_web
-from neatlogs_web._ids import is_valid_session_id
-from neatlogs_web._signing import SIGNING_SALT
+from neatlogs_web._session.ids import is_valid_session_id
+from neatlogs_web._session.options import DEFAULT_MAX_AGE
+from neatlogs_web._session.signing import SIGNING_SALT
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
-from neatlogs_web.options import DEFAULT_MAX_AGE
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
 from tests.reliability.report import record
 from tests.reliability.scale import SCALE

@@ -17,19 +17,12 @@ import httpx
 import pytest
 
 import neatlogs_web
-from neatlogs_web._signing import SessionSigner, resolve_secret_keys
-from tests.apps import SECRET
+from neatlogs_web._session.signing import SessionSigner, resolve_secret_keys
+from tests.apps import HEADER, SECRET, client_for
 from tests.otlp_receiver import OTLPReceiver
-from tests.test_middleware import client_for
 from tests.tokens import make_token, session_of
 
-HEADER = "x-neatlogs-session-id"
 HEADER_ONLY = ("conversation", "header")
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture

@@ -16,43 +16,25 @@ import pytest
 from starlette.testclient import TestClient
 
 import neatlogs_web
-from neatlogs_web._signing import SessionSigner
-from tests.apps import SECRET, json_body, make_asgi_app, make_wsgi_app
-from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from neatlogs_web._session.signing import SessionSigner
+from tests.apps import (
+    HEADER,
+    SECRET,
+    client_for,
+    cookie_of,
+    json_body,
+    make_asgi_app,
+    make_wsgi_app,
+)
+from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import reset_global_tracer_provider, spans_after_flush
 from tests.tokens import make_token, session_of
-
-HEADER = "x-neatlogs-session-id"
-
-
-def client_for(kind: str, base_url: str = "http://testserver", **options: Any) -> httpx.Client:
-    if kind == "asgi":
-        return TestClient(
-            make_asgi_app(**options), base_url=base_url, raise_server_exceptions=False
-        )
-    return httpx.Client(
-        transport=httpx.WSGITransport(app=make_wsgi_app(**options)), base_url=base_url
-    )
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture
 def client(kind: str, tracing: OTLPReceiver) -> Iterator[httpx.Client]:
     with client_for(kind) as http:
         yield http
-
-
-def spans_after_flush(receiver: OTLPReceiver, count: int) -> list[ReceivedSpan]:
-    neatlogs_web.flush()
-    return receiver.wait_for(lambda spans: len(spans) >= count)
-
-
-def cookie_of(response: httpx.Response) -> str:
-    header = response.headers["set-cookie"]
-    return header.split(";", 1)[0].split("=", 1)[1]
 
 
 def test_new_visitor_gets_a_session_cookie_and_token(
@@ -182,8 +164,6 @@ def test_end_user_callable_stamps_end_user_id(
 ) -> None:
     """``user.id`` feeds Phoenix's and OpenTelemetry's user fields, but the neatlogs
     backend reads it as the operator: toward it, only ``neatlogs.end_user.id``."""
-    from tests.conftest import reset_global_tracer_provider
-
     reset_global_tracer_provider()
     neatlogs_web.init(api_key, receiver.url, schedule_delay_ms=20, flush_on_sigterm=False)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from neatlogs_web._session.options import OPTION_NAMES, SessionConfig, SessionOptions
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
-from neatlogs_web.options import OPTION_NAMES, SessionConfig, SessionOptions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiMiddleware
 
 README = Path(__file__).resolve().parent.parent / "README.md"

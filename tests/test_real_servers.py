@@ -14,10 +14,10 @@ import pytest
 from websockets.sync.client import connect
 
 import neatlogs_web
-from neatlogs_web._ids import is_valid_session_id
+from neatlogs_web._session.ids import is_valid_session_id
 from tests.apps import ClosingBody, json_body, make_asgi_app, make_wsgi_app
-from tests.conftest import reset_global_tracer_provider
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn, run_waitress
 from tests.tokens import session_of
 

@@ -10,11 +10,10 @@ from fastapi.responses import StreamingResponse
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
-from tests.apps import json_body
-from tests.conftest import reset_global_tracer_provider
+from tests.apps import client_for, json_body
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn
-from tests.test_middleware import client_for
 
 
 def test_bind_session_after_routing_follows_body_background_and_request_span(

@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 import neatlogs_web
-from neatlogs_web._signing import SessionSigner
-from tests.apps import SECRET
-from tests.test_middleware import HEADER, client_for
+from neatlogs_web._session.signing import SessionSigner
+from tests.apps import HEADER, SECRET, client_for
 from tests.tokens import make_token
 
 MAX_AGE = 100  # so the token is refreshed once older than 50 s
@@ -28,11 +27,6 @@ def as_input(source: str, token: str) -> dict[str, str]:
     if source == "cookie":
         return {"cookie": f"neatlogs_session={token}; theme=dark"}
     return {HEADER: token}
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(params=["cookie", "header"])

@@ -14,9 +14,14 @@ from typing import Any
 import pytest
 
 import neatlogs_web
-from neatlogs_web._resolver import MAX_COOKIE_CANDIDATES, NeedsBody, Resolution, SessionResolver
-from neatlogs_web._sources import RequestInputs
-from neatlogs_web.options import SessionConfig
+from neatlogs_web._session.options import SessionConfig
+from neatlogs_web._session.resolver import (
+    MAX_COOKIE_CANDIDATES,
+    NeedsBody,
+    Resolution,
+    SessionResolver,
+)
+from neatlogs_web._session.sources import RequestInputs
 from tests.tokens import make_token
 
 SECRET = "decisions-key"

@@ -8,8 +8,8 @@ import pytest
 from opentelemetry import trace as otel_trace
 
 import neatlogs_web
-from tests.conftest import reset_global_tracer_provider
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.pipeline import reset_global_tracer_provider
 
 
 def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:

@@ -10,18 +10,12 @@ import httpx
 import pytest
 
 import neatlogs_web
-from neatlogs_web import _signing
-from neatlogs_web._resolver import SessionResolver
-from neatlogs_web.options import SessionConfig
-from tests.apps import SECRET, json_body
+from neatlogs_web._session import signing as _signing
+from neatlogs_web._session.options import SessionConfig
+from neatlogs_web._session.resolver import SessionResolver
+from tests.apps import SECRET, client_for, json_body
 from tests.otlp_receiver import OTLPReceiver
-from tests.test_middleware import client_for
 from tests.tokens import make_token, session_of
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def whoami(http: httpx.Client, **kwargs: object) -> str:

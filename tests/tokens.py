@@ -7,7 +7,7 @@ import time
 
 from itsdangerous import TimestampSigner
 
-from neatlogs_web._signing import SIGNING_SALT
+from neatlogs_web._session.signing import SIGNING_SALT
 
 
 def make_token(session_id: str, key: str, *, age_s: float = 0.0) -> str:

@@ -35,10 +35,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate as otel_propagate
 from opentelemetry.propagators.textmap import Getter
 
-from neatlogs_web._counters import reject
-from neatlogs_web._signing import SessionSigner, resolve_secret_keys
-from neatlogs_web.context import current_session_id, session
-from neatlogs_web.sdk import active_pipeline, flush, init
+from neatlogs_web._session.binding import current_session_id, session
+from neatlogs_web._session.counters import reject
+from neatlogs_web._session.signing import SessionSigner, resolve_secret_keys
+from neatlogs_web._tracing.setup import active_pipeline, flush, init
 
 __all__ = ["DEFAULT_HEADER", "NeatlogsCelery"]
 

@@ -38,10 +38,10 @@ from django.http import HttpRequest, HttpResponseBase
 
 from neatlogs_web import asgi as _asgi
 from neatlogs_web import wsgi as _wsgi
-from neatlogs_web.binding import bind_conversation
-from neatlogs_web.context import current_session_id
+from neatlogs_web._session.binding import current_session_id
+from neatlogs_web._session.options import OPTION_NAMES, SessionOptions, check_view_argument
+from neatlogs_web._session.rebinding import bind_conversation
 from neatlogs_web.integrations.websockets import message_session
-from neatlogs_web.options import OPTION_NAMES, SessionOptions, check_view_argument
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication

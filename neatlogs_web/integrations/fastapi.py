@@ -16,8 +16,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Header, Path, Query, Request
 
-from neatlogs_web.binding import bind_session
-from neatlogs_web.context import current_session_id
+from neatlogs_web._session.binding import current_session_id
+from neatlogs_web._session.rebinding import bind_session
 
 __all__ = ["CurrentSession", "bind_session_from", "current_session"]
 

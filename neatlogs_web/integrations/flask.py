@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from flask import Flask, request
 
-from neatlogs_web.binding import bind_conversation
-from neatlogs_web.options import OPTION_NAMES, SessionOptions, check_view_argument
+from neatlogs_web._session.options import OPTION_NAMES, SessionOptions, check_view_argument
+from neatlogs_web._session.rebinding import bind_conversation
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
 if TYPE_CHECKING:

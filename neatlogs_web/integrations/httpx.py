@@ -21,8 +21,8 @@ from urllib.parse import quote
 import httpx
 from opentelemetry import propagate as otel_propagate
 
-from neatlogs_web._signing import SessionSigner, resolve_secret_keys
-from neatlogs_web.context import current_session_id
+from neatlogs_web._session.binding import current_session_id
+from neatlogs_web._session.signing import SessionSigner, resolve_secret_keys
 
 __all__ = ["propagate"]
 

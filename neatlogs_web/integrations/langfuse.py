@@ -29,9 +29,9 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from neatlogs_web import sdk
-from neatlogs_web._export import is_transport_span
-from neatlogs_web.conventions import KIND_KEY as TURN_KIND_KEY
+from neatlogs_web._export.exporter import is_transport_span
+from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing.conventions import KIND_KEY as TURN_KIND_KEY
 
 __all__ = ["should_export_span"]
 

@@ -11,7 +11,7 @@ import logging
 
 from opentelemetry import trace as otel_trace
 
-from neatlogs_web.context import current_end_user_id, current_session_id
+from neatlogs_web._session.binding import current_end_user_id, current_session_id
 
 __all__ = ["SessionLogFilter"]
 

@@ -25,8 +25,12 @@ from typing import TYPE_CHECKING, Any
 import neatlogs
 from opentelemetry.sdk.trace import TracerProvider
 
-from neatlogs_web.context import current_binding
-from neatlogs_web.sdk import END_USER_KEY_PRESETS, SESSION_KEY_PRESETS, SessionSpanProcessor
+from neatlogs_web._session.binding import current_binding
+from neatlogs_web._tracing.setup import (
+    END_USER_KEY_PRESETS,
+    SESSION_KEY_PRESETS,
+    SessionSpanProcessor,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -15,9 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from neatlogs_web._counters import reject
-from neatlogs_web._ids import is_valid_session_id
-from neatlogs_web.context import SessionBinding, bind, current_binding, current_session_id, unbind
+from neatlogs_web._session.binding import (
+    SessionBinding,
+    bind,
+    current_binding,
+    current_session_id,
+    unbind,
+)
+from neatlogs_web._session.counters import reject
+from neatlogs_web._session.ids import is_valid_session_id
 
 __all__ = ["message_session"]
 

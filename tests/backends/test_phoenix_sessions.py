@@ -31,7 +31,7 @@ import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from tests.backends.phoenix_client import PhoenixClient, Session, Span, wait_for
 from tests.backends.phoenix_server import PhoenixServer
-from tests.conftest import reset_global_tracer_provider
+from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn
 
 pytestmark = pytest.mark.backends

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from starlette.testclient import TestClient
 
 from neatlogs_web.collector import Store, create_app
+from tests.servers import free_port
 
 ResultT = TypeVar("ResultT")
 
@@ -87,9 +88,7 @@ class CollectorProcess:
     """`neatlogs-web serve` in a process of its own, so its memory is its own to measure."""
 
     def __init__(self, db: Path) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self._popen = subprocess.Popen(
             [sys.executable, "-m", "neatlogs_web", "serve", "--port", str(port), "--db", str(db)],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,12 +13,7 @@ import pytest
 
 from neatlogs_web.cli import main
 from tests.collector import otlp_data as otlp
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.servers import free_port
 
 
 def test_serve_receives_and_shows_spans(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import pytest
 from itsdangerous import TimestampSigner
 from websockets.sync.client import connect
 
-from neatlogs_web._signing import SIGNING_SALT
+from neatlogs_web._session.signing import SIGNING_SALT
 from tests.integrations._processes import DJANGO_SERVERS, django_server
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.tokens import make_token, session_of

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask, Response, jsonify, stream_with_context
 
 import neatlogs_web
-from neatlogs_web._signing import SessionSigner
+from neatlogs_web._session.signing import SessionSigner
 from neatlogs_web.integrations.flask import NeatlogsFlask
 from tests.otlp_receiver import OTLPReceiver
 from tests.servers import run_waitress

@@ -24,8 +24,8 @@ from opentelemetry.sdk.trace import TracerProvider
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.integrations.langfuse import should_export_span
-from tests.conftest import reset_global_tracer_provider
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn
 from tests.tokens import session_of
 

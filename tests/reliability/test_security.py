@@ -22,22 +22,14 @@ from itsdangerous import TimestampSigner
 from itsdangerous.encoding import base64_decode
 
 import neatlogs_web
-from neatlogs_web._signing import SIGNING_SALT, SessionSigner
+from neatlogs_web._session.options import DEFAULT_MAX_AGE
+from neatlogs_web._session.signing import SIGNING_SALT, SessionSigner
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
-from neatlogs_web.options import DEFAULT_MAX_AGE
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
-from tests.apps import SECRET, json_body
+from tests.apps import HEADER, SECRET, client_for, cookie_of, json_body
 from tests.otlp_receiver import OTLPReceiver
 from tests.reliability.report import record
-from tests.test_middleware import client_for, cookie_of
 from tests.tokens import make_token, session_of
-
-HEADER = "x-neatlogs-session-id"
-
-
-@pytest.fixture(params=["asgi", "wsgi"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def whoami(http: httpx.Client, **kwargs: Any) -> str:

@@ -18,7 +18,7 @@ import pytest
 import werkzeug.test
 
 import neatlogs_web
-from neatlogs_web._signing import VERIFIED_CACHE_SIZE
+from neatlogs_web._session.signing import VERIFIED_CACHE_SIZE
 from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiMiddleware
 from tests.apps import SECRET

@@ -39,7 +39,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
-from neatlogs_web._export_health import (
+from neatlogs_web._export.health import (
     UNKNOWN,
     ExportVoice,
     ExportWatch,

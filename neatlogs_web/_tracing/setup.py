@@ -31,16 +31,16 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Span
 from opentelemetry.util.types import AttributeValue
 
-from neatlogs_web import _export
-from neatlogs_web._counters import internal_error_counts, rejection_counts
-from neatlogs_web._ids import is_valid_session_id, new_session_id
-from neatlogs_web._providers import ProviderChoice, choose_provider, install_global_provider
-from neatlogs_web._version import __version__
-from neatlogs_web.context import (
+from neatlogs_web._export import exporter as _export
+from neatlogs_web._session.binding import (
     SessionBinding,
     current_binding,
     set_default_session,
 )
+from neatlogs_web._session.counters import internal_error_counts, rejection_counts
+from neatlogs_web._session.ids import is_valid_session_id, new_session_id
+from neatlogs_web._tracing.providers import ProviderChoice, choose_provider, install_global_provider
+from neatlogs_web._version import __version__
 
 __all__ = [
     "END_USER_KEY_PRESETS",

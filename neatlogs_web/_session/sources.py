@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl, unquote
 
 if TYPE_CHECKING:
-    from neatlogs_web.options import SessionConfig
+    from neatlogs_web._session.options import SessionConfig
 
 __all__ = [
     "ConversationCopies",

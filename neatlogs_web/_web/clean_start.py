@@ -57,7 +57,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from neatlogs_web.context import bind, unbind
+from neatlogs_web._session.binding import bind, unbind
 
 __all__ = ["guard_event_loop", "outside_request", "request_context"]
 

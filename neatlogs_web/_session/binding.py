@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final, ParamSpec, TypeVar
 
-from neatlogs_web._ids import ID_CHARSET, MAX_ID_LENGTH, is_valid_session_id
+from neatlogs_web._session.ids import ID_CHARSET, MAX_ID_LENGTH, is_valid_session_id
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -26,9 +26,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from neatlogs_web import sdk
-from neatlogs_web.context import SessionBinding, collecting_garbage, current_request_binding
-from neatlogs_web.conventions import SpanKind, check_kind, set_input, set_kind
+from neatlogs_web._session.binding import (
+    SessionBinding,
+    collecting_garbage,
+    current_request_binding,
+)
+from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing.conventions import SpanKind, check_kind, set_input, set_kind
 
 __all__ = ["trace"]
 

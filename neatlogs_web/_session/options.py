@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict
 
-from neatlogs_web._signing import TOKEN_RE, SecretKeys
-from neatlogs_web._sources import compile_template
+from neatlogs_web._session.signing import TOKEN_RE, SecretKeys
+from neatlogs_web._session.sources import compile_template
 
 __all__ = ["ConversationBinding", "SameSite", "SessionConfig", "SessionOptions", "Validator"]
 

@@ -18,12 +18,12 @@ from typing import TypeVar
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import get_current as current_otel_context
 
-from neatlogs_web import sdk
-from neatlogs_web._counters import reject
-from neatlogs_web._ids import is_valid_session_id
-from neatlogs_web._resolver import Resolution
-from neatlogs_web.context import SessionBinding, current_request_binding
-from neatlogs_web.tracing import in_turn
+from neatlogs_web._session.binding import SessionBinding, current_request_binding
+from neatlogs_web._session.counters import reject
+from neatlogs_web._session.ids import is_valid_session_id
+from neatlogs_web._session.resolver import Resolution
+from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing.trace import in_turn
 
 __all__ = ["bind_conversation", "bind_session", "confirm_conversation"]
 

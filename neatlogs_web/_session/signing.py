@@ -19,8 +19,8 @@ from typing import Final, NamedTuple
 
 from itsdangerous import BadSignature, TimestampSigner
 
-from neatlogs_web._cache import BoundedCache
-from neatlogs_web._ids import MAX_ID_LENGTH, is_valid_session_id
+from neatlogs_web._session.cache import BoundedCache
+from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id
 
 SIGNING_SALT: Final = b"neatlogs_web.session"
 # "<id>.<timestamp>.<signature>": the id plus at most ~60 characters.

@@ -24,7 +24,7 @@ from typing import Final
 
 import requests
 
-from neatlogs_web._export_transport import (
+from neatlogs_web._export.transport import (
     AnswerCutOff,
     BoundedAdapter,
     RequestTimeout,

@@ -25,7 +25,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-from neatlogs_web.context import current_session_id
+from neatlogs_web._session.binding import current_session_id
 
 __all__ = ["SessionRatioSampler", "session_sampler"]
 

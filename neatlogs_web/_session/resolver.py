@@ -18,10 +18,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from neatlogs_web._cache import BoundedCache
-from neatlogs_web._counters import reject
-from neatlogs_web._ids import MAX_ID_LENGTH, is_valid_session_id, new_session_id
-from neatlogs_web._signing import (
+from neatlogs_web._session.binding import SessionBinding
+from neatlogs_web._session.cache import BoundedCache
+from neatlogs_web._session.counters import reject
+from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id, new_session_id
+from neatlogs_web._session.options import SessionConfig
+from neatlogs_web._session.signing import (
     MAX_TOKEN_LENGTH,
     TOKEN_RE,
     VERIFIED_CACHE_SIZE,
@@ -30,7 +32,7 @@ from neatlogs_web._signing import (
     looks_like_token,
     resolve_secret_keys,
 )
-from neatlogs_web._sources import (
+from neatlogs_web._session.sources import (
     ConversationCopies,
     RequestInputs,
     baggage_session_ids,
@@ -38,8 +40,6 @@ from neatlogs_web._sources import (
     header_copies,
     json_field,
 )
-from neatlogs_web.context import SessionBinding
-from neatlogs_web.options import SessionConfig
 
 __all__ = ["MAX_COOKIE_CANDIDATES", "NeedsBody", "Resolution", "SessionResolver"]
 

@@ -24,7 +24,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
-from neatlogs_web.sampling import session_sampler
+from neatlogs_web._tracing.sampling import session_sampler
 
 __all__ = ["ProviderChoice", "choose_provider", "install_global_provider"]
 

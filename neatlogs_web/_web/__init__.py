@@ -1,0 +1,1 @@
+"""What the ASGI and WSGI adapters share beyond the session layer."""
