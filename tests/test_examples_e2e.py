@@ -20,7 +20,7 @@ import pytest
 
 from neatlogs_web.cli import main
 from neatlogs_web.demo import simulate_users
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 from tests.servers import free_port, run_example
 
 

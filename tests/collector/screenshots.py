@@ -15,7 +15,7 @@ import httpx
 from playwright.sync_api import sync_playwright
 
 from tests.collector import conversations
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MARK = "neatlogs.collector.truncated"

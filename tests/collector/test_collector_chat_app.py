@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn
 

@@ -17,7 +17,7 @@ from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import CollectorProcess, LiveCollector
+from tests.collector.live import CollectorProcess, LiveCollector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 MIB = 1024 * 1024

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.collector import conversations
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 HOSTILE = '<img src=x onerror="document.title=1">'

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 
 from neatlogs_web.collector import Store, create_app
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}

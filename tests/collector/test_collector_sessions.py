@@ -10,7 +10,7 @@ from opentelemetry.trace import Status, StatusCode
 from starlette.testclient import TestClient
 
 from tests.collector import otlp_data as otlp
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 Provider = Callable[..., TracerProvider]

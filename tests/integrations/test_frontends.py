@@ -41,7 +41,7 @@ from starlette.routing import Route
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.frontend import script_endpoint
-from tests.collector.conftest import LiveCollector
+from tests.collector.live import LiveCollector
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import ROOT, run_example, run_uvicorn
 from tests.tokens import make_token, session_of
