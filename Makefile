@@ -92,7 +92,7 @@ FLOOR_PINS := opentelemetry-api==1.35.0 opentelemetry-sdk==1.35.0 \
 $(FLOOR)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/python -m pip install --quiet -e . $(FLOOR_PINS) \
-		pytest httpx uvicorn starlette playwright
+		pytest httpx uvicorn starlette
 	touch $@
 
 floor: $(FLOOR)/.installed
@@ -105,18 +105,11 @@ SUPPORTED_PYTHONS := 3.11 3.12 3.13
 MAIN_PYTHON := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 EXTRA_PYTHONS ?= $(filter-out $(MAIN_PYTHON),$(SUPPORTED_PYTHONS))
 # The fast suite: the core, export, the collector's receiver and API, and the
-# framework integrations, on real servers; without the page tests (a browser),
-# Celery's worker (Redis), the Django server matrix, the Phoenix and reliability
-# suites and the benchmarks smoke test, which the main run covers. A few minutes.
-FAST_TESTS := -m "not slow and not backends" tests \
-	--ignore=tests/reliability --ignore=tests/backends \
-	--ignore=tests/collector/test_collector_page.py \
-	--ignore=tests/integrations/test_frontends.py \
-	--ignore=tests/integrations/test_chat_page.py \
-	--ignore=tests/integrations/test_celery_worker.py \
-	--ignore=tests/integrations/test_django_servers.py \
-	--ignore=tests/integrations/test_django_example.py \
-	--ignore=tests/test_benchmarks_smoke.py
+# framework integrations, on real servers: the tests no tier marks (the markers in
+# pyproject.toml). The page tests (a browser), Celery's worker (Redis), the
+# Phoenix and reliability suites and the slow runs of server processes are the
+# main run's.
+FAST_TESTS := -m "not browser and not redis and not backends and not reliability and not slow"
 
 $(VENV)-%/.installed: pyproject.toml constraints.txt
 	@interpreter=$$(.ci/find-python $*) || exit 1; \

@@ -1,26 +1,46 @@
+"""Fixtures every tier shares, and the tiers themselves.
+
+A tier is a marker (declared in pyproject.toml) given here by where a test
+lives, so a module carries no decorator for it and `-m` chooses a tier:
+``make pythons`` runs the tests no tier marks.
+"""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from itsdangerous.signer import SigningAlgorithm
-from playwright.sync_api import Browser, sync_playwright
 
 import neatlogs_web
 from tests.otlp_receiver import OTLPReceiver
 from tests.pipeline import reset_global_tracer_provider
 
-# Debian's chromium, as CI installs it; flags keep it off the (closed) network.
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+if TYPE_CHECKING:
+    from tests.collector.live import LiveCollector
+
+#: Where the tests of each tier live: a folder (ending in "/") or a module.
+TIERS = {
+    "tests/browser/": "browser",
+    "tests/backends/": "backends",
+    "tests/reliability/": "reliability",
+    "tests/integrations/test_celery_worker.py": "redis",
+    "tests/integrations/test_django_servers.py": "slow",
+    "tests/integrations/test_django_example.py": "slow",
+    "tests/test_benchmarks_smoke.py": "slow",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, before ``-m`` chooses among them."""
+    for item in items:
+        where = item.path.relative_to(config.rootpath).as_posix()
+        for place, tier in TIERS.items():
+            if where == place or (place.endswith("/") and where.startswith(place)):
+                item.add_marker(tier)
 
 
 @pytest.fixture(params=["asgi", "wsgi"])
@@ -63,14 +83,15 @@ def _no_tracing_leaks() -> Iterator[None]:
     assert neatlogs_web.current_session_id() is None, "a session binding leaked out of a test"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """A headless chromium per test module, driven by Playwright (closed before the
-    module's neighbours run, so its event loop never meets theirs)."""
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[LiveCollector]:
+    """The local collector on a free loopback port, its store in ``tmp_path``."""
+    # Imported on use: `make floor` runs the export tests without the collector's
+    # dependencies.
+    from tests.collector.live import LiveCollector
+
+    with LiveCollector(tmp_path / "collector.db") as live:
+        yield live
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ is written to ``app.py`` and served as a user serves it (uvicorn, waitress) on
 from a real OTLP receiver. A module is run by a fresh interpreter, followed by
 a few lines of the test's own (``probe``) that use what it defined. The
 README's frontend section is served in Chromium by
-``tests/integrations/test_frontends.py``; this file checks that every other
+``tests/browser/test_frontends.py``; this file checks that every other
 block is run here. A block that cannot run alone (a signature list, one file
 of a larger project) has a ``<!-- not-runnable: reason -->`` line right above
 it, and the reason says where its whole is run.
@@ -36,8 +36,8 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.integrations.test_frontends import readme_frontend_snippets
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.readme import readme_frontend_snippets
 from tests.servers import ROOT, run_example
 
 DOCS = ("README.md", "docs/integrations.md")

@@ -41,12 +41,6 @@ def collector_process(tmp_path: Path) -> Iterator[CollectorProcess]:
 
 
 @pytest.fixture
-def collector(tmp_path: Path) -> Iterator[LiveCollector]:
-    with LiveCollector(tmp_path / "collector.db") as live:
-        yield live
-
-
-@pytest.fixture
 def live_collector_factory(tmp_path: Path) -> Iterator[Callable[..., LiveCollector]]:
     started: list[LiveCollector] = []
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import sync_playwright
 
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.collector import conversations
 from tests.collector.live import LiveCollector
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 

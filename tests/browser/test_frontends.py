@@ -41,9 +41,10 @@ from starlette.routing import Route
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.frontend import script_endpoint
+from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.collector.live import LiveCollector
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import ROOT, run_example, run_uvicorn
+from tests.readme import readme_frontend_snippets
+from tests.servers import run_example, run_uvicorn
 from tests.tokens import make_token, session_of
 
 SECRET = "frontend-test-key"
@@ -57,18 +58,6 @@ PAGE_HTML = (
     '<!doctype html><meta charset="utf-8"><title>chat</title>\n'
     '<script type="module">import { send } from "./chat.js"; window.send = send;</script>\n'
 )
-
-
-def readme_frontend_snippets() -> dict[str, str]:
-    """The README's frontend section: the FastAPI and Flask APIs and the page module."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("## Frontends")
-    end = readme.index("\n## ", start + 1)
-    blocks = re.findall(r"```(\w+)\n(.*?)```", readme[start:end], re.DOTALL)
-    python = [code for lang, code in blocks if lang == "python"]
-    js = [code for lang, code in blocks if lang == "js"]
-    assert len(python) == 2 and len(js) == 1, "the section has a FastAPI, a Flask and a JS block"
-    return {"fastapi": python[0], "flask": python[1], "page": js[0]}
 
 
 def replace(text: str, old: str, new: str, count: int = 1) -> str:
