@@ -15,6 +15,7 @@ import pytest
 from itsdangerous.signer import SigningAlgorithm
 
 import neatlogs_web
+from neatlogs_web._session.signing import SessionSigner, VerifiedToken
 from tests.otlp_receiver import OTLPReceiver
 from tests.pipeline import reset_global_tracer_provider
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 #: Where the tests of each tier live: a folder (ending in "/") or a module.
 TIERS = {
+    "tests/unit/": "unit",
     "tests/browser/": "browser",
     "tests/backends/": "backends",
     "tests/reliability/": "reliability",
@@ -106,3 +108,17 @@ def hmac_checks(monkeypatch: pytest.MonkeyPatch) -> list[None]:
 
     monkeypatch.setattr(SigningAlgorithm, "verify_signature", counted)
     return checks
+
+
+@pytest.fixture
+def verified_tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each token the middleware asked to verify, in order (a remembered one is not asked)."""
+    tokens: list[str] = []
+    verify = SessionSigner.verify
+
+    def counted(self: SessionSigner, token: str) -> VerifiedToken | None:
+        tokens.append(token)
+        return verify(self, token)
+
+    monkeypatch.setattr(SessionSigner, "verify", counted)
+    return tokens

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 import neatlogs_web
-from neatlogs_web._session.signing import SessionSigner
 from tests.apps import HEADER, SECRET, client_for
 from tests.tokens import make_token
 
@@ -45,16 +44,8 @@ def options(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 def test_a_returning_token_is_verified_once(
-    kind: str, source: str, options: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    kind: str, source: str, options: dict[str, Any], verified_tokens: list[str]
 ) -> None:
-    verified: list[str] = []
-    real_verify = SessionSigner.verify
-
-    def counting_verify(self: SessionSigner, token: str) -> Any:
-        verified.append(token)
-        return real_verify(self, token)
-
-    monkeypatch.setattr(SessionSigner, "verify", counting_verify)
     token = make_token("returning-1", SECRET)
     with client_for(kind, **options) as http:
         sessions = [
@@ -63,7 +54,7 @@ def test_a_returning_token_is_verified_once(
         ]
 
     assert sessions == ["returning-1"] * 3
-    assert verified == [token]
+    assert verified_tokens == [token]
 
 
 def test_a_remembered_token_is_still_refreshed_then_expired_on_time(

@@ -3,7 +3,7 @@
 Each test hands ``SessionResolver`` the raw values a request carries, as the
 adapters would, and reads the decision and the rejections counted in
 ``neatlogs_web.stats()``. The same rules on real servers are in
-``test_conversation_authorization.py`` and ``test_bad_input.py``.
+``tests/test_conversation_authorization.py`` and ``tests/test_bad_input.py``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,11 @@ from typing import Any
 
 import pytest
 
-import neatlogs_web
 from neatlogs_web._session.options import SessionConfig
-from neatlogs_web._session.resolver import (
-    MAX_COOKIE_CANDIDATES,
-    NeedsBody,
-    Resolution,
-    SessionResolver,
-)
-from neatlogs_web._session.sources import RequestInputs
+from neatlogs_web._session.resolver import MAX_COOKIE_CANDIDATES, SessionResolver
 from tests.tokens import make_token
+from tests.unit.resolving import SECRET, cookie_header, rejected, resolve, resolver
 
-SECRET = "decisions-key"
 CONFIRMED = {
     "conversation_paths": ["/chat/{conversation_id}"],
     "conversation_query": "conversation_id",
@@ -32,38 +25,6 @@ CONFIRMED = {
     "conversation_json_field": "conversation_id",
     "conversation_binding": "when_confirmed",
 }
-
-
-def resolver(**options: Any) -> SessionResolver:
-    return SessionResolver(SessionConfig(secret_key=SECRET, **options))
-
-
-def resolve(
-    resolver: SessionResolver,
-    path: str = "/chat",
-    query: str = "",
-    body: bytes | None = b"",
-    **headers: str,
-) -> Resolution:
-    """Resolve a request as an adapter would: headers by ``RequestInputs`` field,
-    the body read when resolution asks for it (``None``: one it could not read)."""
-    inputs = RequestInputs(path, query)
-    for field, value in headers.items():
-        setattr(inputs, field, value)
-    resolved = resolver.resolve(inputs, https=False)
-    if isinstance(resolved, NeedsBody):
-        resolver.read_json_body(inputs, body)
-        resolved = resolver.resolve(inputs, https=False, resume_at=resolved.resume_at)
-    assert isinstance(resolved, Resolution)
-    return resolved
-
-
-def rejected() -> Counter[str]:
-    return Counter(neatlogs_web.stats()["rejected"])
-
-
-def cookie_header(*tokens: str) -> str:
-    return "; ".join(f"neatlogs_session={token}" for token in tokens)
 
 
 # -- a conversation id is bound only when every copy of it agrees -------------
