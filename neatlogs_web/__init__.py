@@ -13,14 +13,11 @@ from neatlogs_web._session.binding import (
 )
 from neatlogs_web._session.rebinding import bind_conversation, bind_session, confirm_conversation
 from neatlogs_web._tracing.conventions import set_input, set_kind, set_output, set_usage
-from neatlogs_web._tracing.setup import (
+from neatlogs_web._tracing.setup import flush, init, shutdown, stats
+from neatlogs_web._tracing.stamping import (
     END_USER_KEY_PRESETS,
     SESSION_KEY_PRESETS,
     SessionSpanProcessor,
-    flush,
-    init,
-    shutdown,
-    stats,
 )
 from neatlogs_web._tracing.trace import trace
 from neatlogs_web._version import __version__

@@ -16,17 +16,16 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Unpack
 
-from opentelemetry import context as otel_context
-
 from neatlogs_web._session.binding import SessionBinding, bind, unbind
-from neatlogs_web._session.counters import internal_error, reject
+from neatlogs_web._session.counters import reject
 from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
-from neatlogs_web._session.rebinding import hold_turns_apart, open_binding
-from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.resolver import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing import setup as sdk
-from neatlogs_web._web.clean_start import guard_event_loop, outside_request, request_context
+from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
+from neatlogs_web._web.clean_start import guard_event_loop, outside_request
+from neatlogs_web._web.flow import RequestFlow
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
 
@@ -69,7 +68,7 @@ class NeatlogsSessionMiddleware:
         try:
             check_end_user(end_user)
             config = SessionConfig.from_options(type(self).__name__, secret_key, options)
-            self.resolver = resolver = SessionResolver(config)
+            self.flow = flow = RequestFlow[Scope](config, end_user)
         except (TypeError, ValueError) as error:
             if not _server_is_running():
                 raise
@@ -80,18 +79,9 @@ class NeatlogsSessionMiddleware:
             logger.error("neatlogs_web: %s", error)
             self.startup_error = error
             return
+        self.resolver = resolver = flow.resolver
         # Request header -> the RequestInputs field it fills, for the sources in use.
-        wanted = {
-            b"cookie": "cookie" if resolver.reads_cookie else None,
-            config.header_name.lower().encode("latin-1"): (
-                "session_header" if resolver.reads_session_header else None
-            ),
-            b"baggage": "baggage" if resolver.reads_baggage else None,
-        }
-        if resolver.reads_conversation_header:
-            assert config.conversation_header is not None
-            wanted[config.conversation_header.lower().encode("latin-1")] = "conversation_header"
-        self._wanted = [(name, field) for name, field in wanted.items() if field is not None]
+        self._wanted = [(name.encode("latin-1"), field) for name, field in flow.header_fields()]
         # Headers whose presence means the cookie does not decide alone.
         self._before_cookie = tuple(
             name.encode("latin-1") for name in resolver.headers_before_cookie
@@ -120,18 +110,18 @@ class NeatlogsSessionMiddleware:
             return
 
         # A request starts clean, whatever context the server started it in (see
-        # _clean_start): another request's spans are left behind, and it binds
-        # its own value, even "no session".
-        context = request_context()
-        receive, send = outside_request(receive, context), outside_request(send, context)
-        otel_token = otel_context.attach(context)
+        # _web.clean_start): the server's own code runs outside it, another
+        # request's spans are left behind, and it binds its own value, even "no session".
+        request = start_request()
+        receive = outside_request(receive, request.context)
+        send = outside_request(send, request.context)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):
-                resolution, binding, receive = await self._resolve(scope, receive)
+                resolution, binding, receive = await self._resolve(scope, receive, request)
                 scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
                 if resolution.changes_response:
-                    send = self._add_session_headers(send, resolution, binding)
+                    send = self._add_session_headers(send, resolution, request)
             scope[_SCOPE_BINDING_KEY] = binding
             token = bind(binding)
             try:
@@ -139,7 +129,7 @@ class NeatlogsSessionMiddleware:
             finally:
                 unbind(token)
         finally:
-            otel_context.detach(otel_token)
+            end_request(request)
 
     def _binds_nothing(self, scope: Scope) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
@@ -149,34 +139,26 @@ class NeatlogsSessionMiddleware:
         )
 
     async def _resolve(
-        self, scope: Scope, receive: Receive
+        self, scope: Scope, receive: Receive, request: RequestTrace
     ) -> tuple[Resolution, SessionBinding, Receive]:
         """The request's session and its binding, and the ``receive`` the app
         gets (it replays a JSON body read for a conversation id)."""
-        resolver = self.resolver
+        flow = self.flow
+        websocket = scope["type"] == "websocket"
         try:
             resolution = self._recall(scope["headers"])  # a returning user, usually
             if resolution is None:
                 inputs = self._request_inputs(scope)
                 https = scope.get("scheme") in ("https", "wss")
-                resolved = resolver.resolve(inputs, https=https)
+                resolved = flow.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
                     receive = await self._read_json_field(scope, inputs, receive)
-                    resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
-                assert isinstance(resolved, Resolution)
+                    resolved = flow.resume(inputs, resolved, https=https)
                 resolution = resolved
-            binding = open_binding(
-                resolution,
-                self.end_user,
-                scope,
-                confirms_conversations=resolver.confirms_conversations,
-            )
+            binding = flow.open(resolution, scope, request, websocket=websocket)
         except Exception:
-            internal_error("resolving an ASGI request's session")
-            resolution = resolver.fallback()
-            binding = SessionBinding(resolution.session_id)
-        if scope["type"] == "websocket":
-            hold_turns_apart(binding)
+            where = "resolving an ASGI request's session"
+            resolution, binding = flow.fallback(where, request, websocket=websocket)
         return resolution, binding, receive
 
     def _recall_by_cookie(self, raw: Headers) -> Resolution | None:
@@ -209,15 +191,15 @@ class NeatlogsSessionMiddleware:
         return inputs
 
     def _add_session_headers(
-        self, send: Send, resolution: Resolution, binding: SessionBinding
+        self, send: Send, resolution: Resolution, request: RequestTrace
     ) -> Send:
-        resolver = self.resolver
+        flow = self.flow
 
         async def send_with_session(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 extra = [
                     (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in resolver.response_headers(resolution, binding)
+                    for name, value in flow.response_headers(resolution, request)
                 ]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)

@@ -15,16 +15,14 @@ import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
 
-from opentelemetry import context as otel_context
-
 from neatlogs_web._session.binding import SessionBinding, bind, unbind
-from neatlogs_web._session.counters import internal_error, reject
+from neatlogs_web._session.counters import reject
 from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
-from neatlogs_web._session.rebinding import open_binding
-from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.resolver import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
-from neatlogs_web._web.clean_start import request_context
+from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
+from neatlogs_web._web.flow import RequestFlow
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -63,19 +61,10 @@ class NeatlogsSessionMiddleware:
         self.end_user = end_user
         check_end_user(end_user)
         config = SessionConfig.from_options(type(self).__name__, secret_key, options)
-        self.resolver = resolver = SessionResolver(config)
+        self.flow = flow = RequestFlow[WSGIEnvironment](config, end_user)
+        self.resolver = resolver = flow.resolver
         # Environ key -> the RequestInputs field it fills, for the sources in use.
-        wanted = {
-            "HTTP_COOKIE": "cookie" if resolver.reads_cookie else None,
-            _environ_key(config.header_name): (
-                "session_header" if resolver.reads_session_header else None
-            ),
-            "HTTP_BAGGAGE": "baggage" if resolver.reads_baggage else None,
-        }
-        if resolver.reads_conversation_header:
-            assert config.conversation_header is not None
-            wanted[_environ_key(config.conversation_header)] = "conversation_header"
-        self._wanted = [(key, field) for key, field in wanted.items() if field is not None]
+        self._wanted = [(_environ_key(name), field) for name, field in flow.header_fields()]
         # Environ keys whose presence means the cookie does not decide alone (None: never).
         self._before_cookie = (
             tuple(_environ_key(name) for name in resolver.headers_before_cookie)
@@ -88,16 +77,16 @@ class NeatlogsSessionMiddleware:
             return self.app(environ, start_response)
 
         # A request starts clean, whatever the worker thread or greenlet ran
-        # before it (see _clean_start): another request's spans are left behind,
-        # and it binds its own value, even "no session".
-        otel_token = otel_context.attach(request_context())
+        # before it (see _web.clean_start): another request's spans are left
+        # behind, and it binds its own value, even "no session".
+        request = start_request()
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(environ):
-                resolution, binding = self._resolve(environ)
+                resolution, binding = self._resolve(environ, request)
                 environ[ENVIRON_KEY] = resolution.session_id
                 if resolution.changes_response:
-                    start_response = self._add_session_headers(start_response, resolution, binding)
+                    start_response = self._add_session_headers(start_response, resolution, request)
             environ[_ENVIRON_BINDING_KEY] = binding
             token = bind(binding)
             try:
@@ -105,7 +94,7 @@ class NeatlogsSessionMiddleware:
             finally:
                 unbind(token)
         finally:
-            otel_context.detach(otel_token)
+            end_request(request)
         if isinstance(result, list | tuple):
             # No close() and no code left to run later.
             return result
@@ -122,30 +111,25 @@ class NeatlogsSessionMiddleware:
             resolver.excludes_paths and resolver.is_excluded(environ.get("PATH_INFO", ""))
         ) or _is_preflight(environ)
 
-    def _resolve(self, environ: WSGIEnvironment) -> tuple[Resolution, SessionBinding]:
+    def _resolve(
+        self, environ: WSGIEnvironment, request: RequestTrace
+    ) -> tuple[Resolution, SessionBinding]:
         """The request's session and its binding (a JSON body read for it is put back)."""
-        resolver = self.resolver
+        flow = self.flow
         try:
             resolution = self._recall(environ)  # a returning user, usually
             if resolution is None:
                 inputs = self._request_inputs(environ)
                 https = environ.get("wsgi.url_scheme") == "https"
-                resolved = resolver.resolve(inputs, https=https)
+                resolved = flow.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
                     self._read_json_field(environ, inputs)
-                    resolved = resolver.resolve(inputs, https=https, resume_at=resolved.resume_at)
-                assert isinstance(resolved, Resolution)
+                    resolved = flow.resume(inputs, resolved, https=https)
                 resolution = resolved
-            binding = open_binding(
-                resolution,
-                self.end_user,
-                environ,
-                confirms_conversations=resolver.confirms_conversations,
-            )
+            binding = flow.open(resolution, environ, request, websocket=False)
         except Exception:
-            internal_error("resolving a WSGI request's session")
-            resolution = resolver.fallback()
-            binding = SessionBinding(resolution.session_id)
+            where = "resolving a WSGI request's session"
+            resolution, binding = flow.fallback(where, request, websocket=False)
         return resolution, binding
 
     def _recall(self, environ: WSGIEnvironment) -> Resolution | None:
@@ -167,14 +151,14 @@ class NeatlogsSessionMiddleware:
         return inputs
 
     def _add_session_headers(
-        self, start_response: StartResponse, resolution: Resolution, binding: SessionBinding
+        self, start_response: StartResponse, resolution: Resolution, request: RequestTrace
     ) -> StartResponse:
-        resolver = self.resolver
+        flow = self.flow
 
         def start_response_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            extra = resolver.response_headers(resolution, binding)
+            extra = flow.response_headers(resolution, request)
             return start_response(status, [*headers, *extra], exc_info)
 
         return start_response_with_session

@@ -273,7 +273,6 @@ def test_the_local_default_endpoint_names_the_local_collector(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    monkeypatch.setattr(sdk, "DEFAULT_ENDPOINT", closed)
     monkeypatch.setattr(_export, "LOCAL_ENDPOINT", closed)
     monkeypatch.delenv("NEATLOGS_ENDPOINT", raising=False)
     caplog.set_level(logging.INFO)

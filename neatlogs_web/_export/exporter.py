@@ -370,8 +370,6 @@ class BoundedBatchProcessor(SpanProcessor):
     ``None`` options fall through to the SDK, which reads the ``OTEL_BSP_*``
     environment variables; the queue bound is read the same way, so that a
     span is refused here (and counted) rather than silently by the SDK.
-    ``stamper``, when given, runs as each span starts: one processor on the
-    provider instead of two, so one call per span each way.
     """
 
     def __init__(
@@ -383,10 +381,8 @@ class BoundedBatchProcessor(SpanProcessor):
         schedule_delay_ms: float | None = None,
         export_timeout_s: float | None = None,
         shutdown_timeout_s: float = 5.0,
-        stamper: SpanProcessor | None = None,
     ) -> None:
         self.exporter = exporter
-        self.stamper = stamper
         self.stats = exporter.stats
         self.shutdown_timeout_s = shutdown_timeout_s
         queue = max_queue_size or _env_int(OTEL_BSP_MAX_QUEUE_SIZE, DEFAULT_MAX_QUEUE_SIZE)
@@ -409,12 +405,9 @@ class BoundedBatchProcessor(SpanProcessor):
         self._closed = False
         #: Closed and done: nothing more is counted, queued or waited for.
         self._stopped = False
-        if stamper is not None:
-            # The stamper's own method, called by the SDK directly: no call in between.
-            self.on_start = stamper.on_start  # type: ignore[method-assign]
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        """Without a stamper, nothing happens as a span starts."""
+        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         if self._closed or not span.context.trace_flags.sampled:
@@ -519,8 +512,6 @@ class BoundedBatchProcessor(SpanProcessor):
     def shutdown(self) -> None:
         """The provider's shutdown, bounded like ours (``neatlogs_web.shutdown`` comes first)."""
         self.close(time.monotonic() + self.shutdown_timeout_s)
-        if self.stamper is not None:
-            self.stamper.shutdown()
 
 
 def _env_int(name: str, default: int) -> int:

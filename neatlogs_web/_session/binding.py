@@ -15,6 +15,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
 
 from neatlogs_web._session.ids import ID_CHARSET, MAX_ID_LENGTH, is_valid_session_id
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class SessionBinding:
     """The session in effect for a unit of work (a request, a ``session()`` block).
 
@@ -39,41 +41,14 @@ class SessionBinding:
     thread or streamed body already holding it sees the change.
     """
 
-    # Class-level defaults: a request's binding is made on every request and
-    # most of these keep their default, so only the given values are stored.
-    #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
-    confirms_conversations: bool = False
-    #: The framework's request span: active when the request was bound, or
-    #: the first server span started in it (an instrumentation inside ours).
-    request_span: object = None
-    #: Whether a request span starting inside the binding is the request's own.
-    awaits_request_span: bool = False
-    #: Whether a turn made the request span its own (and stamped it).
-    request_span_is_turn: bool = False
-    #: A WebSocket connection: each message's turn is a trace of its own, linked
-    #: to the connection's span, rather than one more part of the first turn.
-    turns_are_roots: bool = False
-    #: The trace id of the latest root ``trace()`` started under this binding.
-    last_trace_id: int | None = None
+    session_id: str
     end_user_id: str | None = None
+    #: The session an idle timeout ended, on the first trace of the new one.
     previous_session_id: str | None = None
     #: A conversation id the request named, bound once the app confirms it.
     pending_conversation_id: str | None = None
-
-    def __init__(
-        self,
-        session_id: str,
-        end_user_id: str | None = None,
-        previous_session_id: str | None = None,
-        pending_conversation_id: str | None = None,
-    ) -> None:
-        self.session_id = session_id
-        if end_user_id is not None:
-            self.end_user_id = end_user_id
-        if previous_session_id is not None:
-            self.previous_session_id = previous_session_id
-        if pending_conversation_id is not None:
-            self.pending_conversation_id = pending_conversation_id
+    #: ``conversation_binding="when_confirmed"``: conversations wait for the app.
+    confirms_conversations: bool = False
 
     def __repr__(self) -> str:
         return f"SessionBinding(session_id={self.session_id!r})"

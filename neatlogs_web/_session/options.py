@@ -10,12 +10,12 @@ runs; a test keeps the two and the README's table in step.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict
 
+from neatlogs_web._option_names import check_option_names
 from neatlogs_web._session.signing import TOKEN_RE, SecretKeys
 from neatlogs_web._session.sources import compile_template
 
@@ -116,12 +116,7 @@ class SessionConfig:
     ) -> SessionConfig:
         """Build from keyword options; an unknown name is a ``TypeError`` naming
         ``owner`` (the public class) and the closest known option."""
-        unknown = sorted(options.keys() - OPTION_NAMES)
-        if unknown:
-            name = unknown[0]
-            close = difflib.get_close_matches(name, sorted(OPTION_NAMES), n=1)
-            hint = f": did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"{owner} got an unknown option {name!r}{hint}")
+        check_option_names(owner, options, OPTION_NAMES)
         return cls(secret_key=secret_key, **options)
 
 

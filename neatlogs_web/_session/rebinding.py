@@ -1,13 +1,12 @@
 """A request's binding: opened by the middleware, changed by the app after routing.
 
 The middleware opens one ``SessionBinding`` per request from its
-``Resolution``, stamps it on the framework's request span (FastAPI and the
-OpenTelemetry middlewares start theirs before we run: backends that read
-the session from the root, such as Phoenix, still see it), and binds it for
-the request's life. After routing, when the app knows (and has authorized)
-the conversation, ``bind_session()`` or ``confirm_conversation()`` change
-that one binding in place, so the streamed body, background tasks and
-thread-pool calls of the request follow.
+``Resolution`` and binds it for the request's life. After routing, when the
+app knows (and has authorized) the conversation, ``bind_session()`` or
+``confirm_conversation()`` change that one binding in place, so the
+streamed body, background tasks and thread-pool calls of the request
+follow. Tracing, which puts the session on the request's span, registers
+with :func:`on_rebind` to follow too: this layer knows nothing of spans.
 """
 
 from __future__ import annotations
@@ -15,19 +14,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from opentelemetry import trace as otel_trace
-from opentelemetry.context import get_current as current_otel_context
-
 from neatlogs_web._session.binding import SessionBinding, current_request_binding
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.ids import is_valid_session_id
 from neatlogs_web._session.resolver import Resolution
-from neatlogs_web._tracing import setup as sdk
-from neatlogs_web._tracing.trace import in_turn
 
-__all__ = ["bind_conversation", "bind_session", "confirm_conversation"]
+__all__ = [
+    "bind_conversation",
+    "bind_session",
+    "confirm_conversation",
+    "on_rebind",
+    "open_binding",
+]
 
 RequestT = TypeVar("RequestT")
+
+#: Called with the request's binding each time bind_session() changed it.
+_rebind_hooks: list[Callable[[SessionBinding], None]] = []
+
+
+def on_rebind(hook: Callable[[SessionBinding], None]) -> None:
+    """Have ``hook`` called with the request's binding whenever ``bind_session()``
+    changes it (tracing re-stamps the request's span)."""
+    _rebind_hooks.append(hook)
 
 
 def open_binding(
@@ -37,39 +46,14 @@ def open_binding(
     *,
     confirms_conversations: bool,
 ) -> SessionBinding:
-    """The request's binding, stamped on the framework's active request span."""
-    binding = SessionBinding(
+    """The request's binding, from its resolution and the app's ``end_user`` callable."""
+    return SessionBinding(
         resolution.session_id,
         _end_user_id(end_user, request) if end_user is not None else None,
         resolution.previous_session_id,
         resolution.pending_conversation_id,
+        confirms_conversations=confirms_conversations,
     )
-    if confirms_conversations:
-        binding.confirms_conversations = True
-    context = current_otel_context()
-    active = otel_trace.get_current_span(context) if context else None  # empty: no span
-    if active is not None and active.is_recording():
-        binding.request_span = active
-        if in_turn(context):
-            # A trace() around the whole request: it is the turn already.
-            binding.request_span_is_turn = True
-        if binding.request_span_is_turn or sdk.stamps_every_request():
-            sdk.stamp_span(active, binding)
-    else:
-        # An instrumentation inside ours starts the request span after the binding:
-        # the span processor takes the first server span as the request's.
-        binding.awaits_request_span = True
-    return binding
-
-
-def hold_turns_apart(binding: SessionBinding) -> None:
-    """A WebSocket connection is many turns: each message's is a trace of its own,
-    linked to the connection's span, which carries the session for all of them."""
-    binding.turns_are_roots = True
-    request_span = binding.request_span
-    if isinstance(request_span, otel_trace.Span) and request_span.is_recording():
-        binding.request_span_is_turn = True  # stamped now, and re-stamped on a rebind
-        sdk.stamp_span(request_span, binding)
 
 
 def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
@@ -78,8 +62,8 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
 
     The request's one binding is changed in place, so its streamed body,
     background tasks and thread-pool calls follow; the framework's request
-    span is re-stamped. Spans already started keep the session they started
-    with. Outside a request the middleware bound (an excluded path, a CORS
+    span is re-stamped (see :func:`on_rebind`). Spans already started keep
+    the session they started with. Outside a request the middleware bound (an excluded path, a CORS
     preflight, a script) it binds nothing and returns ``False``: a binding
     set there would outlive the request on a reused worker thread. Use
     ``neatlogs_web.session()`` for a block of your own.
@@ -99,13 +83,8 @@ def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
     binding.pending_conversation_id = None
     if end_user_id is not None:
         binding.end_user_id = end_user_id
-    request_span = binding.request_span
-    if (
-        isinstance(request_span, otel_trace.Span)
-        and request_span.is_recording()
-        and (binding.request_span_is_turn or sdk.stamps_every_request())
-    ):
-        sdk.stamp_span(request_span, binding)
+    for hook in _rebind_hooks:
+        hook(binding)
     return True
 
 

@@ -18,7 +18,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from neatlogs_web._session.binding import SessionBinding
 from neatlogs_web._session.cache import BoundedCache
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id, new_session_id
@@ -133,7 +132,12 @@ class SessionResolver:
         self.signer = SessionSigner(resolve_secret_keys(config.secret_key))
         self._validator = config.validator or is_valid_session_id
         self._max_id_length = MAX_ID_LENGTH if config.validator is None else _CUSTOM_ID_LIMIT
-        self._conversation = ConversationCopies(config)
+        self._conversation = ConversationCopies(
+            config.conversation_paths,
+            config.conversation_query,
+            config.conversation_header,
+            config.conversation_json_field,
+        )
         self.confirms_conversations = config.conversation_binding == "when_confirmed"
         self._exclude_exact = frozenset(p for p in config.exclude_paths if not p.endswith("*"))
         self._exclude_prefixes = tuple(p[:-1] for p in config.exclude_paths if p.endswith("*"))
@@ -271,7 +275,7 @@ class SessionResolver:
         return self._unchanged(new_session_id(), "new")
 
     def response_headers(
-        self, resolution: Resolution, binding: SessionBinding
+        self, resolution: Resolution, trace_id: int | None
     ) -> list[tuple[str, str]]:
         """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token and the latest
         turn's trace id, as the resolution and the options call for."""
@@ -281,8 +285,8 @@ class SessionResolver:
             headers.append(("Vary", "Cookie"))
         if resolution.echo_token is not None:
             headers.append((self.config.header_name, resolution.echo_token))
-        if self.config.expose_trace_id and binding.last_trace_id is not None:
-            headers.append((TRACE_ID_HEADER, f"{binding.last_trace_id:032x}"))
+        if self.config.expose_trace_id and trace_id is not None:
+            headers.append((TRACE_ID_HEADER, f"{trace_id:032x}"))
         return headers
 
     # -- decisions -----------------------------------------------------------

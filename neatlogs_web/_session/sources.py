@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Final
+from collections.abc import Iterator, Sequence
+from typing import Final
 from urllib.parse import parse_qsl, unquote
-
-if TYPE_CHECKING:
-    from neatlogs_web._session.options import SessionConfig
 
 __all__ = [
     "ConversationCopies",
@@ -69,13 +66,18 @@ class ConversationCopies:
     only when all of them agree.
     """
 
-    def __init__(self, config: SessionConfig) -> None:
-        self._templates = tuple(compile_template(t) for t in config.conversation_paths)
-        self._query = config.conversation_query
-        header = config.conversation_header
+    def __init__(
+        self,
+        paths: Sequence[str],
+        query: str | None,
+        header: str | None,
+        json_field: str | None,
+    ) -> None:
+        self._templates = tuple(compile_template(template) for template in paths)
+        self._query = query
         self._reads_header = bool(header)
         #: Whether a copy may be in the JSON body, read before :meth:`find`.
-        self.reads_body = bool(config.conversation_json_field)
+        self.reads_body = bool(json_field)
         #: The header, when it is the only place configured: without it, no copy.
         self.only_header = (
             header if not (self._templates or self._query or self.reads_body) else None

@@ -19,153 +19,36 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, Unpack
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace import Span as SdkSpan
-from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import Span
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.sdk.trace import TracerProvider
 
 from neatlogs_web._export import exporter as _export
-from neatlogs_web._session.binding import (
-    SessionBinding,
-    current_binding,
-    set_default_session,
-)
+from neatlogs_web._session.binding import set_default_session
 from neatlogs_web._session.counters import internal_error_counts, rejection_counts
-from neatlogs_web._session.ids import is_valid_session_id, new_session_id
+from neatlogs_web._session.ids import new_session_id
+from neatlogs_web._tracing.init_options import Exporter, InitConfig, InitOptions
 from neatlogs_web._tracing.providers import ProviderChoice, choose_provider, install_global_provider
+from neatlogs_web._tracing.stamping import (
+    ExportingSessionProcessor,
+    SessionSpanProcessor,
+    active_stamper,
+    use_stamper,
+)
 from neatlogs_web._version import __version__
 
-__all__ = [
-    "END_USER_KEY_PRESETS",
-    "SESSION_KEY_PRESETS",
-    "SessionSpanProcessor",
-    "flush",
-    "init",
-    "shutdown",
-    "stamp_span",
-    "stats",
-]
+__all__ = ["Pipeline", "flush", "init", "shutdown", "stats"]
 
 logger = logging.getLogger("neatlogs_web")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_ENDPOINT: Final = "http://127.0.0.1:4318"
-DEFAULT_WORKFLOW: Final = "neatlogs-app"
-END_USER_KEY: Final = "neatlogs.end_user.id"
-PREVIOUS_SESSION_KEY: Final = "session.previous_id"
 
-#: Attribute keys that carry the session id, per backend. ``"default"`` feeds
-#: OpenTelemetry semantic conventions (Phoenix, the local collector) and the
-#: neatlogs backend at once.
-SESSION_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
-    "default": ("session.id", "neatlogs.session.id"),
-    "neatlogs": ("neatlogs.session.id",),
-    "opentelemetry": ("session.id",),
-    "langfuse": ("langfuse.session.id",),
-    "genai": ("gen_ai.conversation.id",),
-    "langsmith": ("langsmith.metadata.session_id",),
-}
-
-
-#: Attribute keys that carry the end user's id, per backend, named like the
-#: session presets. Not ``user.id`` toward the neatlogs backend: it reads that
-#: key as the operator.
-END_USER_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
-    "default": (END_USER_KEY, "user.id"),
-    "neatlogs": (END_USER_KEY,),
-    "opentelemetry": ("user.id",),
-    "langfuse": ("langfuse.user.id",),
-    "genai": ("user.id",),
-    "langsmith": ("langsmith.metadata.user_id",),
-}
-
-
-class SessionSpanProcessor(SpanProcessor):
-    """Stamps the session in effect on every span when it starts.
-
-    Running in ``on_start`` means instrumentations need no cooperation: any
-    span of this provider, started while a session is bound, carries it.
-    Add it to a provider of your own with ``provider.add_span_processor(...)``;
-    ``init()`` adds it to the provider it uses, the app's own included (inside
-    its export processor when it exports).
-    """
-
-    def __init__(
-        self,
-        session_keys: Sequence[str] = SESSION_KEY_PRESETS["default"],
-        end_user_keys: Sequence[str] = END_USER_KEY_PRESETS["default"],
-    ) -> None:
-        self.session_keys = tuple(session_keys)
-        self.end_user_keys = tuple(end_user_keys)
-        self._stamping = True
-
-    def on_start(self, span: SdkSpan, parent_context: otel_context.Context | None = None) -> None:
-        binding = current_binding()
-        if binding is None or not self._stamping:
-            return
-        if binding.awaits_request_span and _is_request_span(span):
-            # The request's own span, started inside the middleware (the OpenTelemetry
-            # ASGI or WSGI middleware installed inside ours), maybe after spans of
-            # other middlewares (an auth lookup): like one started before it, it
-            # joins the session when a turn makes it its own, and a WebSocket
-            # connection's span carries the session for all its turns.
-            binding.awaits_request_span = False
-            binding.request_span = span
-            if binding.turns_are_roots:
-                binding.request_span_is_turn = True
-            if not (binding.request_span_is_turn or stamps_every_request()):
-                return
-        stamp_span(span, binding, self)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        # A provider we do not own outlives our shutdown(): stop stamping its spans.
-        self._stamping = False
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
-
-def stamp_span(
-    span: Span, binding: SessionBinding, keys: SessionSpanProcessor | None = None
-) -> None:
-    """Put the session attributes of ``binding`` on ``span``, under the keys of
-    ``keys`` (default: those ``init()`` chose)."""
-    if keys is None:
-        keys = _stamper()
-    session_id = binding.session_id
-    for key in keys.session_keys:
-        span.set_attribute(key, session_id)
-    if binding.end_user_id is not None:
-        for key in keys.end_user_keys:
-            span.set_attribute(key, binding.end_user_id)
-    if binding.previous_session_id is not None:
-        parent = span.parent if isinstance(span, SdkSpan) else None
-        if parent is None or parent.is_remote:
-            span.set_attribute(PREVIOUS_SESSION_KEY, binding.previous_session_id)
-
-
-def _is_request_span(span: SdkSpan) -> bool:
-    """A server span that starts a trace here: a framework's or an instrumentation's
-    span for an incoming request (its parent, if any, is the caller's)."""
-    if span.kind is not otel_trace.SpanKind.SERVER:
-        return False
-    parent = span.parent
-    return parent is None or parent.is_remote
-
-
-class _Pipeline:
+class Pipeline:
     """Everything one ``init()`` built, torn down together by ``shutdown()``."""
 
     def __init__(
@@ -173,20 +56,16 @@ class _Pipeline:
         choice: ProviderChoice,
         processor: _export.BoundedBatchProcessor | None,
         stamper: SessionSpanProcessor,
-        join_request_trace: bool,
-        request_traces: str,
-        shutdown_timeout_s: float,
-        init_arguments: dict[str, Any],
+        config: InitConfig,
     ) -> None:
         self.choice = choice
         self.provider = provider = choice.provider
         self.tracer = provider.get_tracer("neatlogs_web", __version__)
         self.processor = processor
         self.stamper = stamper
-        self.join_request_trace = join_request_trace
-        self.request_traces = request_traces
-        self.shutdown_timeout_s = shutdown_timeout_s
-        self.init_arguments = init_arguments
+        self.config = config
+        self.join_request_trace = config.joins_request_trace
+        self.shutdown_timeout_s = config.shutdown_timeout_s
         #: Seconds spent so far in the steps of stopping (lifespan, SIGTERM, atexit),
         #: which share one ``shutdown_timeout_s``.
         self.stopping_spent_s = 0.0
@@ -206,22 +85,14 @@ class _Pipeline:
             self.stopping_spent_s += time.monotonic() - started
 
 
-_pipeline: _Pipeline | None = None
+_pipeline: Pipeline | None = None
 _pipeline_lock = threading.Lock()
 _exit_flush_armed = False
 
 
-_default_stamper: Final = SessionSpanProcessor()
-
-
-def _stamper() -> SessionSpanProcessor:
-    pipeline = _pipeline
-    return pipeline.stamper if pipeline is not None else _default_stamper
-
-
 def session_keys() -> tuple[str, ...]:
     """The attribute keys sessions are stamped under (those ``init()`` chose)."""
-    return _stamper().session_keys
+    return active_stamper().session_keys
 
 
 def init(
@@ -231,21 +102,8 @@ def init(
     *,
     auto_session: bool = False,
     session_id: str | None = None,
-    exporter: SpanExporter | Literal["otlp", "console", "none"] | None = None,
-    backend: Literal["neatlogs", "otlp"] | None = None,
-    session_keys: str | Sequence[str] = "default",
-    end_user_keys: str | Sequence[str] | None = None,
-    join_request_trace: bool | None = None,
-    request_traces: Literal["turns", "all"] = "turns",
-    set_global_provider: bool = True,
-    resource_attributes: Mapping[str, AttributeValue] | None = None,
-    max_queue_size: int | None = None,
-    max_export_batch_size: int | None = None,
-    schedule_delay_ms: float | None = None,
-    export_timeout_s: float | None = None,
-    shutdown_timeout_s: float = 5.0,
-    flush_on_sigterm: bool = True,
-    sample_rate: float = 1.0,
+    exporter: Exporter | None = None,
+    **options: Unpack[InitOptions],
 ) -> TracerProvider:
     """Set up tracing once, at startup. Returns the OpenTelemetry provider.
 
@@ -256,112 +114,109 @@ def init(
     no request covers. See the README for every option.
     """
     global _pipeline, _exit_flush_armed
-    arguments = dict(locals())
-    if auto_session and session_id is not None:
-        raise ValueError("init() takes auto_session or session_id, not both: drop one")
-    if session_id is not None and not is_valid_session_id(session_id):
-        raise ValueError("init(session_id=...) must be 1-128 characters of [A-Za-z0-9._:@/+=-]")
-    keys = _resolve_keys("session_keys", session_keys, SESSION_KEY_PRESETS)
-    api_key = api_key if api_key is not None else os.environ.get("NEATLOGS_API_KEY") or None
-    # Export asked for in so many words, as opposed to the local collector by default.
-    export_configured = bool(endpoint or os.environ.get("NEATLOGS_ENDPOINT") or exporter)
-    endpoint = endpoint or os.environ.get("NEATLOGS_ENDPOINT") or DEFAULT_ENDPOINT
-    if backend is None:
-        backend = "neatlogs" if api_key else "otlp"
-    if backend not in ("neatlogs", "otlp"):
-        raise ValueError(f"backend must be 'neatlogs' or 'otlp', not {backend!r}")
-    if end_user_keys is None:
-        # Like the session keys; never user.id toward the neatlogs backend.
-        end_user_keys = session_keys if isinstance(session_keys, str) else "default"
-        if backend == "neatlogs" and end_user_keys == "default":
-            end_user_keys = "neatlogs"
-    user_keys = _resolve_keys("end_user_keys", end_user_keys, END_USER_KEY_PRESETS)
-    if join_request_trace is None:
-        # The neatlogs backend drops transport spans: there the turn stays a root.
-        join_request_trace = backend != "neatlogs"
-    if request_traces not in ("turns", "all"):
-        raise ValueError(f"request_traces must be 'turns' or 'all', not {request_traces!r}")
-    if not 0.0 <= sample_rate <= 1.0:
-        raise ValueError(f"sample_rate must be between 0.0 and 1.0, not {sample_rate!r}")
-    _check_export_options(max_queue_size, max_export_batch_size, shutdown_timeout_s)
-
+    config = InitConfig.from_options(
+        {
+            "api_key": api_key,
+            "endpoint": endpoint,
+            "workflow_name": workflow_name,
+            "auto_session": auto_session,
+            "session_id": session_id,
+            "exporter": exporter,
+            **options,
+        }
+    )
     with _pipeline_lock:
         if _pipeline is not None:
-            if _pipeline.init_arguments == arguments:
+            if _pipeline.config == config:
                 return _pipeline.provider
             raise RuntimeError(
                 "init() was already called with other options: call "
                 "neatlogs_web.shutdown() first to set up tracing again"
             )
-        workflow = workflow_name or DEFAULT_WORKFLOW
-        resource = Resource.create(
-            {
-                **(resource_attributes or {}),
-                "service.name": workflow,
-                "neatlogs.workflow_name": workflow,
-                # Phoenix files traces under this project.
-                "openinference.project.name": workflow,
-            }
-        )
-        choice = choose_provider(resource, sample_rate, global_provider=set_global_provider)
-        provider = choice.provider
-        existing = provider if choice.apps else None
-        stamper = SessionSpanProcessor(keys, user_keys)
-        target = None
-        if existing is None or export_configured:
-            target = _export.build_target(
-                exporter, endpoint=endpoint, api_key=api_key, timeout_s=export_timeout_s
-            )
-        processor = None
-        if target is not None:
-            processor = _export.BoundedBatchProcessor(
-                _export.PipelineExporter(
-                    target,
-                    drop_transport_spans=backend == "neatlogs",
-                    completion_markers=backend == "neatlogs",
-                    session_keys=keys,
-                ),
-                max_queue_size=max_queue_size,
-                max_export_batch_size=max_export_batch_size,
-                schedule_delay_ms=schedule_delay_ms,
-                export_timeout_s=export_timeout_s,
-                shutdown_timeout_s=shutdown_timeout_s,
-                stamper=stamper,
-            )
-            target.voice.started()
-        elif existing is None:
-            logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
-        # One processor: the SDK calls every registered one for each span that starts
-        # and ends, and the export processor stamps the session as a span starts.
-        choice.add(processor if processor is not None else stamper)
-        if existing is not None:
-            logger.info(
-                "neatlogs_web: using the tracer provider the app set up (%s): sessions "
-                "are stamped on its spans, which go where it exports them%s",
-                type(existing).__module__,
-                "" if processor is None else ", and to neatlogs_web's exporter too",
-            )
-        elif set_global_provider:
-            install_global_provider(provider)
-        _pipeline = _Pipeline(
-            choice,
-            processor,
-            stamper,
-            join_request_trace,
-            request_traces,
-            shutdown_timeout_s,
-            arguments,
-        )
-        set_default_session(
-            new_session_id() if auto_session else session_id,
-        )
+        _pipeline = _build_pipeline(config)
+        set_default_session(new_session_id() if config.auto_session else config.session_id)
         if not _exit_flush_armed:
             _flush_at_every_exit()
             _exit_flush_armed = True
-    if flush_on_sigterm:
+    if config.flush_on_sigterm:
         _flush_on_sigterm()
-    logger.debug("neatlogs_web initialised: workflow=%s backend=%s", workflow, backend)
-    return provider
+    logger.debug(
+        "neatlogs_web initialised: workflow=%s backend=%s", config.workflow, config.resolved_backend
+    )
+    return _pipeline.provider
+
+
+def _build_pipeline(config: InitConfig) -> Pipeline:
+    """The provider to use, the export pipeline if spans go anywhere, and the one
+    processor of ours on the provider: it stamps each span and hands it to export."""
+    workflow = config.workflow
+    resource = Resource.create(
+        {
+            **(config.resource_attributes or {}),
+            "service.name": workflow,
+            "neatlogs.workflow_name": workflow,
+            # Phoenix files traces under this project.
+            "openinference.project.name": workflow,
+        }
+    )
+    choice = choose_provider(
+        resource, config.sample_rate, global_provider=config.set_global_provider
+    )
+    apps_own = choice.apps
+    processor = None
+    if not apps_own or config.export_configured:
+        processor = _export_processor(config)
+    elif not apps_own:
+        logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
+    stamper: SessionSpanProcessor
+    keys, user_keys = config.session_key_list, config.end_user_key_list
+    every_request = config.request_traces == "all"
+    if processor is not None:
+        stamper = ExportingSessionProcessor(
+            keys, user_keys, stamps_every_request=every_request, export=processor
+        )
+    else:
+        stamper = SessionSpanProcessor(keys, user_keys, stamps_every_request=every_request)
+    choice.add(stamper)
+    use_stamper(stamper)
+    if apps_own:
+        logger.info(
+            "neatlogs_web: using the tracer provider the app set up (%s): sessions "
+            "are stamped on its spans, which go where it exports them%s",
+            type(choice.provider).__module__,
+            "" if processor is None else ", and to neatlogs_web's exporter too",
+        )
+    elif config.set_global_provider:
+        install_global_provider(choice.provider)
+    return Pipeline(choice, processor, stamper, config)
+
+
+def _export_processor(config: InitConfig) -> _export.BoundedBatchProcessor | None:
+    """The batching export pipeline, or ``None`` for ``exporter="none"``."""
+    target = _export.build_target(
+        config.exporter,
+        endpoint=config.resolved_endpoint,
+        api_key=config.resolved_api_key,
+        timeout_s=config.export_timeout_s,
+    )
+    if target is None:
+        return None
+    to_neatlogs = config.resolved_backend == "neatlogs"
+    processor = _export.BoundedBatchProcessor(
+        _export.PipelineExporter(
+            target,
+            drop_transport_spans=to_neatlogs,
+            completion_markers=to_neatlogs,
+            session_keys=config.session_key_list,
+        ),
+        max_queue_size=config.max_queue_size,
+        max_export_batch_size=config.max_export_batch_size,
+        schedule_delay_ms=config.schedule_delay_ms,
+        export_timeout_s=config.export_timeout_s,
+        shutdown_timeout_s=config.shutdown_timeout_s,
+    )
+    target.voice.started()
+    return processor
 
 
 def _flush_at_every_exit() -> None:
@@ -401,37 +256,6 @@ def _flush_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, flush_then_terminate)
 
 
-def _check_export_options(
-    max_queue_size: int | None, max_export_batch_size: int | None, shutdown_timeout_s: float
-) -> None:
-    if max_queue_size is not None and max_queue_size < 1:
-        raise ValueError(f"max_queue_size must be at least 1, not {max_queue_size!r}")
-    if max_export_batch_size is not None and max_export_batch_size < 1:
-        raise ValueError(f"max_export_batch_size must be at least 1, not {max_export_batch_size!r}")
-    if max_queue_size and max_export_batch_size and max_export_batch_size > max_queue_size:
-        raise ValueError("max_export_batch_size must not exceed max_queue_size: lower it")
-    if not shutdown_timeout_s >= 0:
-        raise ValueError(
-            f"shutdown_timeout_s must be 0 or more seconds, not {shutdown_timeout_s!r}"
-        )
-
-
-def _resolve_keys(
-    option: str, value: str | Sequence[str], presets: Mapping[str, tuple[str, ...]]
-) -> tuple[str, ...]:
-    if isinstance(value, str):
-        if value not in presets:
-            raise ValueError(
-                f"unknown {option} preset {value!r}: choose from "
-                f"{', '.join(presets)} or pass a list of attribute keys"
-            )
-        return presets[value]
-    keys = tuple(value)
-    if not keys or not all(isinstance(key, str) and key for key in keys):
-        raise ValueError(f"{option} must name at least one non-empty attribute key")
-    return keys
-
-
 def flush(timeout_s: float | None = None) -> bool:
     """Export every queued span now, waiting at most ``timeout_s`` (default 30).
 
@@ -469,8 +293,9 @@ def shutdown() -> None:
         return
     # Spans that start or end from now on are the next init()'s, which may come
     # before this flush is over. Not provider.shutdown(): that one may use it.
-    pipeline.stamper.shutdown()
-    pipeline.choice.release(pipeline.processor or pipeline.stamper)
+    pipeline.stamper.stop_stamping()
+    use_stamper(None)
+    pipeline.choice.release(pipeline.stamper)
     if pipeline.processor is not None:
         pipeline.while_stopping(pipeline.processor.close)
 
@@ -487,7 +312,7 @@ def stats() -> dict[str, Any]:
     }
 
 
-def active_pipeline() -> _Pipeline | None:
+def active_pipeline() -> Pipeline | None:
     """What ``init()`` set up, or ``None`` before it (and after ``shutdown()``)."""
     return _pipeline
 
@@ -511,9 +336,3 @@ def warn_not_initialised(name: str) -> None:
             "startup, before the first trace()",
             name,
         )
-
-
-def stamps_every_request() -> bool:
-    """Whether a framework's request span joins the session even when no turn ran in it."""
-    pipeline = _pipeline
-    return pipeline is not None and pipeline.request_traces == "all"

@@ -26,22 +26,21 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from neatlogs_web._session.binding import (
-    SessionBinding,
-    collecting_garbage,
-    current_request_binding,
-)
+from neatlogs_web._session.binding import collecting_garbage, current_request_binding
 from neatlogs_web._tracing import setup as sdk
 from neatlogs_web._tracing.conventions import SpanKind, check_kind, set_input, set_kind
+from neatlogs_web._tracing.request_trace import (
+    RequestTrace,
+    current_request_trace,
+    in_turn,
+    turn_context,
+)
+from neatlogs_web._tracing.stamping import claim_for_turn
 
 __all__ = ["trace"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Marks an OpenTelemetry context as "inside a trace() block": only a trace()
-# span makes a trace() nested; a framework's span does not.
-_IN_TRACE_KEY: Final = otel_context.create_key("neatlogs_web.in_trace")
 
 #: What a request span takes from the turn it became, when the turn ends.
 _TURN_KEYS: Final = (
@@ -87,22 +86,20 @@ class trace:
         pipeline = sdk.active_pipeline()
         tracer = pipeline.tracer if pipeline is not None else sdk.tracer_before_init()
         current = otel_context.get_current()
+        request = current_request_trace()
         if collecting_garbage():
             # A finalizer of something a request abandoned: no request's trace is its parent.
-            current = otel_context.Context()
-        top_level = current.get(_IN_TRACE_KEY) is None
-        binding = current_request_binding() if top_level else None
+            current, request = otel_context.Context(), None
+        top_level = not in_turn(current)
         parent = current
         links: list[Link] = []
-        # An empty context has no outer span: skip the lookups (scripts, workers).
-        if top_level and current:
+        if top_level:
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
-                turns_are_roots = (binding is not None and binding.turns_are_roots) or (
-                    pipeline is not None and _sent_elsewhere(outer, pipeline.provider)
-                )
-                if (pipeline is None or pipeline.join_request_trace) and not turns_are_roots:
-                    self._request_span = _claim_request_span(binding, self._name)
+                if self._joins(outer, request, pipeline):
+                    binding = current_request_binding()
+                    if request is not None and binding is not None:
+                        self._request_span = claim_for_turn(request, binding, self._name)
                 else:
                     links.append(Link(outer.get_span_context()))
                     parent = otel_trace.set_span_in_context(INVALID_SPAN, current)
@@ -123,12 +120,22 @@ class trace:
             set_input(self._input, span)
         inner = otel_trace.set_span_in_context(span, current)
         if top_level:  # nested, the marker is already in the context
-            inner = otel_context.set_value(_IN_TRACE_KEY, True, inner)
-            if binding is not None:
+            inner = turn_context(inner)
+            if request is not None:
                 # Lets the middleware tell the client which trace this turn was.
-                binding.last_trace_id = span.get_span_context().trace_id
+                request.last_trace_id = span.get_span_context().trace_id
         self._token = otel_context.attach(inner)
         return span
+
+    @staticmethod
+    def _joins(outer: Span, request: RequestTrace | None, pipeline: sdk.Pipeline | None) -> bool:
+        """Whether a turn under ``outer`` (a framework's span) joins its trace,
+        rather than starting one of its own that links it."""
+        if request is not None and request.turns_are_roots:
+            return False  # a WebSocket message's turn
+        if pipeline is None:
+            return True
+        return pipeline.join_request_trace and not _sent_elsewhere(outer, pipeline.provider)
 
     def __exit__(
         self,
@@ -181,29 +188,9 @@ class trace:
         return run
 
 
-def in_turn(context: otel_context.Context) -> bool:
-    """Whether ``context`` is inside a ``trace()`` block."""
-    return context.get(_IN_TRACE_KEY) is not None
-
-
 def _sent_elsewhere(span: Span, provider: TracerProvider) -> bool:
     """Whether ``span`` is an SDK span of a provider we do not export: an earlier
     ``init()``'s left global, or the app's when ours is not. A turn under it would
     hang under a parent never sent, so it starts a trace of its own, linked."""
     # A provider hands its one Resource to every span it makes.
     return isinstance(span, ReadableSpan) and span.resource is not provider.resource
-
-
-def _claim_request_span(binding: SessionBinding | None, turn_name: str) -> Span | None:
-    """The request's framework span, made into this turn: renamed, stamped with the
-    session, marked as a chain. Only the request's first turn claims it."""
-    if binding is None or binding.request_span_is_turn:
-        return None
-    request_span = binding.request_span
-    if not isinstance(request_span, otel_trace.Span) or not request_span.is_recording():
-        return None
-    binding.request_span_is_turn = True
-    request_span.update_name(turn_name)
-    sdk.stamp_span(request_span, binding)
-    set_kind("chain", request_span)
-    return request_span

@@ -1,4 +1,4 @@
-"""A request starts clean: nothing in its context belongs to another request.
+"""A request starts clean: code the server or the event loop runs is outside every request.
 
 An ASGI server runs some of its own code inside a request's task, and what
 that code registers keeps the request's context: asyncio copies the current
@@ -12,15 +12,15 @@ may start a request in another request's context:
 - A pipelined request is started from inside the previous response's last
   ``send()``, on uvicorn, uvloop and daphne alike.
 
-Whatever the server hands over, the adapters make the request's context its
-own before anything reads it: every request binds its own session, "no
-session" for excluded paths and CORS preflights, and runs in an
-OpenTelemetry context marked as a request's (:func:`enter_request`). A
-context that arrives already marked was another request's: its spans (the
-active turn, the request span) are left behind, and the request starts from
-an empty one. A context an OpenTelemetry middleware outside ours made for
-this request carries no mark (it extracts the request's own ``traceparent``
-into a fresh context), so its server span stays the parent.
+Two rules close it. The server's ``receive()`` and ``send()`` run outside the
+request (:func:`outside_request`): no session bound, and the request's
+OpenTelemetry context as it arrived, which holds the request's trace and so
+marks it as a request's. And a request that arrives in such a marked context
+leaves it behind and starts from an empty one
+(``neatlogs_web._tracing.request_trace.request_context``), while binding its
+own session, "no session" included, over whatever it inherited. An
+OpenTelemetry middleware inside ours that replaces the context does not
+matter: the server's code never runs in its context, but in ours.
 
 The other place is the loop's finalizer for abandoned async generators.
 When a client leaves mid-stream, the response's async generator can be left
@@ -52,20 +52,18 @@ from __future__ import annotations
 import contextvars
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
 from neatlogs_web._session.binding import bind, unbind
 
-__all__ = ["guard_event_loop", "outside_request", "request_context"]
+__all__ = ["guard_event_loop", "outside_request"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Marks an OpenTelemetry context as one a request of ours runs in.
-_REQUEST_KEY: Final = otel_context.create_key("neatlogs_web.request")
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
 
@@ -90,21 +88,11 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def request_context() -> Context:
-    """The OpenTelemetry context a request runs in, made as it arrives: the one the
-    server handed over, marked as a request's, or an empty one when that was
-    already another request's (none of its spans is this request's parent)."""
-    arrived = otel_context.get_current()
-    if _REQUEST_KEY in arrived:
-        arrived = Context()
-    return Context({**arrived, _REQUEST_KEY: True})
-
-
 def outside_request(call: Callable[P, Awaitable[R]], context: Context) -> Callable[P, Awaitable[R]]:
     """Wrap the server's ``receive`` or ``send`` so it runs outside the request:
     with no session bound and in the request's ``context`` as it arrived. What
-    the server registers or starts from it carries the mark, so a request the
-    server starts there leaves it behind."""
+    the server registers or starts from it holds this request's trace, so a
+    request the server starts there leaves it behind."""
 
     async def call_outside_request(*args: P.args, **kwargs: P.kwargs) -> R:
         binding_token = bind(None)

@@ -22,7 +22,6 @@ where tracing never started says so once, in the worker's log, naming the fix.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -38,6 +37,7 @@ from opentelemetry.propagators.textmap import Getter
 from neatlogs_web._session.binding import current_session_id, session
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.signing import SessionSigner, resolve_secret_keys
+from neatlogs_web._tracing.init_options import InitConfig
 from neatlogs_web._tracing.setup import active_pipeline, flush, init
 
 __all__ = ["DEFAULT_HEADER", "NeatlogsCelery"]
@@ -119,14 +119,14 @@ class NeatlogsCelery:
 
 
 def _checked_init_options(options: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """An option ``init()`` does not take fails where the app starts, not later in
-    each worker process (where Celery would only log it)."""
+    """An option ``init()`` does not take, or a value it refuses, fails where the app
+    starts, not later in each worker process (where Celery would only log it)."""
     if options is None:
         return None
     try:
-        inspect.signature(init).bind(**options)
-    except TypeError as error:
-        raise TypeError(
+        InitConfig.from_options(options)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
             f"NeatlogsCelery(init_options=...) takes neatlogs_web.init()'s keyword "
             f"arguments: {error}"
         ) from None

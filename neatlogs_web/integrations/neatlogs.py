@@ -26,7 +26,7 @@ import neatlogs
 from opentelemetry.sdk.trace import TracerProvider
 
 from neatlogs_web._session.binding import current_binding
-from neatlogs_web._tracing.setup import (
+from neatlogs_web._tracing.stamping import (
     END_USER_KEY_PRESETS,
     SESSION_KEY_PRESETS,
     SessionSpanProcessor,

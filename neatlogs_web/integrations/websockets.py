@@ -58,16 +58,17 @@ def message_session(conversation_id: object) -> Iterator[str | None]:
         yield current_session_id()
         return
     connection = current_binding()
+    end_user_id = connection.end_user_id if connection is not None else None
     if connection is not None and connection.confirms_conversations:
         # Named, not bound: confirm_conversation() binds it once the app checked it.
-        message = SessionBinding(connection.session_id, pending_conversation_id=conversation_id)
-        message.confirms_conversations = True
+        message = SessionBinding(
+            connection.session_id,
+            end_user_id,
+            pending_conversation_id=conversation_id,
+            confirms_conversations=True,
+        )
     else:
-        message = SessionBinding(conversation_id)
-    if connection is not None:
-        message.end_user_id = connection.end_user_id
-        # Each message's turn is a trace of its own, linked to the connection's span.
-        message.turns_are_roots = connection.turns_are_roots
+        message = SessionBinding(conversation_id, end_user_id)
     token = bind(message)
     try:
         yield message.session_id

@@ -1,0 +1,130 @@
+"""A request's trace: the framework's request span and the request's turns.
+
+Tracing's state for one request (:class:`RequestTrace`) is tracing's own,
+not the session binding's: the session layer knows sessions, not spans. The
+adapters start it as the request arrives (:func:`start_request`) and end it
+when the app returns; it lives in a ``ContextVar`` of its own, so everything
+the request hands work to (tasks, threads, streamed bodies) carries it with
+the binding, and an OpenTelemetry middleware inside ours that replaces the
+OpenTelemetry context does not lose it.
+
+Starting it also marks the request's OpenTelemetry context as a request's.
+A server may start a request inside another request's context (see
+``neatlogs_web._web.clean_start``); a context that arrives marked was another
+request's, so the new request starts from an empty one and none of the
+other request's spans becomes a parent of its own. A context an
+OpenTelemetry middleware outside ours made for this request (it extracts
+the request's own ``traceparent`` into a fresh context) carries no mark,
+and that middleware's server span stays the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar, Token
+from typing import Final
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import Span
+
+from neatlogs_web._session.binding import SessionBinding
+
+__all__ = [
+    "RequestTrace",
+    "current_request_trace",
+    "end_request",
+    "in_turn",
+    "start_request",
+    "turn_context",
+]
+
+#: Marks an OpenTelemetry context as one a request of ours runs in.
+_REQUEST_KEY: Final = otel_context.create_key("neatlogs_web.request")
+# Marks a context as inside a trace() block: only a trace() span makes a
+# trace() nested; a framework's span does not.
+_IN_TURN_KEY: Final = otel_context.create_key("neatlogs_web.in_turn")
+
+
+_current: Final[ContextVar[RequestTrace | None]] = ContextVar(
+    "neatlogs_web_request_trace", default=None
+)
+
+
+class RequestTrace:
+    """What tracing knows of one request: its framework span and its turns."""
+
+    __slots__ = (
+        "awaits_span",
+        "binding",
+        "context",
+        "last_trace_id",
+        "span",
+        "span_is_turn",
+        "tokens",
+        "turns_are_roots",
+    )
+
+    #: What :func:`start_request` replaced, for :func:`end_request` to restore.
+    tokens: tuple[Token[Context], Token[RequestTrace | None]]
+
+    def __init__(self, context: Context) -> None:
+        #: The OpenTelemetry context the request runs in, marked as a request's.
+        self.context = context
+
+        #: The request's own binding, whose session the request span carries (a
+        #: WebSocket message's binding in a block of its own does not change it).
+        self.binding: SessionBinding | None = None
+        #: The framework's request span: active when the request was bound, or the
+        #: first server span started in it (an instrumentation inside ours).
+        self.span: Span | None = None
+        #: Whether a server span starting inside the request is the request's own.
+        self.awaits_span = False
+        #: Whether a turn made the request span its own (and stamped it).
+        self.span_is_turn = False
+        #: A WebSocket connection: each message's turn is a trace of its own, linked
+        #: to the connection's span, rather than one more part of the first turn.
+        self.turns_are_roots = False
+        #: The trace id of the latest turn started in the request.
+        self.last_trace_id: int | None = None
+
+    def recording_span(self) -> Span | None:
+        """The request span, while it still records."""
+        span = self.span
+        return span if span is not None and span.is_recording() else None
+
+
+def start_request() -> RequestTrace:
+    """Start the arriving request's trace: its OpenTelemetry context made its own
+    and entered, and the trace current; undo with :func:`end_request`."""
+    arrived = otel_context.get_current()
+    if _REQUEST_KEY in arrived:
+        arrived = Context()  # another request's: none of its spans is this one's parent
+    trace = RequestTrace(Context({**arrived, _REQUEST_KEY: True}))
+    trace.tokens = (otel_context.attach(trace.context), _current.set(trace))
+    return trace
+
+
+def end_request(trace: RequestTrace) -> None:
+    """Restore what was current before :func:`start_request`."""
+    otel_token, trace_token = trace.tokens
+    # A token of another context (a coroutine closed by the garbage collector):
+    # that context dies with its task, so there is nothing to undo.
+    with contextlib.suppress(ValueError):
+        _current.reset(trace_token)
+    otel_context.detach(otel_token)
+
+
+def current_request_trace() -> RequestTrace | None:
+    """The trace of the request in effect, or ``None`` outside requests."""
+    return _current.get()
+
+
+def in_turn(context: Context) -> bool:
+    """Whether ``context`` is inside a ``trace()`` block."""
+    return context.get(_IN_TURN_KEY) is not None
+
+
+def turn_context(context: Context) -> Context:
+    """``context``, marked as inside a ``trace()`` block."""
+    return otel_context.set_value(_IN_TURN_KEY, True, context)

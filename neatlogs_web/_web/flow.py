@@ -1,0 +1,100 @@
+"""What the ASGI and WSGI adapters share: from a request's inputs to its bound session.
+
+The adapters do the protocol I/O (read headers, read a body, change the
+response); everything they decide is here, once. A request goes:
+
+1. :meth:`RequestFlow.resolve` decides from the headers, path and query, or
+   asks for the body (``NeedsBody``), which the adapter reads and hands to
+   :meth:`RequestFlow.resume`;
+2. :meth:`RequestFlow.open` makes the request's binding and tells tracing
+   about it (the framework's request span, a WebSocket's separate turns);
+3. should anything of ours fail on the way, :meth:`RequestFlow.fallback`
+   gives a fresh session that cannot fail: never an error page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from neatlogs_web._session.binding import SessionBinding
+from neatlogs_web._session.counters import internal_error
+from neatlogs_web._session.options import SessionConfig
+from neatlogs_web._session.rebinding import open_binding
+from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.sources import RequestInputs
+from neatlogs_web._tracing.request_trace import RequestTrace
+from neatlogs_web._tracing.stamping import hold_turns_apart, open_request
+
+__all__ = ["RequestFlow"]
+
+RequestT = TypeVar("RequestT")
+
+
+class RequestFlow(Generic[RequestT]):
+    """One middleware's way from a request (an ASGI scope, a WSGI environ) to its session."""
+
+    def __init__(
+        self, config: SessionConfig, end_user: Callable[[RequestT], str | None] | None
+    ) -> None:
+        self.resolver = SessionResolver(config)
+        self.end_user = end_user
+
+    def header_fields(self) -> list[tuple[str, str]]:
+        """Each request header the sources in use read (lower case), and the
+        :class:`RequestInputs` field it fills."""
+        resolver, config = self.resolver, self.resolver.config
+        fields = [
+            ("cookie", "cookie", resolver.reads_cookie),
+            (config.header_name.lower(), "session_header", resolver.reads_session_header),
+            ("baggage", "baggage", resolver.reads_baggage),
+            (
+                (config.conversation_header or "").lower(),
+                "conversation_header",
+                resolver.reads_conversation_header,
+            ),
+        ]
+        return [(header, field) for header, field, read in fields if read]
+
+    def resolve(self, inputs: RequestInputs, *, https: bool) -> Resolution | NeedsBody:
+        """The session the request's headers, path and query decide, or what more to read."""
+        return self.resolver.resolve(inputs, https=https)
+
+    def resume(self, inputs: RequestInputs, needs: NeedsBody, *, https: bool) -> Resolution:
+        """The session, once the adapter read the body into ``inputs``."""
+        resolved = self.resolver.resolve(inputs, https=https, resume_at=needs.resume_at)
+        assert isinstance(resolved, Resolution)
+        return resolved
+
+    def open(
+        self, resolution: Resolution, request: RequestT, trace: RequestTrace, *, websocket: bool
+    ) -> SessionBinding:
+        """The request's binding, made known to the request's ``trace``."""
+        binding = open_binding(
+            resolution,
+            self.end_user,
+            request,
+            confirms_conversations=self.resolver.confirms_conversations,
+        )
+        open_request(trace, binding)
+        if websocket:
+            hold_turns_apart(trace, binding)
+        return binding
+
+    def fallback(
+        self, where: str, trace: RequestTrace, *, websocket: bool
+    ) -> tuple[Resolution, SessionBinding]:
+        """After an error of ours (logged once, counted): a fresh session that needs
+        nothing that could fail, not persisted (no cookie, no token)."""
+        internal_error(where)
+        resolution = self.resolver.fallback()
+        binding = SessionBinding(resolution.session_id)
+        if websocket:
+            hold_turns_apart(trace, binding)
+        return resolution, binding
+
+    def response_headers(
+        self, resolution: Resolution, trace: RequestTrace
+    ) -> list[tuple[str, str]]:
+        """Headers the response gets: ``Set-Cookie``, the echoed token, the turn's trace id."""
+        return self.resolver.response_headers(resolution, trace.last_trace_id)
