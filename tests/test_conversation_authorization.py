@@ -144,7 +144,7 @@ def test_when_confirmed_a_refused_request_never_writes_into_the_conversation(
     assert by_name[("turn", None)].attributes["session.id"] == "mine"
 
 
-def test_confirm_conversation_without_one_changes_nothing(tracing: OTLPReceiver) -> None:
+def test_confirm_conversation_without_one_changes_nothing() -> None:
     with neatlogs_web.session("kept"):
         assert neatlogs_web.confirm_conversation("kept") is None
         assert neatlogs_web.current_session_id() == "kept"

@@ -429,15 +429,24 @@ def test_logging_snippet_prints_the_session_on_each_line(
     probe = """
     import neatlogs_web
 
+    neatlogs_web.init()
     chat = logging.getLogger("chat")
     with neatlogs_web.session("conv-l"):
+        with neatlogs_web.trace("turn"):
+            chat.info("in a turn")
         chat.info("in a session")
     chat.info("outside")
+    neatlogs_web.shutdown()
     """
     done = run_module(snippet(*DOCS_LOGGING).code, probe, receiver, secret_key, tmp_path)
     lines = done.stderr.splitlines()
+    in_turn = next(line for line in lines if line.endswith("chat: in a turn"))
     inside = next(line for line in lines if line.endswith("chat: in a session"))
     outside = next(line for line in lines if line.endswith("chat: outside"))
+    # The ids on the line are those of the exported span: the line leads to it.
+    (turn,) = named(receiver.wait_for(lambda spans: bool(named(spans, "turn"))), "turn")
+    assert session_of_span(turn) == "conv-l"
+    assert f"[session=conv-l trace={turn.trace_id} span={turn.span_id}]" in in_turn
     assert "[session=conv-l trace=- span=-]" in inside
     assert "[session=- trace=- span=-]" in outside
 

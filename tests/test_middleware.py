@@ -32,7 +32,7 @@ from tests.tokens import make_token, session_of
 
 
 @pytest.fixture
-def client(kind: str, tracing: OTLPReceiver) -> Iterator[httpx.Client]:
+def client(kind: str) -> Iterator[httpx.Client]:
     with client_for(kind) as http:
         yield http
 
@@ -56,9 +56,7 @@ def test_new_visitor_gets_a_session_cookie_and_token(
     assert turn.attributes["neatlogs.session.id"] == session_id
 
 
-def test_returning_visitor_keeps_session_without_new_cookie(
-    client: httpx.Client, tracing: OTLPReceiver
-) -> None:
+def test_returning_visitor_keeps_session_without_new_cookie(client: httpx.Client) -> None:
     first = client.get("/whoami")
     second = client.get("/whoami")  # the client's cookie jar sends the cookie back
     assert json_body(second)["session_id"] == json_body(first)["session_id"]
@@ -66,21 +64,19 @@ def test_returning_visitor_keeps_session_without_new_cookie(
     assert HEADER not in second.headers
 
 
-def test_https_cookie_is_secure(kind: str, tracing: OTLPReceiver) -> None:
+def test_https_cookie_is_secure(kind: str) -> None:
     with client_for(kind, base_url="https://testserver") as http:
         assert "Secure" in http.get("/whoami").headers["set-cookie"]
 
 
-def test_signed_header_token_selects_the_session(
-    client: httpx.Client, tracing: OTLPReceiver
-) -> None:
+def test_signed_header_token_selects_the_session(client: httpx.Client) -> None:
     token = make_token("from-header", SECRET)
     response = client.get("/whoami", headers={HEADER: token})
     assert json_body(response)["session_id"] == "from-header"
     assert "set-cookie" not in response.headers
 
 
-def test_plain_header_is_ignored_unless_trusted(kind: str, tracing: OTLPReceiver) -> None:
+def test_plain_header_is_ignored_unless_trusted(kind: str) -> None:
     with client_for(kind) as http:
         response = http.get("/whoami", headers={HEADER: "plain-id"})
         assert json_body(response)["session_id"] != "plain-id"
@@ -107,6 +103,8 @@ def test_conversation_json_field_is_read_and_body_replayed(
     body = json_body(response)
     assert body["session_id"] == "conv-json"
     assert body["body_length"] == str(len(payload))
+    (turn,) = spans_after_flush(tracing, 1)
+    assert (turn.name, turn.attributes["session.id"]) == ("turn", "conv-json")
 
 
 def test_excluded_paths_bind_nothing_and_set_no_cookie(client: httpx.Client) -> None:
@@ -138,7 +136,7 @@ def test_exception_in_handler_is_a_500_and_the_binding_is_restored(
     assert "session.id" in spans[0].attributes
 
 
-def test_applied_twice_binds_once(kind: str, tracing: OTLPReceiver) -> None:
+def test_applied_twice_binds_once(kind: str) -> None:
     from neatlogs_web.asgi import NeatlogsSessionMiddleware as Asgi
     from neatlogs_web.wsgi import NeatlogsSessionMiddleware as Wsgi
 
@@ -184,7 +182,7 @@ def test_end_user_callable_stamps_end_user_id(
     reset_global_tracer_provider()
 
 
-def test_key_rotation_old_key_verifies_and_is_resigned(kind: str, tracing: OTLPReceiver) -> None:
+def test_key_rotation_old_key_verifies_and_is_resigned(kind: str) -> None:
     old_token = make_token("rotated", "old-key")
     with client_for(kind, secret_key=[SECRET, "old-key"]) as http:
         response = http.get("/whoami", headers={"cookie": f"neatlogs_session={old_token}"})
@@ -196,7 +194,7 @@ def test_key_rotation_old_key_verifies_and_is_resigned(kind: str, tracing: OTLPR
         assert json_body(http.get("/whoami"))["session_id"] == "rotated"
 
 
-def test_removed_key_is_rejected(kind: str, tracing: OTLPReceiver) -> None:
+def test_removed_key_is_rejected(kind: str) -> None:
     old_token = make_token("rotated", "old-key")
     before = neatlogs_web.stats()["rejected"].get("cookie.bad_signature", 0)
     with client_for(kind) as http:

@@ -86,11 +86,15 @@ def test_asgi_lifespan_shutdown_flushes_queued_spans(receiver: OTLPReceiver) -> 
 
 
 def test_asgi_worker_task_does_not_inherit_a_previous_session(tracing: OTLPReceiver) -> None:
+    sessions = []
     with run_uvicorn(make_asgi_app()) as base:
         for _ in range(3):
             with httpx.Client(base_url=base) as http:
-                assert json_body(http.get("/whoami"))["session_id"]
+                sessions.append(json_body(http.get("/whoami"))["session_id"])
                 assert json_body(http.get("/healthz"))["session_id"] is None
+    assert len(set(sessions)) == 3
+    turns = flushed(tracing, lambda s: len(s) >= 3)
+    assert sorted(span.attributes["session.id"] for span in turns) == sorted(sessions)
 
 
 def test_asgi_error_handler_outside_the_middleware_reads_the_session(
@@ -110,6 +114,9 @@ def test_asgi_error_handler_outside_the_middleware_reads_the_session(
         response = http.get("/fail")
     assert response.status_code == 500
     assert json_body(response)["session_id"] == session_id
+    spans = flushed(tracing, lambda s: len(s) >= 2)
+    assert sorted(span.name for span in spans) == ["failing", "turn"]
+    assert {span.attributes["session.id"] for span in spans} == {session_id}
 
 
 def test_wsgi_stream_and_close_keep_the_session_on_waitress(tracing: OTLPReceiver) -> None:
@@ -127,14 +134,23 @@ def test_wsgi_stream_and_close_keep_the_session_on_waitress(tracing: OTLPReceive
 
 
 def test_wsgi_reused_worker_thread_never_inherits_a_session(tracing: OTLPReceiver) -> None:
+    sessions = []
     with run_waitress(make_wsgi_app(), threads=1) as base:
         for _ in range(3):
             with httpx.Client(base_url=base) as http:
-                assert json_body(http.get("/whoami"))["session_id"]
+                sessions.append(json_body(http.get("/whoami"))["session_id"])
                 with http.stream("GET", "/stream") as response:
                     list(response.iter_lines())
                 # Same single worker thread, excluded path: nothing bound.
                 assert json_body(http.get("/healthz"))["session_id"] is None
+    assert len(set(sessions)) == 3
+    # Each client's turn and streamed chunks are in its own session.
+    spans = flushed(tracing, lambda s: len(s) >= 12)
+    by_session: dict[str, list[str]] = {session_id: [] for session_id in sessions}
+    for span in spans:
+        by_session[span.attributes["session.id"]].append(span.name)
+    for names in by_session.values():
+        assert sorted(names) == ["chunk_0", "chunk_1", "chunk_2", "turn"]
 
 
 @pytest.mark.parametrize("kind", ["asgi", "wsgi"])

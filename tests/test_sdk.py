@@ -9,7 +9,7 @@ from opentelemetry import trace as otel_trace
 
 import neatlogs_web
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
-from tests.pipeline import reset_global_tracer_provider
+from tests.pipeline import reset_global_tracer_provider, spans_after_flush
 
 
 def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
@@ -227,6 +227,11 @@ def test_init_rejects_bad_configuration() -> None:
 def test_second_init_with_other_options_asks_for_shutdown(tracing: OTLPReceiver) -> None:
     with pytest.raises(RuntimeError, match="shutdown"):
         neatlogs_web.init(exporter="console")
+    # The first pipeline goes on exporting where it did.
+    with neatlogs_web.session("after"), neatlogs_web.trace("turn"):
+        pass
+    (turn,) = spans_after_flush(tracing, 1)
+    assert (turn.name, turn.attributes["session.id"]) == ("turn", "after")
 
 
 def test_session_keys_preset_for_langfuse(receiver: OTLPReceiver) -> None:

@@ -62,19 +62,22 @@ def make_app() -> FastAPI:
 
     @app.get("/search", dependencies=[Depends(bind_session_from("conv", source="query"))])
     async def search(session_id: CurrentSession) -> dict[str, str | None]:
-        return {"session_id": session_id}
+        with neatlogs_web.trace("search"):
+            return {"session_id": session_id}
 
     @app.get("/by-header")
     async def by_header(
         session_id: str | None = Depends(bind_session_from("X-Conversation", source="header")),
     ) -> dict[str, str | None]:
-        return {"session_id": session_id}
+        with neatlogs_web.trace("by-header"):
+            return {"session_id": session_id}
 
     @app.post("/by-body", dependencies=[Depends(bind_session_from(source="body"))])
     async def by_body(
         message: Message, session_id: str | None = Depends(current_session)
     ) -> dict[str, str | None]:
-        return {"session_id": session_id, "text": message.text}
+        with neatlogs_web.trace("by-body"):
+            return {"session_id": session_id, "text": message.text}
 
     return app
 
@@ -114,6 +117,11 @@ def test_query_header_and_body_sources(tracing: OTLPReceiver) -> None:
         assert response.json()["session_id"] == "h-1"
         response = http.post("/by-body", json={"conversation_id": 42, "text": "hi"})
         assert response.json() == {"session_id": "42", "text": "hi"}
+    neatlogs_web.flush()
+    expected = {"search": "q-1", "by-header": "h-1", "by-body": "42"}
+    spans = tracing.wait_for(lambda s: expected.keys() <= {x.name for x in s})
+    ours = {s.name: s.attributes["session.id"] for s in spans if s.scope == "neatlogs_web"}
+    assert ours == expected
 
 
 @pytest.mark.parametrize(

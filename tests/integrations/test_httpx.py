@@ -25,6 +25,7 @@ import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.integrations.httpx import propagate
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import spans_after_flush
 from tests.servers import run_example, run_uvicorn
 from tests.tokens import make_token, session_of
 
@@ -97,9 +98,10 @@ def echo_app() -> Starlette:
     return Starlette(routes=[Route("/", echo)])
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def echo_urls() -> Iterator[tuple[str, str]]:
-    """Two servers: one allowed to receive the session, one not."""
+    """Two servers: one allowed to receive the session, one not (shared by the
+    module's tests: they only echo)."""
     with run_uvicorn(echo_app()) as allowed, run_uvicorn(echo_app()) as other:
         yield allowed, other
 
@@ -116,12 +118,14 @@ def test_only_allowed_hosts_get_the_session_trace_and_baggage(
     client = propagate(
         httpx.Client(timeout=10), [host_port(allowed)], secret_key=SHARED_KEY, baggage=True
     )
-    with client, neatlogs_web.session("conv/1"), neatlogs_web.trace("turn") as span:
+    with client, neatlogs_web.session("conv/1"), neatlogs_web.trace("turn"):
         sent = client.get(allowed, headers={"baggage": "tenant=a"}).json()
         elsewhere = client.get(other, headers={"baggage": "tenant=a"}).json()
     assert session_of(sent[HEADER]) == "conv/1"
-    trace_id = f"{span.get_span_context().trace_id:032x}"
-    assert sent["traceparent"].split("-")[1] == trace_id
+    # The trace the allowed host continues is the turn's, as exported.
+    (turn,) = spans_after_flush(tracing, 1)
+    assert (turn.name, turn.attributes["session.id"]) == ("turn", "conv/1")
+    assert sent["traceparent"].split("-")[1] == turn.trace_id
     assert sent["baggage"] == "tenant=a,session.id=conv%2F1"
     assert HEADER not in elsewhere
     assert "traceparent" not in elsewhere
@@ -129,7 +133,7 @@ def test_only_allowed_hosts_get_the_session_trace_and_baggage(
 
 
 def test_async_client_sends_the_session_bound_where_each_request_is_sent(
-    tracing: OTLPReceiver, echo_urls: tuple[str, str]
+    echo_urls: tuple[str, str],
 ) -> None:
     allowed, _ = echo_urls
 
@@ -222,13 +226,23 @@ class RecordingServer:
         return str(httpx.URL(f"{self.url}/", params={"status": status, "to": to}))
 
 
-@pytest.fixture
-def hop_servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
+@pytest.fixture(scope="module")
+def recording_servers() -> Iterator[tuple[RecordingServer, RecordingServer]]:
     """Two recording servers on 127.0.0.1: the first allowed, the second (another
     port: another host to the allow-list) not."""
     allowed, other = RecordingServer(), RecordingServer()
     with run_uvicorn(allowed.app()) as allowed.url, run_uvicorn(other.app()) as other.url:
         yield allowed, other
+
+
+@pytest.fixture
+def hop_servers(
+    recording_servers: tuple[RecordingServer, RecordingServer],
+) -> tuple[RecordingServer, RecordingServer]:
+    """The recording servers, with nothing recorded yet."""
+    for server in recording_servers:
+        server.received.clear()
+    return recording_servers
 
 
 def send_following_redirects(
@@ -261,10 +275,13 @@ def assert_nothing_propagated(received: dict[str, str]) -> None:
     assert received["baggage"] == "tenant=a"
 
 
-def assert_session_propagated(received: dict[str, str]) -> None:
+def assert_session_propagated(received: dict[str, str], receiver: OTLPReceiver) -> None:
+    """The hop got the session, baggage and the trace of the turn ``receiver`` got."""
     assert session_of(received[HEADER]) == "conv/1"
-    assert "traceparent" in received
     assert received["baggage"] == "tenant=a,session.id=conv%2F1"
+    (turn,) = spans_after_flush(receiver, 1)
+    assert (turn.name, turn.attributes["session.id"]) == ("turn", "conv/1")
+    assert received["traceparent"].split("-")[1] == turn.trace_id
 
 
 @pytest.mark.parametrize("client_kind", ["sync", "async"])
@@ -284,7 +301,7 @@ def test_a_redirect_to_a_host_that_is_not_allowed_arrives_without_the_session(
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [status]
     [first] = allowed.received
-    assert_session_propagated(first)
+    assert_session_propagated(first, tracing)
     [redirected] = other.received
     assert_nothing_propagated(redirected)
 
@@ -301,10 +318,10 @@ def test_a_redirect_chain_back_to_an_allowed_host_gets_the_session_there_only(
     assert [r.status_code for r in response.history] == [302, 307]
     first, last = allowed.received
     [middle] = other.received
-    assert_session_propagated(first)
+    assert_session_propagated(first, tracing)
     assert_nothing_propagated(middle)
     # The hop back gets the headers once, as the first hop did: not appended twice.
-    assert_session_propagated(last)
+    assert_session_propagated(last, tracing)
     assert response.json() == last
 
 

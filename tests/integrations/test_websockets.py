@@ -124,6 +124,13 @@ def test_invalid_or_missing_ids_keep_the_connections_session(tracing: OTLPReceiv
             replies.append(json.loads(socket.recv(timeout=10))["session_id"])
     assert replies == ["conn-1", "conn-1", "7", "conn-1"]
     assert neatlogs_web.stats()["rejected"]["websocket_message.invalid"] == before + 2
+    # Each message's turn is traced in the session its reply named.
+    neatlogs_web.flush()
+    spans = tracing.wait_for(lambda s: sum(x.name == "ws_turn" for x in s) >= 4)
+    turns = {
+        s.attributes["message"]: s.attributes["session.id"] for s in spans if s.name == "ws_turn"
+    }
+    assert turns == {"a": "conn-1", "b": "conn-1", "c": "7", "d": "conn-1"}
 
 
 def test_a_message_naming_its_conversation_is_a_turn_of_its_own(tracing: OTLPReceiver) -> None:

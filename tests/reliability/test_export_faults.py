@@ -174,6 +174,12 @@ def test_export_fault_never_hurts_the_app(
         faulty.served.stop()
         log = faulty.served.log()
 
+    # The healthy side, stopped now, is the baseline: every one of its turns arrived.
+    healthy_turns = {f"warmup-{i}" for i in range(per_round)} | {
+        f"round{r}-{i}" for r in range(rounds) for i in range(per_round)
+    }
+    exported = receiver.wait_for(lambda s: sum(x.name == "turn" for x in s) >= len(healthy_turns))
+    assert {s.attributes["message"] for s in exported if s.name == "turn"} == healthy_turns
     growth = {
         name: max(s.rss) - rss_start[name] for name, s in (("healthy", healthy), ("faulty", faulty))
     }

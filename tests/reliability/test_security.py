@@ -28,6 +28,7 @@ from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiSessions
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
 from tests.apps import HEADER, SECRET, client_for, cookie_of, json_body
 from tests.otlp_receiver import OTLPReceiver
+from tests.pipeline import spans_after_flush
 from tests.reliability.report import record
 from tests.tokens import make_token, session_of
 
@@ -183,6 +184,7 @@ def test_no_id_token_or_key_is_logged_at_info_or_above(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secrets_seen: set[str] = {SECRET}
+    credentials: set[str] = {SECRET}
     bad_inputs = 0
     with client_for(kind) as http:
         for index in range(20):
@@ -206,6 +208,12 @@ def test_no_id_token_or_key_is_logged_at_info_or_above(
             http.post(f"/chat/{'c' * 200}{index}")
             http.post("/json", content=b"{not json", headers={"content-type": "application/json"})
             secrets_seen |= {forged, tampered, expired, f"forged-{index}", f"plain-{index}"}
+            credentials |= {token, forged, tampered, expired}
+        # Every request's turn was exported with its session id, never a token or the key.
+        spans = spans_after_flush(tracing, 20 * 9)
+        assert len(spans) == 20 * 9 and all("session.id" in span.attributes for span in spans)
+        exported = [str(value) for span in spans for value in span.attributes.values()]
+        assert [value for value in exported if any(c in value for c in credentials)] == []
         # The receiver starts failing: export errors are logged too.
         tracing.status = 500
         http.get("/whoami")
