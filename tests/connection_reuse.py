@@ -15,6 +15,9 @@ Served four times under one ASGI app, one stack per path prefix:
                      started outside our middleware
   /otel-outside/...  the OpenTelemetry ASGI middleware outside ours
   /otel-inside/...   the OpenTelemetry ASGI middleware inside ours
+  /otel-base/...     the OpenTelemetry ASGI middleware outermost, then
+                     ``@app.middleware("http")`` (BaseHTTPMiddleware) outside
+                     ours: the last send() of a request is theirs, not ours
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from fastapi import FastAPI
 from opentelemetry import trace as otel_trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -40,7 +44,7 @@ from tests.otlp_receiver import ReceivedSpan
 
 #: More than uvicorn's read buffer (64 KiB), so reading the body pauses the connection.
 UPLOAD_BYTES = 2 * 1024 * 1024
-STACKS = ("starlette", "fastapi", "otel-outside", "otel-inside")
+STACKS = ("starlette", "fastapi", "otel-outside", "otel-inside", "otel-base")
 #: Stacks where the server span of the request, started outside the handler, is its
 #: parent. Not the OpenTelemetry middleware outside ours: it starts a request's span
 #: as a child of any span it finds active, and where the server started the request
@@ -92,9 +96,15 @@ def make_app(stack: str) -> Any:
     if stack == "otel-inside":
         app = OpenTelemetryMiddleware(app)
     app = NeatlogsSessionMiddleware(app, secret_key=SECRET, exclude_paths=[f"{prefix}/healthz"])
-    if stack == "otel-outside":
+    if stack == "otel-base":
+        app = BaseHTTPMiddleware(app, dispatch=_passthrough)
+    if stack in ("otel-outside", "otel-base"):
         app = OpenTelemetryMiddleware(app)
     return app
+
+
+async def _passthrough(request: Request, call_next: Any) -> Any:
+    return await call_next(request)
 
 
 class AllStacks:

@@ -28,6 +28,10 @@ __all__ = [
 
 _PLACEHOLDER_RE: Final = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _BAGGAGE_KEY: Final = "session.id"
+#: Whitespace around a header value or list item, as HTTP has it (RFC 9110): space
+#: and tab only. ``str.strip()`` would also take off what a server passes through
+#: and an app keeps (a no-break space), and bind another id than the app reads.
+_OWS: Final = " \t"
 _COOKIE_PAIR_END: Final = re.compile("[;,]")
 
 
@@ -151,7 +155,7 @@ def header_copies(value: str) -> list[str]:
     """The copies a header's value holds: servers join the lines of a repeated
     header with commas (RFC 9110, section 5.3), so ``"a, b"`` is two copies.
     Neither a token nor an id of the default charset holds a comma."""
-    return [copy.strip() for copy in value.split(",")]
+    return [copy.strip(_OWS) for copy in value.split(",")]
 
 
 def cookie_values(header: str, name: str) -> Iterator[str]:
@@ -171,7 +175,7 @@ def cookie_values(header: str, name: str) -> Iterator[str]:
         # At the start of a cookie-pair, not the tail of another name.
         if at == 0 or header[at - 1] in " ;,":
             pair_end = _COOKIE_PAIR_END.search(header, start)
-            value = header[start : pair_end.start() if pair_end else len(header)].strip()
+            value = header[start : pair_end.start() if pair_end else len(header)].strip(_OWS)
             if len(value) >= 2 and value[0] == value[-1] == '"':
                 value = value[1:-1]
             yield value
@@ -184,8 +188,8 @@ def baggage_session_ids(header: str) -> list[str]:
     values = []
     for member in header.split(","):
         key, _, rest = member.partition("=")
-        if key.strip() == _BAGGAGE_KEY:
-            values.append(unquote(rest.split(";", 1)[0].strip()))
+        if key.strip(_OWS) == _BAGGAGE_KEY:
+            values.append(unquote(rest.split(";", 1)[0].strip(_OWS)))
     return values
 
 

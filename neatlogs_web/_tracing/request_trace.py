@@ -25,7 +25,9 @@ from contextvars import ContextVar, Token
 from typing import Final
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span
 
 from neatlogs_web._session.binding import SessionBinding
@@ -98,11 +100,28 @@ def start_request() -> RequestTrace:
     """Start the arriving request's trace: its OpenTelemetry context made its own
     and entered, and the trace current; undo with :func:`end_request`."""
     arrived = otel_context.get_current()
-    if _REQUEST_KEY in arrived:
+    if _REQUEST_KEY in arrived or not _may_be_this_requests(arrived):
         arrived = Context()  # another request's: none of its spans is this one's parent
     trace = RequestTrace(Context({**arrived, _REQUEST_KEY: True}))
     trace.tokens = (otel_context.attach(trace.context), _current.set(trace))
     return trace
+
+
+def _may_be_this_requests(context: Context) -> bool:
+    """Whether the span active in an arriving context can be this request's own: none,
+    or one that starts a trace here (no parent, or a caller's across the network).
+
+    A span whose parent is in this process was started inside other work. The
+    OpenTelemetry ASGI middleware outside ours starts a request's span as a
+    child of any span it finds active; where the server started the request
+    inside another (a pipelined request started from a send() of a middleware
+    outside ours), that is the other request's.
+    """
+    span = otel_trace.get_current_span(context)
+    if not isinstance(span, ReadableSpan) or not span.is_recording():
+        return True
+    parent = span.parent
+    return parent is None or parent.is_remote
 
 
 def end_request(trace: RequestTrace) -> None:

@@ -71,7 +71,7 @@ def _bind_body_field(name: str) -> Callable[[Request], Awaitable[str | None]]:
     async def bind_body_field(request: Request) -> str | None:
         try:
             document = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than it parses
             return current_session_id()
         value = document.get(name) if isinstance(document, dict) else None
         if isinstance(value, int) and not isinstance(value, bool):

@@ -146,3 +146,20 @@ def test_invalid_values_keep_the_middlewares_session(
 def test_unknown_source_is_a_configuration_error() -> None:
     with pytest.raises(ValueError, match="source must be one of"):
         bind_session_from("x", source="cookie")  # type: ignore[arg-type]
+
+
+def test_a_body_nested_deeper_than_the_parser_goes_is_no_error_page() -> None:
+    app = FastAPI()
+    app.add_middleware(NeatlogsSessionMiddleware, secret_key="k")
+
+    @app.post("/chat")
+    async def chat(
+        session_id: str | None = Depends(bind_session_from(source="body")),
+    ) -> dict[str, str | None]:
+        return {"session_id": session_id}
+
+    with run_uvicorn(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        deep = b"[" * 100_000
+        response = http.post("/chat", content=deep, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["session_id"] is not None  # the middleware's session

@@ -240,3 +240,13 @@ def test_the_bound_holds_with_every_key_of_a_rotation(hmac_checks: list[None]) -
     for _ in range(3):
         resolve(rotating, path="/", cookie=cookie_header(*forged_tokens(200)))
     assert len(hmac_checks) == 3 * MAX_COOKIE_CANDIDATES * 2
+
+
+@pytest.mark.parametrize("space", ["\xa0", "\x85", "\u2003"])
+def test_a_header_copy_keeps_what_http_does_not_call_whitespace(space: str) -> None:
+    # Servers pass a no-break space through and the app reads it as part of the
+    # id: stripping it would bind "conv-victim" while the app serves another id.
+    header_only = resolver(conversation_header="X-Conversation-Id")
+    resolution = resolve(header_only, conversation_header=f"conv-victim{space}")
+    assert resolution.session_id != "conv-victim"
+    assert resolve(header_only, conversation_header=" conv-a\t").session_id == "conv-a"
