@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Unpack
 from neatlogs_web._session.binding import SessionBinding, bind, unbind
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
-from neatlogs_web._session.resolver import NeedsBody, Resolution
+from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request

@@ -38,44 +38,44 @@ REPORT_INTERVAL_S: Final = 60.0
 
 
 @dataclass(frozen=True)
-class Trouble:
+class ExportFailure:
     """One kind of export failure: ``kind`` groups reports, ``what`` is said."""
 
     kind: str
     what: str
 
 
-UNKNOWN: Final = Trouble("failure", "the exporter reported a failure")
+UNKNOWN: Final = ExportFailure("failure", "the exporter reported a failure")
 
 
 class NotSent(requests.ConnectTimeout):
     """A request that never left: export is stopped, or its deadline passed."""
 
 
-def trouble_of(error: BaseException, timeout: RequestTimeout = None) -> Trouble:
+def trouble_of(error: BaseException, timeout: RequestTimeout = None) -> ExportFailure:
     """Name what an exception raised while exporting means for the operator."""
     seconds = seconds_of(timeout)
     waited = f" within {seconds:.2g} s" if seconds is not None else ""
     if isinstance(error, NotSent):
-        return Trouble("timeout", str(error))
+        return ExportFailure("timeout", str(error))
     if isinstance(error, AnswerCutOff):
-        return Trouble(
+        return ExportFailure(
             "timeout",
             f"no answer{waited}: the receiver accepted the connection but did not finish "
             "replying, and the request was cut off",
         )
     if isinstance(error, requests.ConnectTimeout):
-        return Trouble("timeout", f"timed out connecting{waited}")
+        return ExportFailure("timeout", f"timed out connecting{waited}")
     if isinstance(error, requests.Timeout):
-        return Trouble(
+        return ExportFailure(
             "timeout",
             f"no answer{waited}: the receiver accepted the connection but did not reply",
         )
     if any(isinstance(cause, ConnectionRefusedError) for cause in _causes(error)):
-        return Trouble("refused", "connection refused: nothing listens there")
+        return ExportFailure("refused", "connection refused: nothing listens there")
     if isinstance(error, requests.ConnectionError):
-        return Trouble("connection", f"could not connect ({type(_root(error)).__name__})")
-    return Trouble("error", f"the exporter raised {type(error).__name__}: {error}")
+        return ExportFailure("connection", f"could not connect ({type(_root(error)).__name__})")
+    return ExportFailure("error", f"the exporter raised {type(error).__name__}: {error}")
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:
@@ -96,13 +96,13 @@ def _root(error: BaseException) -> BaseException:
     return list(_causes(error))[-1]
 
 
-def trouble_of_status(status: int, reason: str | None) -> Trouble:
+def trouble_of_status(status: int, reason: str | None) -> ExportFailure:
     what = f"the receiver answered HTTP {status}" + (f" {reason}" if reason else "")
     if status == 429:
         what += " (throttled)"
     elif status in (401, 403):
         what += ": check NEATLOGS_API_KEY"
-    return Trouble(f"http-{status}", what)
+    return ExportFailure(f"http-{status}", what)
 
 
 class _Exporting(threading.local):
@@ -110,7 +110,7 @@ class _Exporting(threading.local):
     when its time is up (``time.monotonic()``)."""
 
     active = False
-    trouble: Trouble | None = None
+    trouble: ExportFailure | None = None
     deadline: float | None = None
 
 
@@ -147,7 +147,7 @@ class ExportWatch:
         self.deadline: float | None = None
         self.stopped = False
         #: How the latest request ended, retries included; ``None`` when it went through.
-        self.last_trouble: Trouble | None = None
+        self.last_trouble: ExportFailure | None = None
 
     @contextmanager
     def exporting(self) -> Iterator[_Exporting]:
@@ -179,7 +179,7 @@ class ExportWatch:
         seconds = seconds_of(timeout)
         return remaining if seconds is None else min(seconds, remaining)
 
-    def note(self, trouble: Trouble | None) -> None:
+    def note(self, trouble: ExportFailure | None) -> None:
         self.last_trouble = trouble
         if _exporting.active:
             _exporting.trouble = trouble
@@ -195,7 +195,9 @@ class ExportWatch:
             self.note(trouble_of_status(status, response.reason))
         elif cut_short is not None:
             self.note(
-                Trouble("answer", f"its answer (HTTP {status}) {cut_short}; the rest was not read")
+                ExportFailure(
+                    "answer", f"its answer (HTTP {status}) {cut_short}; the rest was not read"
+                )
             )
         else:
             self.note(None)
@@ -212,7 +214,7 @@ class ExportWatch:
         return session
 
 
-class _Tally:
+class _LossCount:
     """Spans lost one way since it was last reported, and when that was."""
 
     __slots__ = ("last_report", "since_report", "total")
@@ -244,14 +246,14 @@ class ExportVoice:
         self.destination = destination
         self.fix = fix
         self._lock = threading.Lock()
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[str, _LossCount] = {}
         self._warned = False
         self._lost_since_ok = 0
 
     def started(self) -> None:
         logger.info("neatlogs_web: spans go to %s", self.destination)
 
-    def failed(self, trouble: Trouble, spans: int) -> None:
+    def failed(self, trouble: ExportFailure, spans: int) -> None:
         """Spans an export lost; the first loss of a kind is reported at once."""
         report = self._count(trouble.kind, spans)
         if report is not None:
@@ -279,7 +281,7 @@ class ExportVoice:
                 self.fix,
             )
 
-    def lost_at_exit(self, spans: int, timeout_s: float, trouble: Trouble | None) -> None:
+    def lost_at_exit(self, spans: int, timeout_s: float, trouble: ExportFailure | None) -> None:
         logger.warning(
             "neatlogs_web lost %d spans at shutdown: %s did not accept them within "
             "shutdown_timeout_s (%g s)%s. %s",
@@ -290,7 +292,7 @@ class ExportVoice:
             self.fix,
         )
 
-    def answered_badly(self, trouble: Trouble) -> None:
+    def answered_badly(self, trouble: ExportFailure) -> None:
         """An export went through, but the receiver answered in a way we would not read."""
         with self._lock:
             report = self._due(trouble.kind, 1)
@@ -327,4 +329,4 @@ class ExportVoice:
 
     def _due(self, kind: str, count: int) -> tuple[int, int] | None:
         """Count ``count`` more of ``kind`` (under the lock); the report, when one is due."""
-        return self._tallies.setdefault(kind, _Tally()).add(count, time.monotonic())
+        return self._tallies.setdefault(kind, _LossCount()).add(count, time.monotonic())

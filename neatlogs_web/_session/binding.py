@@ -9,6 +9,7 @@ This module is the bottom layer: it imports nothing of ours above the id rules.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import gc
@@ -82,8 +83,9 @@ def collecting_garbage() -> bool:
 
 
 def _request_binding() -> SessionBinding | None:
-    # Read on every span start: no collection running is the common case, checked first.
-    if _collecting_on is not None and collecting_garbage():
+    """The request's or block's binding; none while the collector finalizes
+    objects no request owns any more."""
+    if collecting_garbage():
         return None
     return _binding.get()
 
@@ -101,10 +103,7 @@ def set_default_session(session_id: str | None) -> None:
 
 def current_binding() -> SessionBinding | None:
     """The innermost binding in effect, falling back to the process default."""
-    # Read as every span starts, so without a call to _request_binding().
-    if _collecting_on is not None and collecting_garbage():
-        return _default_binding
-    return _binding.get() or _default_binding
+    return _request_binding() or _default_binding
 
 
 def current_request_binding() -> SessionBinding | None:
@@ -124,8 +123,9 @@ def current_end_user_id() -> str | None:
     return None if binding is None else binding.end_user_id
 
 
-#: Bind a ``SessionBinding`` in the current context; undo with :func:`unbind`.
-bind: Final = _binding.set
+def bind(binding: SessionBinding | None) -> contextvars.Token[SessionBinding | None]:
+    """Bind ``binding`` (or "no session") in the current context; undo with :func:`unbind`."""
+    return _binding.set(binding)
 
 
 def unbind(token: contextvars.Token[SessionBinding | None]) -> None:
@@ -136,12 +136,8 @@ def unbind(token: contextvars.Token[SessionBinding | None]) -> None:
     there; the context it belongs to dies with its task, so nothing leaks and
     we do not raise into the server.
     """
-    # try/except, not contextlib.suppress: this ends every request, and
-    # suppress() builds a context manager object each time.
-    try:
+    with contextlib.suppress(ValueError):
         _binding.reset(token)
-    except ValueError:
-        return
 
 
 def check_id(what: str, value: str) -> None:
@@ -166,7 +162,7 @@ def session(session_id: str, *, end_user_id: str | None = None) -> Iterator[Sess
     if end_user_id is not None:
         check_id("session() end_user_id", end_user_id)
     binding = SessionBinding(session_id, end_user_id)
-    token = _binding.set(binding)
+    token = bind(binding)
     try:
         yield binding
     finally:

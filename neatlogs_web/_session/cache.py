@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -19,14 +18,16 @@ V = TypeVar("V")
 class BoundedCache(Generic[K, V]):
     """At most ``max_size`` entries; the oldest is evicted first."""
 
-    __slots__ = ("_entries", "_lock", "get", "max_size")
+    __slots__ = ("_entries", "_lock", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
-        #: The mapping's own lookup: read on every request, it needs no lock.
-        self.get: Callable[[K], V | None] = self._entries.get
+
+    def get(self, key: K) -> V | None:
+        """The value remembered for ``key``; a read needs no lock."""
+        return self._entries.get(key)
 
     def put(self, key: K, value: V) -> None:
         with self._lock:

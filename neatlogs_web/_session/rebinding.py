@@ -17,7 +17,7 @@ from typing import TypeVar
 from neatlogs_web._session.binding import SessionBinding, current_request_binding
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.ids import is_valid_session_id
-from neatlogs_web._session.resolver import Resolution
+from neatlogs_web._session.resolution import Resolution
 
 __all__ = [
     "bind_conversation",

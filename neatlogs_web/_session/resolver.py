@@ -15,13 +15,14 @@ import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from neatlogs_web._session.cache import BoundedCache
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id, new_session_id
+from neatlogs_web._session.memo import DecisionMemo, Remembered
 from neatlogs_web._session.options import SessionConfig
+from neatlogs_web._session.resolution import NeedsBody, Resolution
+from neatlogs_web._session.response import ResponseHeaders
 from neatlogs_web._session.signing import (
     MAX_TOKEN_LENGTH,
     TOKEN_RE,
@@ -40,9 +41,8 @@ from neatlogs_web._session.sources import (
     json_field,
 )
 
-__all__ = ["MAX_COOKIE_CANDIDATES", "NeedsBody", "Resolution", "SessionResolver"]
+__all__ = ["MAX_COOKIE_CANDIDATES", "SessionResolver"]
 
-TRACE_ID_HEADER: Final = "X-Neatlogs-Trace-Id"
 # Allowed clock skew between processes that share a key.
 _FUTURE_SKEW_S: Final = 300
 # Longer Cookie headers are not remembered, to bound the memory used.
@@ -55,33 +55,6 @@ _CUSTOM_ID_LIMIT: Final = 1024
 MAX_COOKIE_CANDIDATES: Final = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """What the middleware binds and what it adds to the response."""
-
-    session_id: str
-    #: Which source won: "conversation", "header", "cookie", "baggage" or "new".
-    source: str
-    #: Set when an idle timeout started this session.
-    previous_session_id: str | None = None
-    #: A full ``Set-Cookie`` value, only when the cookie must change.
-    set_cookie: str | None = None
-    #: The signed token to echo in the session header, when issued or refreshed.
-    echo_token: str | None = None
-    #: A conversation id the app may confirm (``conversation_binding="when_confirmed"``).
-    pending_conversation_id: str | None = None
-    #: Whether the response needs :meth:`SessionResolver.response_headers`. Decided
-    #: with the resolution, which a returning user's requests share, not per request.
-    changes_response: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class NeedsBody:
-    """Resolution reached the JSON-body source: read the body, then resume here."""
-
-    resume_at: int
-
-
 class _Candidate(NamedTuple):
     """A valid value a source found, before the policy decides what to do with it."""
 
@@ -91,33 +64,12 @@ class _Candidate(NamedTuple):
     memo_key: str | bytes | None = None
 
 
-class _Remembered(NamedTuple):
-    """A decision that holds while wall-clock time is within [valid_from, valid_until]."""
-
-    valid_from: float
-    valid_until: float
-    resolution: Resolution
-
-
-class _DecisionMemo(BoundedCache[str | bytes, _Remembered]):
-    """Decisions remembered per token (or whole ``Cookie`` header)."""
-
-    __slots__ = ()
-
-    def recall(self, key: str | bytes) -> Resolution | None:
-        """The decision remembered for ``key``, if the token's age still allows it."""
-        remembered = self.get(key)
-        if remembered is None or not remembered.valid_from <= time.time() <= remembered.valid_until:
-            return None
-        return remembered.resolution
-
-
-_Found = _Candidate | Resolution | None
+_SourceOutcome = _Candidate | Resolution | None
 
 
 class _Step(NamedTuple):
     source: str
-    read: Callable[[RequestInputs], _Found]
+    read: Callable[[RequestInputs], _SourceOutcome]
     reads_body: bool = False
     #: The one request header the step reads, when it reads nothing else: a
     #: request without that header is decided by the steps after it.
@@ -176,26 +128,19 @@ class SessionResolver:
         # within every limit above.
         ages = [v for v in (config.max_age, config.idle_timeout, self._refresh_after) if v]
         self._steady_age = min(ages) if ages else float("inf")
-        self._remembered_cookies = _DecisionMemo(VERIFIED_CACHE_SIZE)
-        self._remembered_headers = _DecisionMemo(VERIFIED_CACHE_SIZE)
-        #: The decision remembered for a returning browser's ``Cookie`` header, or
-        #: ``None``: call :meth:`resolve`. Only for requests that send none of
-        #: :attr:`headers_before_cookie`, when :attr:`recalls_cookie` is true: then
-        #: the cookie alone decides, and the common request is one lookup.
-        self.recall = self._remembered_cookies.recall
+        self._remembered_cookies = DecisionMemo(VERIFIED_CACHE_SIZE)
+        self._remembered_headers = DecisionMemo(VERIFIED_CACHE_SIZE)
 
-        attributes = f"; Path={config.cookie_path}"
-        if config.max_age is not None:
-            attributes += f"; Max-Age={int(config.max_age)}"
-        if config.cookie_domain:
-            attributes += f"; Domain={config.cookie_domain}"
-        attributes += f"; HttpOnly; SameSite={config.same_site.capitalize()}"
-        self._cookie_attributes = {
-            False: attributes + ("; Secure" if config.secure else ""),
-            True: attributes + ("; Secure" if config.secure is not False else ""),
-        }
+        self.response = ResponseHeaders(config)
 
     # -- per request ---------------------------------------------------------
+
+    def recall(self, cookie_header: str | bytes) -> Resolution | None:
+        """The decision remembered for a returning browser's ``Cookie`` header, or
+        ``None``: call :meth:`resolve`. Only for requests that send none of
+        :attr:`headers_before_cookie`, when :attr:`recalls_cookie` is true: then
+        the cookie alone decides, and the common request is one lookup."""
+        return self._remembered_cookies.recall(cookie_header)
 
     def is_excluded(self, path: str) -> bool:
         """Excluded paths (health checks, static files) bind nothing."""
@@ -264,7 +209,7 @@ class SessionResolver:
             session_id,
             "new",
             previous_session_id,
-            self._cookie_header(token, https) if self.reads_cookie else None,
+            self.response.set_cookie(token, https) if self.reads_cookie else None,
             token,
             changes_response=True,
         )
@@ -273,21 +218,6 @@ class SessionResolver:
         """A fresh session that needs nothing that could fail: used when resolution
         itself failed. It is not persisted (no cookie, no token)."""
         return self._unchanged(new_session_id(), "new")
-
-    def response_headers(
-        self, resolution: Resolution, trace_id: int | None
-    ) -> list[tuple[str, str]]:
-        """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token and the latest
-        turn's trace id, as the resolution and the options call for."""
-        headers = []
-        if resolution.set_cookie is not None:
-            headers.append(("Set-Cookie", resolution.set_cookie))
-            headers.append(("Vary", "Cookie"))
-        if resolution.echo_token is not None:
-            headers.append((self.config.header_name, resolution.echo_token))
-        if self.config.expose_trace_id and trace_id is not None:
-            headers.append((TRACE_ID_HEADER, f"{trace_id:032x}"))
-        return headers
 
     # -- decisions -----------------------------------------------------------
 
@@ -300,7 +230,7 @@ class SessionResolver:
             return self.new_session(https, previous_session_id=candidate.session_id)
         if token.old_key or (self._refresh_after is not None and age > self._refresh_after):
             fresh = self.signer.sign(candidate.session_id)
-            cookie = self._cookie_header(fresh, https) if source == "cookie" else None
+            cookie = self.response.set_cookie(fresh, https) if source == "cookie" else None
             return Resolution(
                 candidate.session_id, source, None, cookie, fresh, changes_response=True
             )
@@ -310,7 +240,7 @@ class SessionResolver:
             memo = self._remembered_cookies if source == "cookie" else self._remembered_headers
             memo.put(
                 candidate.memo_key,
-                _Remembered(
+                Remembered(
                     token.signed_at - _FUTURE_SKEW_S,
                     token.signed_at + self._steady_age,
                     resolution,
@@ -404,7 +334,7 @@ class SessionResolver:
         value = _agreed(label, [value for _, value in copies])
         return None if value is None else self._plain(copies[0][0], value)
 
-    def _from_session_header(self, inputs: RequestInputs) -> _Found:
+    def _from_session_header(self, inputs: RequestInputs) -> _SourceOutcome:
         header = inputs.session_header
         if header is None:
             return None
@@ -420,7 +350,7 @@ class SessionResolver:
             return self._plain("header", value)
         return self._signed("header", value, value)
 
-    def _from_cookie(self, inputs: RequestInputs) -> _Found:
+    def _from_cookie(self, inputs: RequestInputs) -> _SourceOutcome:
         header = inputs.cookie
         if not header:
             return None
@@ -447,9 +377,6 @@ class SessionResolver:
         copies = baggage_session_ids(inputs.baggage) if inputs.baggage else []
         value = _agreed("baggage", copies) if copies else None
         return None if value is None else self._plain("baggage", value)
-
-    def _cookie_header(self, token: str, https: bool) -> str:
-        return f"{self.config.cookie_name}={token}{self._cookie_attributes[https]}"
 
 
 def _agreed(source: str, copies: Collection[str]) -> str | None:

@@ -65,7 +65,7 @@ class _Slot:
         #: ``None`` for the app's provider, which ``init()`` did not make.
         self.sample_rate = sample_rate
         #: Whether a processor of ours went on it directly (the first ``init()``'s).
-        self.used = False
+        self.holds_a_processor = False
         self.relay: _Relay | None = None
 
 
@@ -79,14 +79,14 @@ class ProviderChoice:
         self.provider = provider
         self._slot = slot
         #: The app set it up (``phoenix.otel.register()``, Langfuse, Logfire).
-        self.apps = slot.sample_rate is None
+        self.set_up_by_the_app = slot.sample_rate is None
 
     def add(self, processor: SpanProcessor) -> None:
         """Put ``processor`` on the provider: directly the first time, then through
         one relay, so the provider holds two of ours however often ``init()`` runs."""
         slot = self._slot
-        if not slot.used:
-            slot.used = True
+        if not slot.holds_a_processor:
+            slot.holds_a_processor = True
             self.provider.add_span_processor(processor)
             return
         if slot.relay is None:

@@ -26,7 +26,8 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from neatlogs_web._export import exporter as _export
+from neatlogs_web._export.exporter import PipelineExporter, build_target
+from neatlogs_web._export.processor import BoundedBatchProcessor
 from neatlogs_web._session.binding import set_default_session
 from neatlogs_web._session.counters import internal_error_counts, rejection_counts
 from neatlogs_web._session.ids import new_session_id
@@ -54,7 +55,7 @@ class Pipeline:
     def __init__(
         self,
         choice: ProviderChoice,
-        processor: _export.BoundedBatchProcessor | None,
+        processor: BoundedBatchProcessor | None,
         stamper: SessionSpanProcessor,
         config: InitConfig,
     ) -> None:
@@ -162,12 +163,12 @@ def _build_pipeline(config: InitConfig) -> Pipeline:
     choice = choose_provider(
         resource, config.sample_rate, global_provider=config.set_global_provider
     )
-    apps_own = choice.apps
+    set_up_by_the_app = choice.set_up_by_the_app
     processor = None
-    if not apps_own or config.export_configured:
+    if not set_up_by_the_app or config.export_configured:
         processor = _export_processor(config)
-    elif not apps_own:
-        logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
+        if processor is None and not set_up_by_the_app:
+            logger.info('neatlogs_web: exporter="none", spans are not sent anywhere')
     stamper: SessionSpanProcessor
     keys, user_keys = config.session_key_list, config.end_user_key_list
     every_request = config.request_traces == "all"
@@ -179,7 +180,7 @@ def _build_pipeline(config: InitConfig) -> Pipeline:
         stamper = SessionSpanProcessor(keys, user_keys, stamps_every_request=every_request)
     choice.add(stamper)
     use_stamper(stamper)
-    if apps_own:
+    if set_up_by_the_app:
         logger.info(
             "neatlogs_web: using the tracer provider the app set up (%s): sessions "
             "are stamped on its spans, which go where it exports them%s",
@@ -191,9 +192,9 @@ def _build_pipeline(config: InitConfig) -> Pipeline:
     return Pipeline(choice, processor, stamper, config)
 
 
-def _export_processor(config: InitConfig) -> _export.BoundedBatchProcessor | None:
+def _export_processor(config: InitConfig) -> BoundedBatchProcessor | None:
     """The batching export pipeline, or ``None`` for ``exporter="none"``."""
-    target = _export.build_target(
+    target = build_target(
         config.exporter,
         endpoint=config.resolved_endpoint,
         api_key=config.resolved_api_key,
@@ -202,8 +203,8 @@ def _export_processor(config: InitConfig) -> _export.BoundedBatchProcessor | Non
     if target is None:
         return None
     to_neatlogs = config.resolved_backend == "neatlogs"
-    processor = _export.BoundedBatchProcessor(
-        _export.PipelineExporter(
+    processor = BoundedBatchProcessor(
+        PipelineExporter(
             target,
             drop_transport_spans=to_neatlogs,
             completion_markers=to_neatlogs,

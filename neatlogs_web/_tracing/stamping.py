@@ -33,7 +33,7 @@ __all__ = [
     "SessionSpanProcessor",
     "active_stamper",
     "claim_for_turn",
-    "hold_turns_apart",
+    "make_each_message_a_turn",
     "open_request",
     "stamp_span",
     "use_stamper",
@@ -206,7 +206,7 @@ def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
         stamp_span(active, binding, _active)
 
 
-def hold_turns_apart(trace: RequestTrace, binding: SessionBinding) -> None:
+def make_each_message_a_turn(trace: RequestTrace, binding: SessionBinding) -> None:
     """A WebSocket connection is many turns: each message's is a trace of its own,
     linked to the connection's span, which carries the session for all of them."""
     trace.turns_are_roots = True

@@ -21,10 +21,11 @@ from neatlogs_web._session.binding import SessionBinding
 from neatlogs_web._session.counters import internal_error
 from neatlogs_web._session.options import SessionConfig
 from neatlogs_web._session.rebinding import open_binding
-from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.resolution import NeedsBody, Resolution
+from neatlogs_web._session.resolver import SessionResolver
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing.request_trace import RequestTrace
-from neatlogs_web._tracing.stamping import hold_turns_apart, open_request
+from neatlogs_web._tracing.stamping import make_each_message_a_turn, open_request
 
 __all__ = ["RequestFlow"]
 
@@ -78,7 +79,7 @@ class RequestFlow(Generic[RequestT]):
         )
         open_request(trace, binding)
         if websocket:
-            hold_turns_apart(trace, binding)
+            make_each_message_a_turn(trace, binding)
         return binding
 
     def fallback(
@@ -90,11 +91,11 @@ class RequestFlow(Generic[RequestT]):
         resolution = self.resolver.fallback()
         binding = SessionBinding(resolution.session_id)
         if websocket:
-            hold_turns_apart(trace, binding)
+            make_each_message_a_turn(trace, binding)
         return resolution, binding
 
     def response_headers(
         self, resolution: Resolution, trace: RequestTrace
     ) -> list[tuple[str, str]]:
         """Headers the response gets: ``Set-Cookie``, the echoed token, the turn's trace id."""
-        return self.resolver.response_headers(resolution, trace.last_trace_id)
+        return self.resolver.response.headers(resolution, trace.last_trace_id)

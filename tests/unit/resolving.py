@@ -7,7 +7,8 @@ from typing import Any
 
 import neatlogs_web
 from neatlogs_web._session.options import SessionConfig
-from neatlogs_web._session.resolver import NeedsBody, Resolution, SessionResolver
+from neatlogs_web._session.resolution import NeedsBody, Resolution
+from neatlogs_web._session.resolver import SessionResolver
 from neatlogs_web._session.sources import RequestInputs
 
 SECRET = "decisions-key"

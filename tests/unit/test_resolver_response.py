@@ -19,7 +19,7 @@ def test_a_new_session_sets_the_cookie_varies_on_it_and_echoes_the_token() -> No
     assert chosen.changes_response
     token = chosen.echo_token
     assert token is not None and session_of(token) == chosen.session_id
-    assert deciding.response_headers(chosen, None) == [
+    assert deciding.response.headers(chosen, None) == [
         (
             "Set-Cookie",
             f"neatlogs_session={token}; Path=/; Max-Age=1209600; HttpOnly; SameSite=Lax",
@@ -63,11 +63,11 @@ def test_a_kept_session_adds_nothing_to_the_response() -> None:
     deciding = resolver()
     chosen = resolve(deciding, cookie=cookie_header(make_token("alice", SECRET)))
     assert not chosen.changes_response
-    assert deciding.response_headers(chosen, None) == []
+    assert deciding.response.headers(chosen, None) == []
 
 
 def test_without_the_cookie_as_a_source_only_the_token_is_echoed() -> None:
     header_only = resolver(sources=("conversation", "header"), header_name="X-Chat-Session")
     chosen = resolve(header_only)
     assert chosen.set_cookie is None and chosen.echo_token is not None
-    assert header_only.response_headers(chosen, None) == [("X-Chat-Session", chosen.echo_token)]
+    assert header_only.response.headers(chosen, None) == [("X-Chat-Session", chosen.echo_token)]
