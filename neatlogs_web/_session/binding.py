@@ -9,7 +9,6 @@ This module is the bottom layer: it imports nothing of ours above the id rules.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import gc
@@ -136,8 +135,10 @@ def unbind(token: contextvars.Token[SessionBinding | None]) -> None:
     there; the context it belongs to dies with its task, so nothing leaks and
     we do not raise into the server.
     """
-    with contextlib.suppress(ValueError):
+    try:
         _binding.reset(token)
+    except ValueError:
+        return  # another context's token: nothing of this context to restore
 
 
 def check_id(what: str, value: str) -> None:
