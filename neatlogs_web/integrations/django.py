@@ -41,6 +41,7 @@ from neatlogs_web import wsgi as _wsgi
 from neatlogs_web._session.binding import current_session_id
 from neatlogs_web._session.options import OPTION_NAMES, SessionOptions, check_view_argument
 from neatlogs_web._session.rebinding import bind_conversation
+from neatlogs_web.integrations._settings import checked, framework_keys, prefixed_settings
 from neatlogs_web.integrations.websockets import message_session
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ logger = logging.getLogger("neatlogs_web")
 
 #: ``settings`` name of the options dict; ``NEATLOGS_<OPTION>`` settings win over it.
 SETTINGS_NAME: Final = "NEATLOGS"
-SETTINGS_PREFIX: Final = "NEATLOGS_"
 #: Attribute of ``HttpRequest`` (and of a Channels consumer) holding the session id.
 REQUEST_ATTRIBUTE: Final = "neatlogs_session_id"
 _DEFAULT_CONVERSATION_KWARG: Final = "conversation_id"
@@ -84,18 +84,20 @@ def _settings_options(overrides: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(from_dict, Mapping):
         raise ImproperlyConfigured(f"settings.{SETTINGS_NAME} must be a dict of options")
     options = {str(name).lower(): value for name, value in from_dict.items()}
-    for name in names:
-        setting = SETTINGS_PREFIX + name.upper()
-        if hasattr(settings, setting):
-            options[name] = getattr(settings, setting)
+    options.update(prefixed_settings(names, _has_setting, _setting))
     options.update(overrides)
-    unknown = sorted(options.keys() - names)
-    if unknown:
-        raise ImproperlyConfigured(
-            f"unknown neatlogs_web option(s) in settings.{SETTINGS_NAME}: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(names))}"
-        )
-    return options
+    try:
+        return checked(f"settings.{SETTINGS_NAME}", options, names)
+    except TypeError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+def _has_setting(name: str) -> bool:
+    return hasattr(settings, name)
+
+
+def _setting(name: str) -> Any:
+    return getattr(settings, name)
 
 
 def secret_keys(**overrides: Any) -> list[str | bytes] | str | bytes | None:
@@ -114,11 +116,7 @@ def secret_keys(**overrides: Any) -> list[str | bytes] | str | bytes | None:
         django_key = settings.SECRET_KEY
     except ImproperlyConfigured:  # Django refuses to read an empty SECRET_KEY
         django_key = None
-    if not django_key:
-        return None
-    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
-    # One key given as a string is one key, not a key per character.
-    return [django_key, *([fallbacks] if isinstance(fallbacks, str | bytes) else fallbacks)]
+    return framework_keys(django_key, getattr(settings, "SECRET_KEY_FALLBACKS", None))
 
 
 def _protocol_options(overrides: Mapping[str, Any]) -> tuple[Any, Any, SessionOptions]:

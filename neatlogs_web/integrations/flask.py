@@ -20,6 +20,7 @@ from flask import Flask, request
 
 from neatlogs_web._session.options import OPTION_NAMES, SessionOptions, check_view_argument
 from neatlogs_web._session.rebinding import bind_conversation
+from neatlogs_web.integrations._settings import checked, framework_keys, prefixed_settings
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ else:
 __all__ = ["NeatlogsFlask"]
 
 #: ``app.config`` key prefix: ``NEATLOGS_COOKIE_NAME``, ``NEATLOGS_EXCLUDE_PATHS``, ...
-CONFIG_PREFIX: Final = "NEATLOGS_"
+_OWN_NAMES: Final = ("secret_key", "end_user", "conversation_arg")
 _DEFAULT_CONVERSATION_ARG: Final = "conversation_id"
 
 Keys = str | bytes | Sequence[str | bytes]
@@ -63,13 +64,13 @@ class NeatlogsFlask:
         check_view_argument("conversation_arg", conversation_arg)
         secret_key = settings.pop("secret_key", None)
         if secret_key is None and not os.environ.get("NEATLOGS_SECRET_KEY"):
-            secret_key = _flask_keys(app.config)
+            secret_key = framework_keys(
+                app.config.get("SECRET_KEY"), app.config.get("SECRET_KEY_FALLBACKS")
+            )
         end_user = cast(
             "Callable[[WSGIEnvironment], str | None] | None", settings.pop("end_user", None)
         )
-        unknown = settings.keys() - OPTION_NAMES
-        if unknown:
-            raise ValueError(f"unknown neatlogs_web option(s): {', '.join(sorted(unknown))}")
+        settings = checked("NeatlogsFlask", settings, OPTION_NAMES)
         app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
             app.wsgi_app,
             secret_key=secret_key,
@@ -82,22 +83,7 @@ class NeatlogsFlask:
 
 
 def _from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    names = (*OPTION_NAMES, "secret_key", "end_user", "conversation_arg")
-    return {
-        name: config[CONFIG_PREFIX + name.upper()]
-        for name in names
-        if CONFIG_PREFIX + name.upper() in config
-    }
-
-
-def _flask_keys(config: Mapping[str, Any]) -> list[str | bytes] | None:
-    """Flask's own key and its rotation list: the first signs, all verify."""
-    secret = config.get("SECRET_KEY")
-    if not secret:
-        return None
-    fallbacks = config.get("SECRET_KEY_FALLBACKS") or []
-    # One key given as a string is one key, not a key per character.
-    return [secret, *([fallbacks] if isinstance(fallbacks, str | bytes) else fallbacks)]
+    return prefixed_settings((*OPTION_NAMES, *_OWN_NAMES), config.__contains__, config.get)
 
 
 def _bind_view_arg(name: str) -> Callable[[], None]:

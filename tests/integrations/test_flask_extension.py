@@ -139,7 +139,8 @@ def test_conversation_argument_name_and_explicit_options_override_the_config() -
 
 
 def test_unknown_options_are_configuration_errors() -> None:
-    with pytest.raises(ValueError, match="cookie_nmae"):
+    unknown = "NeatlogsFlask got an unknown option 'cookie_nmae': did you mean 'cookie_name'"
+    with pytest.raises(TypeError, match=unknown):
         make_app({"SECRET_KEY": "k"}, cookie_nmae="x")
 
 
