@@ -8,7 +8,6 @@ test suite (OpenTelemetry sets it once per process).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import pytest
@@ -23,10 +22,16 @@ pytestmark = pytest.mark.usefixtures("fresh_global_provider")
 
 
 class SlowExporter(SpanExporter):
-    """Takes a second per export: a shutdown() still flushing when the next init() runs."""
+    """Holds each export until the test releases it: a shutdown() still flushing when
+    the next init() runs."""
+
+    def __init__(self) -> None:
+        self.exporting = threading.Event()
+        self.release = threading.Event()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        time.sleep(1.0)
+        self.exporting.set()
+        self.release.wait(10)
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -36,14 +41,16 @@ class SlowExporter(SpanExporter):
 def test_a_shutdown_still_flushing_never_cuts_off_the_next_pipeline() -> None:
     neatlogs_web.init(exporter=InMemorySpanExporter(), flush_on_sigterm=False)
     neatlogs_web.shutdown()
-    neatlogs_web.init(exporter=SlowExporter(), flush_on_sigterm=False)
+    slow = SlowExporter()
+    neatlogs_web.init(exporter=slow, flush_on_sigterm=False)
     with neatlogs_web.trace("slow to export"):
         pass
     stopping = threading.Thread(target=neatlogs_web.shutdown)
     stopping.start()
-    time.sleep(0.2)  # the slow export is under way
+    assert slow.exporting.wait(10)  # the shutdown is flushing
     third = InMemorySpanExporter()
     neatlogs_web.init(exporter=third, flush_on_sigterm=False)
+    slow.release.set()
     stopping.join(10)
     for index in range(5):
         with neatlogs_web.trace(f"third {index}"):
@@ -95,11 +102,12 @@ def test_spans_of_the_next_pipeline_never_reach_one_still_flushing(earlier_cycle
         pass
     stopping = threading.Thread(target=neatlogs_web.shutdown)
     stopping.start()
-    time.sleep(0.2)  # the slow export is under way
+    assert slow.exporting.wait(10)  # the shutdown is flushing
     new = InMemorySpanExporter()
     neatlogs_web.init(exporter=new, session_keys=["new.session"], flush_on_sigterm=False)
     with neatlogs_web.session("conv"), neatlogs_web.trace("new"):
         pass
+    slow.release.set()
     stopping.join(10)
     assert neatlogs_web.flush(5)
     assert slow.names == ["old"]
@@ -109,6 +117,7 @@ def test_spans_of_the_next_pipeline_never_reach_one_still_flushing(earlier_cycle
 
 class RecordingSlowExporter(SlowExporter):
     def __init__(self) -> None:
+        super().__init__()
         self.names: list[str] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
