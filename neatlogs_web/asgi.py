@@ -22,7 +22,7 @@ from neatlogs_web._session.options import SessionConfig, SessionOptions, check_e
 from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
-from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing import setup
 from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
 from neatlogs_web._web.clean_start import guard_event_loop, outside_request
 from neatlogs_web._web.flow import RequestFlow
@@ -296,7 +296,7 @@ def _flush_at_shutdown(send: Send) -> Send:
 
     async def send_after_flush(message: Message) -> None:
         if message["type"] in _LIFESPAN_DONE:
-            sdk.flush_at_exit()  # bounded by init(shutdown_timeout_s=...)
+            setup.flush_at_exit()  # bounded by init(shutdown_timeout_s=...)
         await send(message)
 
     return send_after_flush

@@ -123,7 +123,7 @@ def test_trace_decorates_sync_and_async_functions(tracing: OTLPReceiver) -> None
     def sync_step(x: int) -> int:
         return x + 1
 
-    @neatlogs_web.trace("async_step")
+    @neatlogs_web.trace("async_step", input="three")
     async def async_step(x: int) -> int:
         with neatlogs_web.trace("inner"):
             await asyncio.sleep(0)
@@ -137,6 +137,7 @@ def test_trace_decorates_sync_and_async_functions(tracing: OTLPReceiver) -> None
     assert spans["sync_step"].attributes["openinference.span.kind"] == "TOOL"
     assert spans["sync_step"].attributes["step"] == 1
     assert spans["inner"].parent_span_id == spans["async_step"].span_id
+    assert spans["async_step"].attributes["input.value"] == "three"
 
 
 def test_exception_is_recorded_and_reraised(tracing: OTLPReceiver) -> None:

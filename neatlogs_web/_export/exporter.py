@@ -230,7 +230,7 @@ class PipelineExporter(SpanExporter):
                 self.voice.answered_badly(outcome.trouble)
             stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
         else:
-            if not self.watch.stopped:  # after shutdown, unsent_at_exit said it all
+            if not self.watch.stopped:  # after shutdown, lost_at_exit said it all
                 self.voice.failed(outcome.trouble or UNKNOWN, len(batch))
             stats.settled(failed=len(batch), filtered=filtered)
         return result

@@ -81,14 +81,6 @@ def collecting_garbage() -> bool:
     return _collecting_on is not None and _collecting_on == threading.get_ident()
 
 
-def _request_binding() -> SessionBinding | None:
-    """The request's or block's binding; none while the collector finalizes
-    objects no request owns any more."""
-    if collecting_garbage():
-        return None
-    return _binding.get()
-
-
 # Set by init(auto_session=True | session_id=...): the fallback for work that no
 # request or session() block covers, as in a script.
 _default_binding: SessionBinding | None = None
@@ -102,12 +94,15 @@ def set_default_session(session_id: str | None) -> None:
 
 def current_binding() -> SessionBinding | None:
     """The innermost binding in effect, falling back to the process default."""
-    return _request_binding() or _default_binding
+    return current_request_binding() or _default_binding
 
 
 def current_request_binding() -> SessionBinding | None:
-    """The binding of the request or block in effect, ignoring the default."""
-    return _request_binding()
+    """The binding of the request or block in effect, ignoring the default; none
+    while the garbage collector finalizes objects no request owns any more."""
+    if collecting_garbage():
+        return None
+    return _binding.get()
 
 
 def current_session_id() -> str | None:
@@ -118,7 +113,7 @@ def current_session_id() -> str | None:
 
 def current_end_user_id() -> str | None:
     """The end-user id known for the current request or block, or ``None``."""
-    binding = _request_binding()
+    binding = current_request_binding()
     return None if binding is None else binding.end_user_id
 
 

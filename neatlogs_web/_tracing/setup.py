@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, Unpack
+from typing import Any, Unpack
 
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.resources import Resource
@@ -44,9 +44,6 @@ from neatlogs_web._version import __version__
 __all__ = ["Pipeline", "flush", "init", "shutdown", "stats"]
 
 logger = logging.getLogger("neatlogs_web")
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 class Pipeline:

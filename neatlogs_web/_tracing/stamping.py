@@ -151,13 +151,13 @@ class ExportingSessionProcessor(SessionSpanProcessor):
         return self.export.force_flush(timeout_millis)
 
 
-def stamp_span(span: Span, binding: SessionBinding, keys: SessionSpanProcessor) -> None:
-    """Put the session attributes of ``binding`` on ``span``, under ``keys``'s keys."""
+def stamp_span(span: Span, binding: SessionBinding, stamper: SessionSpanProcessor) -> None:
+    """Put the session attributes of ``binding`` on ``span``, under ``stamper``'s keys."""
     session_id = binding.session_id
-    for key in keys.session_keys:
+    for key in stamper.session_keys:
         span.set_attribute(key, session_id)
     if binding.end_user_id is not None:
-        for key in keys.end_user_keys:
+        for key in stamper.end_user_keys:
             span.set_attribute(key, binding.end_user_id)
     if binding.previous_session_id is not None:
         parent = span.parent if isinstance(span, SdkSpan) else None

@@ -27,7 +27,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web._session.binding import collecting_garbage, current_request_binding
-from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing import setup
 from neatlogs_web._tracing.conventions import SpanKind, check_kind, set_input, set_kind
 from neatlogs_web._tracing.request_trace import (
     RequestTrace,
@@ -83,8 +83,8 @@ class trace:
         self._token: object = None
 
     def __enter__(self) -> Span:
-        pipeline = sdk.active_pipeline()
-        tracer = pipeline.tracer if pipeline is not None else sdk.tracer_before_init()
+        pipeline = setup.active_pipeline()
+        tracer = pipeline.tracer if pipeline is not None else setup.tracer_before_init()
         current = otel_context.get_current()
         request = current_request_trace()
         if collecting_garbage():
@@ -113,7 +113,7 @@ class trace:
         )
         self._span = span
         if pipeline is None and not span.is_recording():
-            sdk.warn_not_initialised(self._name)
+            setup.warn_not_initialised(self._name)
         if self._kind is not None:
             set_kind(self._kind, span)
         if self._input is not None:
@@ -128,7 +128,7 @@ class trace:
         return span
 
     @staticmethod
-    def _joins(outer: Span, request: RequestTrace | None, pipeline: sdk.Pipeline | None) -> bool:
+    def _joins(outer: Span, request: RequestTrace | None, pipeline: setup.Pipeline | None) -> bool:
         """Whether a turn under ``outer`` (a framework's span) joins its trace,
         rather than starting one of its own that links it."""
         if request is not None and request.turns_are_roots:
@@ -170,19 +170,19 @@ class trace:
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
         """Decorate a sync or async function: one span per call."""
-        name, kind, attributes = self._name, self._kind, self._attributes
+        name, kind, given, attributes = self._name, self._kind, self._input, self._attributes
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with trace(name, kind=kind, **attributes):
+                with trace(name, kind=kind, input=given, **attributes):
                     return await fn(*args, **kwargs)
 
             return run_async
 
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with trace(name, kind=kind, **attributes):
+            with trace(name, kind=kind, input=given, **attributes):
                 return fn(*args, **kwargs)
 
         return run

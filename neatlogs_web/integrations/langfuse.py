@@ -30,7 +30,7 @@ from collections.abc import Callable
 from opentelemetry.sdk.trace import ReadableSpan
 
 from neatlogs_web._export.exporter import is_transport_span
-from neatlogs_web._tracing import setup as sdk
+from neatlogs_web._tracing import setup
 from neatlogs_web._tracing.conventions import KIND_KEY as TURN_KIND_KEY
 
 __all__ = ["should_export_span"]
@@ -53,7 +53,7 @@ def should_export_span(span: ReadableSpan) -> bool:
     attributes = span.attributes
     if (
         attributes
-        and any(key in attributes for key in sdk.session_keys())
+        and any(key in attributes for key in setup.session_keys())
         and (TURN_KIND_KEY in attributes or not is_transport_span(span))
     ):
         return True
