@@ -1,1 +1,2 @@
-"""What the ASGI and WSGI adapters share beyond the session layer."""
+"""The web adapters' own ground: the request flow ASGI and WSGI share, and the clean
+start an ASGI server needs (its receive() and send() run outside the request)."""
