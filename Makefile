@@ -57,8 +57,12 @@ redis:
 phoenix: $(STAMP)
 	$(BIN)/python -m tests.backends.phoenix_server install
 
+# Two workers (pytest-xdist), each test module on one of them (tests/conftest.py):
+# the suites mostly wait on servers and subprocesses, so two share 2 cores well.
+WORKERS := -n 2
+
 pytest: $(STAMP) browser redis phoenix
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(WORKERS)
 
 backends: $(STAMP) phoenix
 	$(BIN)/pytest -q tests/backends
@@ -122,7 +126,8 @@ $(VENV)-%/.installed: pyproject.toml constraints.txt
 pythons: $(foreach version,$(EXTRA_PYTHONS),$(VENV)-$(version)/.installed)
 	@failed=""; for version in $(EXTRA_PYTHONS); do \
 		echo "== the fast suite on Python $$version"; \
-		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(FAST_TESTS) || failed="$$failed $$version"; \
+		$(VENV)-$$version/bin/pytest -q -p no:cacheprovider $(WORKERS) $(FAST_TESTS) \
+			|| failed="$$failed $$version"; \
 	done; \
 	test -z "$$failed" || { echo "the fast suite failed on Python$$failed"; exit 1; }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from itsdangerous.signer import SigningAlgorithm
@@ -35,6 +35,11 @@ TIERS = {
 }
 
 
+#: Folders whose modules share one pytest-xdist worker: the backend suite's one
+#: Phoenix server starts once.
+ONE_WORKER = ("tests/backends/",)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark each test with its tier, before ``-m`` chooses among them."""
@@ -43,6 +48,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for place, tier in TIERS.items():
             if where == place or (place.endswith("/") and where.startswith(place)):
                 item.add_marker(tier)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n``, each module runs on one worker, so its module-scoped servers start
+    once, and each folder of ``ONE_WORKER`` on one worker."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return next((folder for folder in ONE_WORKER if module.startswith(folder)), module)
+
+    return ByModule(config, log)
 
 
 @pytest.fixture(params=["asgi", "wsgi"])

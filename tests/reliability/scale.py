@@ -40,6 +40,6 @@ class Scale:
     reuse_rounds: int
 
 
-QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 4.0, 3, 24_000, 2)
+QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 2.0, 3, 24_000, 2)
 LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50, 60_000, 50)
 SCALE = LONG if os.environ.get(LONG_ENV) == "long" else QUICK

@@ -92,7 +92,7 @@ def test_soak_loses_nothing_and_grows_nothing(
     server: str, app: str, collector: str, tmp_path: Path
 ) -> None:
     env = {"NEATLOGS_ENDPOINT": collector, "NEATLOGS_SECRET_KEY": "soak"}
-    warmup_s = max(3.0, SCALE.soak_s / 8)
+    warmup_s = max(2.0, SCALE.soak_s / 8)
     with serve(server, app, env, tmp_path / "server.log") as served:
         with httpx.Client(base_url=served.base, timeout=30) as http:
             # Warm up with more clients than the soak has, so that pools which start
