@@ -178,7 +178,8 @@ async def _load(port: int, request: bytes, total: int) -> float:
     return time.perf_counter() - start
 
 
-def run(rounds: int, requests_per_round: int) -> LoopbackResult:
+def run(rounds: int, requests_per_round: int, processes: int = PROCESSES_PER_APP) -> LoopbackResult:
+    """Each app's server CPU and wall time per request, ``processes`` servers per app."""
     result = LoopbackResult({name: [] for name in APPS}, {name: [] for name in APPS})
     total = requests_per_round // CONNECTIONS * CONNECTIONS
     result.requests_per_round = total
@@ -186,7 +187,7 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
         # Several processes per app, taking turns round by round: where a process's
         # code and data sit in memory moves its figure by a few percent.
         servers = {
-            name: [stack.enter_context(_uvicorn(target)) for _ in range(PROCESSES_PER_APP)]
+            name: [stack.enter_context(_uvicorn(target)) for _ in range(processes)]
             for name, target in APPS.items()
         }
         loop = asyncio.new_event_loop()
@@ -197,7 +198,7 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
             for index in range(rounds):
                 order = list(servers) if index % 2 == 0 else list(reversed(servers))
                 for name in order:
-                    port = servers[name][index % PROCESSES_PER_APP]
+                    port = servers[name][index % processes]
                     cpu_before = loop.run_until_complete(_server_cpu_seconds(port))
                     elapsed = loop.run_until_complete(_load(port, _request(port, cookie), total))
                     cpu_after = loop.run_until_complete(_server_cpu_seconds(port))
@@ -208,7 +209,7 @@ def run(rounds: int, requests_per_round: int) -> LoopbackResult:
     import uvicorn
 
     result.server = (
-        f"uvicorn {uvicorn.__version__}, {PROCESSES_PER_APP} server processes per app taking "
+        f"uvicorn {uvicorn.__version__}, {processes} server processes per app taking "
         f"turns, {CONNECTIONS} keep-alive connections"
     )
     return result
