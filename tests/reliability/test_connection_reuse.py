@@ -22,6 +22,18 @@ from tests.reliability.scale import SCALE
 from tests.reliability.serving import serve
 
 APP = "tests.reliability.reuse_app:asgi_app"
+#: What a round can count, besides the rounds themselves: each should stay 0.
+FIGURES = (
+    "rounds",
+    "excluded_with_a_session",
+    "later_in_earlier_session",
+    "later_in_earlier_trace",
+    "server_span_lost",
+    "spans_missing",
+    "spans_in_earlier_trace",
+    "spans_in_probe_trace_in_wrong_session",
+    "spans_in_turn_trace_in_wrong_session",
+)
 SERVERS = (
     "uvicorn-h11",
     "uvicorn-httptools",
@@ -52,5 +64,6 @@ def test_no_request_starts_inside_an_earlier_one_on_its_connection(
         figures = sum((one.requests_seen() for one in mine), Counter())
         figures.update(spans_astray(spans, mine))
         mode = "pipelined" if pipelined else "keep-alive"
-        record("reuse", f"{server} / {stack} / {mode}", **{"rounds": 0, **figures})
+        # Every figure, zeros included, so the table has a column for each.
+        record("reuse", f"{server} / {stack} / {mode}", **{**dict.fromkeys(FIGURES, 0), **figures})
         assert +figures == Counter(rounds=len(mine)), (server, stack, mode, figures)
