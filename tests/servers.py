@@ -63,7 +63,10 @@ def run_waitress(app: Any, threads: int = 16) -> Iterator[str]:
     """Serve a WSGI app with waitress (a threaded server) in a thread."""
     from waitress.server import create_server
 
-    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    # A short poll of its loop: close() takes effect at the next one, not a second later.
+    server = create_server(
+        app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=0.05
+    )
     port = server.effective_port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -72,10 +75,7 @@ def run_waitress(app: Any, threads: int = 16) -> Iterator[str]:
     try:
         yield base
     finally:
-        # Closed by the server's own loop (through its trigger): its select() never
-        # meets a socket closed under it, and the loop ends as soon as nothing is
-        # open instead of at its next one-second poll.
-        server.trigger.pull_trigger(server.close)
+        server.close()
         thread.join(timeout=10)
 
 
