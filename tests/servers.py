@@ -63,10 +63,7 @@ def run_waitress(app: Any, threads: int = 16) -> Iterator[str]:
     """Serve a WSGI app with waitress (a threaded server) in a thread."""
     from waitress.server import create_server
 
-    # A short poll of its loop: close() takes effect at the next one, not a second later.
-    server = create_server(
-        app, host="127.0.0.1", port=0, threads=threads, asyncore_loop_timeout=0.05
-    )
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
     port = server.effective_port
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -75,7 +72,13 @@ def run_waitress(app: Any, threads: int = 16) -> Iterator[str]:
     try:
         yield base
     finally:
-        server.close()
+        try:
+            # Closed by the server's own loop, woken by its trigger: the loop ends at
+            # once instead of at its next one-second poll, and its select() never
+            # meets a socket closed under it.
+            server.trigger.pull_trigger(server.close)
+        except OSError:
+            server.close()  # the trigger is closed already: nothing left to wake
         thread.join(timeout=10)
 
 
