@@ -57,9 +57,10 @@ redis:
 phoenix: $(STAMP)
 	$(BIN)/python -m tests.backends.phoenix_server install
 
-# Two workers (pytest-xdist), each test module on one of them (tests/conftest.py):
-# the suites mostly wait on servers and subprocesses, so two share 2 cores well.
-WORKERS := -n 2
+# pytest-xdist workers, each test module on one of them (tests/conftest.py). The
+# suites mostly wait on servers and subprocesses (about half a core each), so three
+# keep a 2-core machine busy.
+WORKERS := -n 3
 
 pytest: $(STAMP) browser redis phoenix
 	$(BIN)/pytest -q $(WORKERS)
