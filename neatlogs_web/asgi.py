@@ -62,7 +62,6 @@ class NeatlogsSessionMiddleware:
         **options: Unpack[SessionOptions],
     ) -> None:
         self.app = app
-        self.end_user = end_user
         #: A configuration error kept to stop the server through the lifespan protocol.
         self.startup_error: Exception | None = None
         try:
