@@ -1,6 +1,9 @@
 """``examples/django`` runs as its README says, and its turns land in their conversations.
 
-Nothing is lost when the server stops right after the last turn.
+Each turn carries what was asked and what was answered; a streamed reply is
+served without Django's warning about the wrong kind of iterator; nothing is
+lost when the server stops right after the last turn. The README's install
+line brings everything the ASGI server needs for the chat page's WebSocket.
 
 Started from ``examples/django`` under uvicorn (views and the Channels
 socket) and gunicorn (views), with spans exported to a real OTLP receiver.
@@ -15,6 +18,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.install_lines import installed_by, pip_install_arguments
 from tests.integrations._processes import django_server
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import ROOT
@@ -71,12 +75,16 @@ def test_the_django_example_traces_each_turn_in_its_conversation(
     # flushed on the way out (uvicorn: at lifespan shutdown; gunicorn: at exit).
     spans = receiver.wait_for(lambda got: len(_turns(got)) >= turns, timeout_s=2)
 
+    log = (tmp_path / "server.log").read_text()
+    assert "StreamingHttpResponse must consume" not in log, log
     assert cookie_session in page.text
     assert "data: You " in streamed.text
     assert sessions == ({"conv-1", "conv-2"} if asgi else {"conv-1"})
     assert all(span.attributes.get("session.id") for span in spans)
     by_session: dict[str, list[str]] = {}
     for span in _turns(spans):
+        asked = span.attributes["input.value"]
+        assert span.attributes["output.value"] == f"You said: {asked}", span.attributes
         by_session.setdefault(span.attributes["session.id"], []).append(
             span.attributes["input.value"]
         )
@@ -84,3 +92,12 @@ def test_the_django_example_traces_each_turn_in_its_conversation(
     if asgi:
         expected |= {"conv-2": ["over the socket"], "conv-3": ["elsewhere"]}
     assert {session: sorted(inputs) for session, inputs in by_session.items()} == expected
+
+
+def test_the_django_example_install_line_brings_a_websocket_library() -> None:
+    """uvicorn answers a WebSocket with 404 when neither library is installed."""
+    readme = (EXAMPLE / "README.md").read_text()
+    first, *_ = pip_install_arguments(readme)
+    brought = installed_by(first)
+    assert {"django", "channels", "uvicorn"} <= brought, brought
+    assert brought & {"websockets", "wsproto"}, f"{first} brings no WebSocket library"

@@ -23,9 +23,12 @@ class ChatConsumer(NeatlogsConsumerMixin, AsyncWebsocketConsumer):  # type: igno
         text = str(message.get("text", ""))
         with (
             self.message_session(message.get("conversation_id")) as session_id,
-            neatlogs_web.trace("turn", **{"input.value": text}),
+            neatlogs_web.trace("turn", input=text),
         ):
             documents = await sync_to_async(retrieve)(text)
+            answer = ""
             for word in complete(text, documents):
+                answer += word
                 await self.send(json.dumps({"session": session_id, "token": word}))
+            neatlogs_web.set_output(answer.strip())
             await self.send(json.dumps({"session": session_id, "done": True}))
