@@ -18,10 +18,10 @@ THIS_PACKAGE = "neatlogs-web"
 
 
 def pip_install_arguments(text: str) -> list[list[str]]:
-    """The requirement arguments of each ``pip install`` line in ``text``."""
+    """The requirement arguments of each line of ``text`` that is a ``pip install``."""
     found = []
     for line in text.splitlines():
-        match = re.search(r"pip install (.*)", line)
+        match = re.match(r"\s*(?:\S*/)?pip install (.*)", line)
         if match:
             words = shlex.split(match.group(1), comments=True)
             found.append([word for word in words if not word.startswith("-")])

@@ -29,6 +29,7 @@ import pytest
 from celery import Celery
 
 from neatlogs_web.integrations.celery import NeatlogsCelery
+from tests.install_lines import installed_by, pip_install_arguments
 from tests.integrations._processes import redis_server, served, started
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import ROOT
@@ -94,11 +95,15 @@ class Recipe:
     workers: dict[str, list[str]]  # pool -> the worker's command, after ``python -m``
 
 
+def recipe_section() -> str:
+    text = (ROOT / "docs" / "integrations.md").read_text()
+    return text.split(SECTION + "\n", 1)[1].split("\n## ", 1)[0]
+
+
 def read_recipe() -> Recipe:
     """The section's ```python blocks, by the file their first line names, and
-    the commands of its ```sh block."""
-    text = (ROOT / "docs" / "integrations.md").read_text()
-    section = text.split(SECTION + "\n", 1)[1].split("\n## ", 1)[0]
+    the commands of its ```sh blocks."""
+    section = recipe_section()
     files: dict[str, str] = {}
     commands: list[list[str]] = []
     for language, code in re.findall(r"^```(\w+)\n(.*?)^```$", section, re.S | re.M):
@@ -176,6 +181,16 @@ def test_the_recipe_starts_a_worker_on_each_pool_the_tests_run() -> None:
     recipe = read_recipe()
     assert sorted(recipe.files) == ["app.py", "tasks.py"]
     assert sorted(recipe.workers) == sorted(POOLS)
+    assert ".delay(" in recipe.files["app.py"], "the web side enqueues"
+    assert 'broker="redis://' in recipe.files["tasks.py"]
+
+
+def test_the_recipe_install_line_brings_the_redis_transport_and_the_web_side() -> None:
+    (line,) = pip_install_arguments(recipe_section())
+    brought = installed_by(line)
+    # kombu reaches a redis:// broker through the redis client library.
+    assert {"celery", "kombu", "redis"} <= brought, line
+    assert {"fastapi", "uvicorn"} <= brought, line
 
 
 @pytest.mark.slow
