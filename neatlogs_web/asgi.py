@@ -24,7 +24,11 @@ from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing import setup
 from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
-from neatlogs_web._web.clean_start import guard_event_loop, outside_request
+from neatlogs_web._web.clean_start import (
+    guard_event_loop,
+    receive_outside_request,
+    send_outside_request,
+)
 from neatlogs_web._web.flow import RequestFlow
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
@@ -112,8 +116,8 @@ class NeatlogsSessionMiddleware:
         # _web.clean_start): the server's own code runs outside it, another
         # request's spans are left behind, and it binds its own value, even "no session".
         request = start_request()
-        receive = outside_request(receive, request.context)
-        send = outside_request(send, request.context)
+        receive = receive_outside_request(receive)
+        send = send_outside_request(send)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):

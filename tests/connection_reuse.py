@@ -107,10 +107,16 @@ async def _passthrough(request: Request, call_next: Any) -> Any:
     return await call_next(request)
 
 
+#: Response header telling the session bound as the request reached the server's app,
+#: outside every middleware: what a logging middleware outside ours would see.
+ARRIVED_HEADER = "x-session-on-arrival"
+
+
 class AllStacks:
     """Every stack under one ASGI app, routed by the first path segment; the
     lifespan goes to the Starlette one (ours flushes at shutdown), and
-    ``/healthz`` answers here, for the servers' start-up check."""
+    ``/healthz`` answers here, for the servers' start-up check. Each answer
+    tells the session bound as its request arrived, before any middleware."""
 
     def __init__(self) -> None:
         self.stacks = {stack: make_app(stack) for stack in STACKS}
@@ -122,7 +128,15 @@ class AllStacks:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
         else:
-            await self.stacks[scope["path"].split("/", 2)[1]](scope, receive, send)
+            arrived = neatlogs_web.current_session_id() or "-"
+
+            async def send_arrived(message: MutableMapping[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    header = (ARRIVED_HEADER.encode(), arrived.encode("latin-1"))
+                    message["headers"] = [*message.get("headers", ()), header]
+                await send(message)
+
+            await self.stacks[scope["path"].split("/", 2)[1]](scope, receive, send_arrived)
 
 
 @dataclass
@@ -187,6 +201,9 @@ class Round:
         uploaded, probed, later = (answer.json() for answer in self.answers)
         seen: Counter[str] = Counter()
         seen["rounds"] += 1
+        for answer in self.answers:
+            if answer.headers.get(ARRIVED_HEADER, "-") != "-":
+                seen["arrived_with_a_session"] += 1
         if probed["session"] is not None:
             seen["excluded_with_a_session"] += 1
         if later["session"] is None or later["session"] == uploaded["session"]:

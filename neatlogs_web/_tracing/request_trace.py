@@ -8,19 +8,20 @@ the request hands work to (tasks, threads, streamed bodies) carries it with
 the binding, and an OpenTelemetry middleware inside ours that replaces the
 OpenTelemetry context does not lose it.
 
-Starting it also marks the request's OpenTelemetry context as a request's.
 A server may start a request inside another request's context (see
-``neatlogs_web._web.clean_start``); a context that arrives marked was another
-request's, so the new request starts from an empty one and none of the
-other request's spans becomes a parent of its own. A context an
-OpenTelemetry middleware outside ours made for this request (it extracts
-the request's own ``traceparent`` into a fresh context) carries no mark,
-and that middleware's server span stays the parent.
+``neatlogs_web._web.clean_start``). Such a context still holds the other
+request's trace, since this ``ContextVar`` travels with it whatever an
+OpenTelemetry middleware inside ours did to the OpenTelemetry context; so a
+request that finds a trace already current starts from an empty
+OpenTelemetry context, and none of the other request's spans becomes a
+parent of its own. A context an OpenTelemetry middleware outside ours made
+for this request (it extracts the request's own ``traceparent`` into a fresh
+context) holds no trace of ours, and that middleware's server span stays
+the parent.
 """
 
 from __future__ import annotations
 
-import contextlib
 from contextvars import ContextVar, Token
 from typing import Final
 
@@ -41,8 +42,6 @@ __all__ = [
     "turn_context",
 ]
 
-#: Marks an OpenTelemetry context as one a request of ours runs in.
-_REQUEST_KEY: Final = otel_context.create_key("neatlogs_web.request")
 # Marks a context as inside a trace() block: only a trace() span makes a
 # trace() nested; a framework's span does not.
 _IN_TURN_KEY: Final = otel_context.create_key("neatlogs_web.in_turn")
@@ -68,10 +67,10 @@ class RequestTrace:
     )
 
     #: What :func:`start_request` replaced, for :func:`end_request` to restore.
-    tokens: tuple[Token[Context], Token[RequestTrace | None]]
+    tokens: tuple[Token[Context] | None, Token[RequestTrace | None]]
 
     def __init__(self, context: Context) -> None:
-        #: The OpenTelemetry context the request runs in, marked as a request's.
+        #: The OpenTelemetry context the request runs in.
         self.context = context
 
         #: The request's own binding, whose session the request span carries (a
@@ -97,13 +96,16 @@ class RequestTrace:
 
 
 def start_request() -> RequestTrace:
-    """Start the arriving request's trace: its OpenTelemetry context made its own
-    and entered, and the trace current; undo with :func:`end_request`."""
+    """Start the arriving request's trace and make it current; undo with
+    :func:`end_request`. A context that was another request's is left for an
+    empty one, so none of that request's spans becomes a parent of this one's."""
     arrived = otel_context.get_current()
-    if _REQUEST_KEY in arrived or not _may_be_this_requests(arrived):
-        arrived = Context()  # another request's: none of its spans is this one's parent
-    trace = RequestTrace(Context({**arrived, _REQUEST_KEY: True}))
-    trace.tokens = (otel_context.attach(trace.context), _current.set(trace))
+    entered: Token[Context] | None = None
+    if _current.get() is not None or not _may_be_this_requests(arrived):
+        arrived = Context()
+        entered = otel_context.attach(arrived)
+    trace = RequestTrace(arrived)
+    trace.tokens = (entered, _current.set(trace))
     return trace
 
 
@@ -126,12 +128,15 @@ def _may_be_this_requests(context: Context) -> bool:
 
 def end_request(trace: RequestTrace) -> None:
     """Restore what was current before :func:`start_request`."""
-    otel_token, trace_token = trace.tokens
-    # A token of another context (a coroutine closed by the garbage collector):
-    # that context dies with its task, so there is nothing to undo.
-    with contextlib.suppress(ValueError):
+    entered, trace_token = trace.tokens
+    try:
         _current.reset(trace_token)
-    otel_context.detach(otel_token)
+    except ValueError:
+        # A token of another context (a coroutine closed by the garbage collector):
+        # that context dies with its task, so there is nothing to undo.
+        return
+    if entered is not None:
+        otel_context.detach(entered)
 
 
 def current_request_trace() -> RequestTrace | None:

@@ -12,15 +12,14 @@ may start a request in another request's context:
 - A pipelined request is started from inside the previous response's last
   ``send()``, on uvicorn, uvloop and daphne alike.
 
-Two rules close it. The server's ``receive()`` and ``send()`` run outside the
-request (:func:`outside_request`): no session bound, and the request's
-OpenTelemetry context as it arrived, which holds the request's trace and so
-marks it as a request's. And a request that arrives in such a marked context
-leaves it behind and starts from an empty one
-(``neatlogs_web._tracing.request_trace.request_context``), while binding its
-own session, "no session" included, over whatever it inherited. An
-OpenTelemetry middleware inside ours that replaces the context does not
-matter: the server's code never runs in its context, but in ours.
+Two rules close it. The server's ``receive()`` and ``send()`` run with no
+session bound (:func:`receive_outside_request`, :func:`send_outside_request`),
+so a span the server's code or a middleware outside ours starts from there
+carries nobody's session. And a
+request that finds another request's trace current in the context it starts
+in (``neatlogs_web._tracing.request_trace.start_request``) leaves that
+request's OpenTelemetry context for an empty one, while binding its own
+session, "no session" included, over whatever it inherited.
 
 The other place is the loop's finalizer for abandoned async generators.
 When a client leaves mid-stream, the response's async generator can be left
@@ -51,19 +50,20 @@ from __future__ import annotations
 
 import contextvars
 import sys
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
-
-from opentelemetry import context as otel_context
-from opentelemetry.context import Context
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
+from typing import Any
 
 from neatlogs_web._session.binding import bind, unbind
 
-__all__ = ["guard_event_loop", "outside_request"]
+__all__ = [
+    "guard_event_loop",
+    "receive_outside_request",
+    "send_outside_request",
+]
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
 
@@ -88,19 +88,29 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def outside_request(call: Callable[P, Awaitable[R]], context: Context) -> Callable[P, Awaitable[R]]:
-    """Wrap the server's ``receive`` or ``send`` so it runs outside the request:
-    with no session bound and in the request's ``context`` as it arrived. What
-    the server registers or starts from it holds this request's trace, so a
-    request the server starts there leaves it behind."""
+def receive_outside_request(receive: Receive) -> Receive:
+    """The server's ``receive``, run with no session bound: a socket reader it
+    re-arms there carries nobody's session to the connection's next request."""
 
-    async def call_outside_request(*args: P.args, **kwargs: P.kwargs) -> R:
-        binding_token = bind(None)
-        otel_token = otel_context.attach(context)
+    async def receive_with_no_session() -> Message:
+        token = bind(None)
         try:
-            return await call(*args, **kwargs)
+            return await receive()
         finally:
-            otel_context.detach(otel_token)
-            unbind(binding_token)
+            unbind(token)
 
-    return call_outside_request
+    return receive_with_no_session
+
+
+def send_outside_request(send: Send) -> Send:
+    """The server's ``send``, run with no session bound: a pipelined request it
+    starts there carries nobody's session."""
+
+    async def send_with_no_session(message: Message) -> None:
+        token = bind(None)
+        try:
+            await send(message)
+        finally:
+            unbind(token)
+
+    return send_with_no_session
