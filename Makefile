@@ -74,8 +74,12 @@ $(DEMO_STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[examples,collector]"
 	touch $(DEMO_STAMP)
 
+# The local collector's port: `make demo PORT=4400` when 4318 is taken. A PORT in the
+# environment (set for some other server) is not taken for it; only the command line's.
+PORT = 4318
+
 demo: $(DEMO_STAMP)
-	$(BIN)/neatlogs-web demo
+	$(BIN)/neatlogs-web demo --port $(PORT)
 
 # Minutes, not seconds: 500 clients per server, export faults, 10,000 fuzz examples per target.
 reliability: $(STAMP)

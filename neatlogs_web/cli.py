@@ -166,12 +166,8 @@ def _demo(args: argparse.Namespace) -> int:
             collector_port=args.port,
             wait=args.wait,
         )
-    except RuntimeError as exc:
-        print(
-            f"neatlogs-web demo: {exc} (is port {args.port} taken? try --port, e.g. "
-            f"--port {args.port + 1})",
-            file=sys.stderr,
-        )
+    except RuntimeError as exc:  # a port taken, a server that did not come up: said whole
+        print(f"neatlogs-web demo: {exc}", file=sys.stderr)
         return 1
 
 

@@ -69,6 +69,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """The collector's port is another program's; the message says how to pick another."""
+
+    def __init__(self, port: int) -> None:
+        other = 4400 if port != 4400 else 4401
+        super().__init__(
+            f"port {port} is taken by another program: stop it, or give the collector "
+            f"another port: neatlogs-web demo --port {other} (make demo PORT={other})"
+        )
+
+
 def _check_port_free(port: int) -> None:
     """The collector's port must be ours: otherwise the app would export to
     whatever already listens there."""
@@ -76,7 +87,7 @@ def _check_port_free(port: int) -> None:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            raise RuntimeError(f"port {port} is taken by another program") from None
+            raise PortTaken(port) from None
 
 
 def _stop_on_sigterm() -> None:

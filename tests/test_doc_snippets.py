@@ -36,6 +36,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.install_lines import installed_by
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.readme import readme_frontend_snippets
 from tests.servers import ROOT, run_example
@@ -200,6 +201,59 @@ def run_module(
     return done
 
 
+@dataclass(frozen=True)
+class Curl:
+    """One ``curl`` line of a doc, as the request it sends."""
+
+    url: str
+    headers: dict[str, str]
+    data: str | None
+    cookie_jar: bool  # -c/-b: cookies kept between the lines
+
+    def send(self, client: httpx.Client, base: str) -> httpx.Response:
+        """Send it with ``client`` (its cookies are the jar) to ``base`` instead of
+        the documented host."""
+        url = re.sub(r"^http://127\.0\.0\.1:8000", base, self.url)
+        if not self.cookie_jar:
+            client.cookies.clear()
+        method = "POST" if self.data is not None else "GET"
+        return client.request(method, url, headers=self.headers, content=self.data)
+
+
+def section_shell_lines(doc: str, section: str) -> list[list[str]]:
+    """Every line of the ```sh blocks under ``section``, as argv."""
+    text = (ROOT / doc).read_text()
+    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```$", body, re.S | re.M)
+    return [shlex.split(line, comments=True) for block in blocks for line in block.splitlines()]
+
+
+def section_curls(doc: str, section: str) -> list[Curl]:
+    curls = []
+    for argv in section_shell_lines(doc, section):
+        if argv[:1] != ["curl"]:
+            continue
+        headers, data, jar, url = {}, None, False, ""
+        words = iter(argv[1:])
+        for word in words:
+            if word == "-H":
+                name, value = next(words).split(":", 1)
+                headers[name.strip()] = value.strip()
+            elif word == "-d":
+                data = next(words)
+            elif word in ("-b", "-c"):
+                next(words)
+                jar = True
+            elif word == "-N":  # unbuffered output: how httpx reads anyway
+                continue
+            else:
+                assert not word.startswith("-"), f"a curl option the test does not read: {word}"
+                url = word
+        curls.append(Curl(url, headers, data, jar))
+    assert curls, f"{section} shows no request to send"
+    return curls
+
+
 def named(spans: list[ReceivedSpan], name: str) -> list[ReceivedSpan]:
     return [span for span in spans if span.name == name]
 
@@ -215,6 +269,7 @@ def test_readme_fastapi_quick_start_streams_one_trace_per_turn(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
     code = snippet(*README_FASTAPI).code
+    (curl,) = section_curls("README.md", README_FASTAPI[1])
     with serve(code, UVICORN, receiver, secret_key, tmp_path) as base:
         replies = []
         for text in ("hello", "and again"):
@@ -222,14 +277,16 @@ def test_readme_fastapi_quick_start_streams_one_trace_per_turn(
                 assert response.status_code == 200
                 assert response.headers["content-type"].startswith("text/plain")
                 replies.append("".join(response.iter_text()))
+        with httpx.Client() as user:
+            assert curl.send(user, base).text == "You said: hello "  # the README's own request
     assert replies == ["You said: hello ", "You said: and again "]
-    spans = receiver.wait_for(lambda spans: len(named(spans, "llm")) == 2)
+    spans = receiver.wait_for(lambda spans: len(named(spans, "llm")) == 3)
     llms = named(spans, "llm")
-    assert len(llms) == 2, [span.name for span in spans]
+    assert len(llms) == 3, [span.name for span in spans]
     # FastAPI traces each request itself: its request span takes the turn's name
     # and the trace() span is inside it, so a turn may show as two spans of one trace.
     turn_traces = {turn.trace_id for turn in named(spans, "turn")}
-    assert len(turn_traces) == 2 and {llm.trace_id for llm in llms} == turn_traces
+    assert len(turn_traces) == 3 and {llm.trace_id for llm in llms} == turn_traces
     by_id = {span.span_id: span for span in spans}
     for llm in llms:
         turn = by_id[llm.parent_span_id]  # a child of its turn
@@ -246,21 +303,40 @@ def test_readme_flask_quick_start_traces_the_turn_in_the_cookie_session(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
     code = snippet(*README_FLASK).code
+    curls = section_curls("README.md", README_FLASK[1])
     with serve(code, WAITRESS, receiver, secret_key, tmp_path) as base, httpx.Client() as user:
-        replies = [user.post(f"{base}/chat", json={"text": text}) for text in ("hi", "bye")]
+        replies = [curl.send(user, base) for curl in curls]  # the README's requests, as sent
         cookie = user.cookies["neatlogs_session"]
     assert [reply.json() for reply in replies] == [
-        {"reply": "You said: hi"},
-        {"reply": "You said: bye"},
+        {"reply": "You said: hello"},
+        {"reply": "You said: and again"},
     ]
     session_id = cookie.rsplit(".", 2)[0]
     turns = named(receiver.wait_for(lambda spans: len(named(spans, "turn")) == 2), "turn")
     assert [session_of_span(turn) for turn in turns] == [session_id, session_id]
     assert len({turn.trace_id for turn in turns}) == 2
     assert {turn.attributes["output.value"] for turn in turns} == {
-        "You said: hi",
-        "You said: bye",
+        "You said: hello",
+        "You said: and again",
     }
+
+
+@pytest.mark.parametrize(
+    ("section", "needed"),
+    [
+        (README_FASTAPI[1], {"fastapi", "uvicorn", "opentelemetry-proto"}),
+        (README_FLASK[1], {"flask", "waitress", "uvicorn", "opentelemetry-proto"}),
+    ],
+)
+def test_quick_start_install_lines_bring_the_server_and_the_collector(
+    section: str, needed: set[str]
+) -> None:
+    (line,) = [
+        argv[2:]
+        for argv in section_shell_lines("README.md", section)
+        if argv[:2] == ["pip", "install"]
+    ]
+    assert needed <= installed_by(line), line
 
 
 # -- docs/integrations.md -------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 from neatlogs_web.cli import main
 from neatlogs_web.demo import simulate_users
 from tests.collector.live import LiveCollector
-from tests.servers import free_port, run_example
+from tests.servers import ROOT, free_port, run_example
 
 
 def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,7 +80,20 @@ def test_demo_on_a_taken_port_says_what_to_do(capsys: pytest.CaptureFixture[str]
         port = taken.getsockname()[1]
         status = main(["demo", "--users", "1", "--port", str(port), "--no-wait"])
     assert status == 1
-    assert f"is port {port} taken? try --port" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("taken") == 1, err  # said once
+    assert f"port {port} is taken by another program" in err
+    assert "--port 4400 (make demo PORT=4400)" in err
+
+
+def test_make_demo_passes_port_to_the_demo() -> None:
+    """`make demo PORT=4400`, as the message and the README say, reaches --port."""
+    done = subprocess.run(
+        ["make", "-n", "demo", "PORT=4400"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    (line,) = [line for line in done.stdout.splitlines() if "neatlogs-web demo" in line]
+    assert line.split()[-2:] == ["--port", "4400"], line
+    assert "make demo PORT=4400" in (ROOT / "README.md").read_text()
 
 
 def test_demo_on_a_port_another_server_answers_on_refuses_to_start(

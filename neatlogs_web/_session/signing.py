@@ -19,6 +19,7 @@ from typing import Final, NamedTuple
 
 from itsdangerous import BadSignature, TimestampSigner
 
+from neatlogs_web._app_frame import app_stacklevel
 from neatlogs_web._session.cache import BoundedCache
 from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id
 
@@ -53,7 +54,7 @@ def _random_process_key() -> bytes:
                 "across worker processes: set NEATLOGS_SECRET_KEY (make one with "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))').",
                 RuntimeWarning,
-                stacklevel=5,
+                stacklevel=app_stacklevel(),
             )
             _process_key = secrets.token_bytes(32)
         return _process_key
