@@ -6,9 +6,12 @@ is written to ``app.py`` and served as a user serves it (uvicorn, waitress) on
 from a real OTLP receiver. A module is run by a fresh interpreter, followed by
 a few lines of the test's own (``probe``) that use what it defined. The
 README's frontend section is served in Chromium by
-``tests/browser/test_frontends.py``; this file checks that every other
-block is run here. A block that cannot run alone (a signature list, one file
-of a larger project) has a ``<!-- not-runnable: reason -->`` line right above
+``tests/browser/test_frontends.py`` and ``test_readme_page.py``. The Django
+blocks are laid out as the project files their first lines name and served
+by the page's own commands. This file checks that every other block is run
+here, or by the test ``RUN_ELSEWHERE`` names (the Celery recipe's web side,
+with Redis and a worker). A block that cannot run alone (a signature list, an
+app's own setup) has a ``<!-- not-runnable: reason -->`` line right above
 it, and the reason says where its whole is run.
 
 A new block fails ``test_every_python_block_is_run_or_marked`` until it gets
@@ -37,6 +40,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.install_lines import installed_by
+from tests.integrations._processes import served
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.readme import readme_frontend_snippets
 from tests.servers import ROOT, run_example
@@ -95,7 +99,10 @@ FRONTENDS = "Frontends: one session per tab, or per browser"
 DOCS_HTTPX = ("docs/integrations.md", "Calling other services: httpx", 1)
 DOCS_FASTAPI = ("docs/integrations.md", "FastAPI: bind a route parameter, read the session", 1)
 DOCS_FLASK = ("docs/integrations.md", "Flask: an extension configured from `app.config`", 1)
-DOCS_CELERY = ("docs/integrations.md", "Celery: the session follows the task into the worker", 1)
+DJANGO = "Django: configured from `settings.py`"
+DOCS_DJANGO = [("docs/integrations.md", DJANGO, index) for index in range(1, 6)]
+CELERY = "Celery: the session follows the task into the worker"
+DOCS_CELERY = ("docs/integrations.md", CELERY, 1)
 DOCS_WEBSOCKETS = ("docs/integrations.md", "WebSockets", 1)
 DOCS_THREADS = ("docs/integrations.md", "Threads and tasks", 1)
 DOCS_LOGGING = ("docs/integrations.md", "Logging", 1)
@@ -108,6 +115,7 @@ RUN_HERE = {
     DOCS_HTTPX: "test_httpx_snippet_sends_the_session_to_the_allowed_host",
     DOCS_FASTAPI: "test_fastapi_dependency_snippet_binds_the_path_conversation",
     DOCS_FLASK: "test_flask_extension_snippet_streams_in_the_path_conversation",
+    **{key: "test_django_snippets_serve_as_pasted" for key in DOCS_DJANGO},
     DOCS_CELERY: "test_celery_snippet_task_runs_in_the_callers_session",
     DOCS_WEBSOCKETS: "test_websocket_snippet_rebinds_per_message",
     DOCS_THREADS: "test_threads_snippet_keeps_the_session_in_every_thread",
@@ -115,6 +123,14 @@ RUN_HERE = {
     DOCS_BACKENDS: "test_backend_keys_snippet_stamps_both_backends_keys",
 }
 RUN_BY_FRONTENDS_TEST = {("README.md", FRONTENDS, 1), ("README.md", FRONTENDS, 2)}
+# Blocks another module runs as pasted, with what they need around them: that
+# module, and the test in it.
+RUN_ELSEWHERE = {
+    ("docs/integrations.md", CELERY, 2): (
+        "tests/integrations/test_celery_recipe.py",
+        "test_every_task_span_is_exported_in_its_session_and_turn",
+    ),
+}
 
 
 def test_every_python_block_is_run_or_marked() -> None:
@@ -123,13 +139,16 @@ def test_every_python_block_is_run_or_marked() -> None:
         for found in snippets(doc):
             if found.not_runnable is not None:
                 assert len(found.not_runnable) > 20, f"{found.key}: say why, and what runs it"
-            elif found.key not in RUN_HERE and found.key not in RUN_BY_FRONTENDS_TEST:
+            elif not {found.key} & (RUN_HERE.keys() | RUN_BY_FRONTENDS_TEST | RUN_ELSEWHERE.keys()):
                 unaccounted.append(found.key)
     assert unaccounted == [], "python blocks no test runs: add a test here, or a marker"
     keys = {found.key for doc in DOCS for found in snippets(doc) if not found.not_runnable}
-    assert set(RUN_HERE) | RUN_BY_FRONTENDS_TEST <= keys, "a block listed here is gone"
+    listed = RUN_HERE.keys() | RUN_BY_FRONTENDS_TEST | RUN_ELSEWHERE.keys()
+    assert listed <= keys, "a block listed here is gone"
     names = {name for name in globals() if name.startswith("test_")}
     assert set(RUN_HERE.values()) <= names
+    for module, test in RUN_ELSEWHERE.values():
+        assert f"def {test}(" in (ROOT / module).read_text(), f"{module} has no {test}"
 
 
 def test_frontend_blocks_are_the_ones_the_browser_test_serves() -> None:
@@ -427,6 +446,93 @@ def test_flask_extension_snippet_streams_in_the_path_conversation(
     assert "neatlogs_session" not in health.cookies, "an excluded path starts no session"
     turns = named(receiver.wait_for(lambda spans: named(spans, "turn")), "turn")
     assert [session_of_span(turn) for turn in turns] == ["conv-8"]
+
+
+DJANGO_PROJECT_REST = """\
+# -- the rest of a new project's settings, as the test's --
+SECRET_KEY = "doc-snippet-django-key"
+ALLOWED_HOSTS = ["127.0.0.1"]
+ROOT_URLCONF = "mysite.urls"
+INSTALLED_APPS = []
+DATABASES = {}
+
+"""
+
+
+def django_project(folder: Path) -> tuple[Path, dict[str, list[str]]]:
+    """The section's files, each where its first line says, in a project of its own;
+    and the section's server commands, by server."""
+    project = folder / "project"
+    for key in DOCS_DJANGO:
+        code = snippet(*key).code
+        named = re.match(r"# ([\w/]+\.py)", code)
+        assert named, f"{key} names no file on its first line"
+        path = project / named.group(1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").touch()
+        path.write_text(DJANGO_PROJECT_REST + code if path.name == "settings.py" else code)
+    # The URL the view's comment gives, and a health check for the test's wait.
+    (route,) = re.findall(r"# (path\(.*\))", (project / "chat" / "views.py").read_text())
+    (project / "mysite" / "urls.py").write_text(
+        "from django.http import HttpResponse\nfrom django.urls import path\n\n"
+        "from chat.views import chat\n\n"
+        f"urlpatterns = [{route}, path('healthz', lambda request: HttpResponse('ok'))]\n"
+    )
+    servers = {
+        argv[0]: argv
+        for argv in section_shell_lines("docs/integrations.md", DJANGO)
+        if argv[:1] in (["gunicorn"], ["uvicorn"])
+    }
+    return project, servers
+
+
+def test_django_snippets_serve_as_pasted(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    project, servers = django_project(tmp_path)
+    assert sorted(servers) == ["gunicorn", "uvicorn"]
+    port_options = {"gunicorn": ["-b", "127.0.0.1:{port}"], "uvicorn": ["--port", "{port}"]}
+    env = env_for(receiver, secret_key, project)
+    replies, sessions = [], []
+    for server, argv in servers.items():
+        log = tmp_path / f"{server}.log"
+        with served([*argv, *port_options[server]], env, log, cwd=project) as base:
+            with httpx.Client() as user:
+                reply = user.get(f"{base}/chat/conv-{server}/", params={"q": server})
+                replies.append(reply.text)
+                assert "chat_session" in user.cookies  # NEATLOGS_COOKIE_NAME
+                assert "chat_session" not in httpx.get(f"{base}/healthz").cookies  # excluded
+            if server == "uvicorn":
+                ws = base.replace("http", "ws", 1) + "/ws/chat/conv-ws/"
+                with connect(ws, open_timeout=10) as socket:
+                    for message in ({"text": "hi"}, {"text": "there", "conversation_id": "c-2"}):
+                        socket.send(json.dumps(message))
+                        sessions.append(json.loads(socket.recv(timeout=10))["session"])
+        assert "StreamingHttpResponse must consume" not in log.read_text(), log.read_text()
+    assert replies == ["You said: gunicorn\n", "You said: uvicorn\n"]
+    assert sessions == ["conv-ws", "c-2"]
+    turns = named(receiver.wait_for(lambda spans: len(named(spans, "turn")) >= 4), "turn")
+    said = {
+        (session_of_span(turn), turn.attributes["input.value"], turn.attributes["output.value"])
+        for turn in turns
+    }
+    assert said == {
+        ("conv-gunicorn", "gunicorn", "You said: gunicorn\n"),
+        ("conv-uvicorn", "uvicorn", "You said: uvicorn\n"),
+        ("conv-ws", "hi", "You said: hi"),
+        ("c-2", "there", "You said: there"),
+    }
+
+
+def test_django_install_lines_bring_the_servers_and_a_websocket_library() -> None:
+    lines = [
+        argv[2:]
+        for argv in section_shell_lines("docs/integrations.md", DJANGO)
+        if argv[:2] == ["pip", "install"]
+    ]
+    wsgi, asgi = (installed_by(line) for line in lines)
+    assert {"django", "gunicorn"} <= wsgi
+    assert {"django", "channels", "uvicorn", "websockets"} <= asgi
 
 
 def test_celery_snippet_task_runs_in_the_callers_session(
