@@ -21,10 +21,12 @@ PHOENIX_VENV := .venv-phoenix
 .PHONY: constraints test demo pythons reliability bench floor lint typecheck pytest backends phoenix browser redis clean
 
 $(BIN)/python:
+	@echo "Creating $(VENV) with $(PYTHON) and upgrading its pip (a few seconds)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	@echo "Installing neatlogs-web with its [test] extra into $(VENV) (about 30 s and 400 MB on a first run)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
@@ -38,23 +40,50 @@ typecheck: $(STAMP)
 # The page tests drive Debian's chromium; install it when missing (needs root or sudo).
 browser:
 	@test -x /usr/bin/chromium || { \
+		echo "Installing Debian's chromium with apt-get, for the page tests (a minute or so)"; \
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive \
 			apt-get install -y -qq --no-install-recommends chromium; }
 
-# The Celery tests start Debian's redis-server as their broker; install it when missing
-# (needs root or sudo).
+# The Celery tests start Debian's redis-server as their broker, each on a free port of
+# its own; install it when missing (needs root or sudo). The package would also start a
+# system Redis on port 6379 and enable it at boot: a policy-rc.d (unless the machine has
+# one already) forbids the start during the install, and systemd's unit is disabled (and
+# stopped, where systemd runs) after it. Nothing is left running or starting at boot.
+REDIS_SERVER := /usr/bin/redis-server
+POLICY_RC_D := /usr/sbin/policy-rc.d
+
 redis:
-	@test -x /usr/bin/redis-server || { \
+	@test -x $(REDIS_SERVER) || { \
+		echo "Installing Debian's redis-server with apt-get, for the Celery tests (its system service left disabled)"; \
 		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		policy=$(POLICY_RC_D); ours=; \
+		if [ ! -e $$policy ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $$SUDO tee $$policy >/dev/null && \
+			$$SUDO chmod 755 $$policy && ours=1; \
+		fi; \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive \
-			apt-get install -y -qq --no-install-recommends redis-server; }
+			apt-get install -y -qq --no-install-recommends redis-server; \
+		status=$$?; \
+		if [ -n "$$ours" ]; then $$SUDO rm -f $$policy; fi; \
+		if command -v systemctl >/dev/null; then \
+			$$SUDO systemctl disable --now redis-server.service >/dev/null 2>&1 || \
+				$$SUDO systemctl disable redis-server.service >/dev/null 2>&1 || true; \
+		elif command -v update-rc.d >/dev/null; then \
+			$$SUDO update-rc.d redis-server disable >/dev/null 2>&1 || true; \
+		fi; \
+		exit $$status; }
 
 # Installs arize-phoenix into $(PHOENIX_VENV) once (a few hundred MB; about a
-# minute or two); the backend tests would do it themselves otherwise.
+# minute or two); the backend tests would do it themselves otherwise. The stamp is the
+# one tests/backends/phoenix_server.py leaves for its pinned version.
+PHOENIX_VERSION := $(shell sed -n 's/^PHOENIX_VERSION = "\(.*\)"/\1/p' tests/backends/phoenix_server.py)
+
 phoenix: $(STAMP)
+	@test -e $(PHOENIX_VENV)/.installed-arize-phoenix-$(PHOENIX_VERSION) || \
+		echo "Installing arize-phoenix $(PHOENIX_VERSION) into $(PHOENIX_VENV), for the backend tests (about a minute and 850 MB)"
 	$(BIN)/python -m tests.backends.phoenix_server install
 
 # pytest-xdist workers, each test module on one of them (tests/conftest.py). The
@@ -71,6 +100,7 @@ backends: $(STAMP) phoenix
 test: lint typecheck pytest floor pythons
 
 $(DEMO_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	@echo "Installing neatlogs-web with its [examples,collector] extras into $(VENV) (under a minute)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[examples,collector]"
 	touch $(DEMO_STAMP)
 
@@ -86,6 +116,7 @@ reliability: $(STAMP)
 	$(BIN)/python -m tests.reliability
 
 $(BENCH_STAMP): $(BIN)/python pyproject.toml constraints.txt
+	@echo "Installing neatlogs-web with its [test,bench] extras into $(VENV) (under a minute)"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
 	touch $(BENCH_STAMP)
 
@@ -99,6 +130,7 @@ FLOOR_PINS := opentelemetry-api==1.35.0 opentelemetry-sdk==1.35.0 \
 	opentelemetry-exporter-otlp-proto-http==1.35.0 opentelemetry-proto==1.35.0 requests==2.28.0
 
 $(FLOOR)/.installed: pyproject.toml
+	@echo "Installing the lowest OpenTelemetry and requests pyproject.toml allows into $(FLOOR) (about 20 s)"
 	$(PYTHON) -m venv $(FLOOR)
 	$(FLOOR)/bin/python -m pip install --quiet -e . $(FLOOR_PINS) \
 		pytest httpx uvicorn starlette
