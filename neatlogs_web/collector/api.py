@@ -1,11 +1,13 @@
 """The JSON API the page uses, stable so scripts and tests can use it too.
 
-Routes: `GET /api/sessions`, `GET /api/sessions/{session_id}`, `GET /api/traces`
-(`?session=none` for traces in no session), `GET /api/traces/{trace_id}` and
-`GET /api/facets` (the end users and workflows to filter by). Times are RFC 3339 UTC
-with microseconds; durations are milliseconds. Lists page with an opaque cursor
-returned as `next` (null on the last page): newest-first lists take it back as
-`before`, a session's traces, oldest first, as `after`.
+Routes: `GET /api/sessions`, `GET /api/sessions/{session_id}?workflow=NAME` (a session
+is its id within its workflow; without `workflow`, the one session of that id, or 300
+and the sessions to choose from), `GET /api/traces` (`?session=none` for traces in no
+session), `GET /api/traces/{trace_id}` and `GET /api/facets` (the end users and
+workflows to filter by). Times are RFC 3339 UTC with microseconds; durations are
+milliseconds. Lists page with an opaque cursor returned as `next` (null on the last
+page): newest-first lists take it back as `before`, a session's traces, oldest first,
+as `after`.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from .api_params import (
     read_cursor,
     read_flag,
     read_limit,
+    read_session_cursor,
     read_text,
     read_time,
+    read_workflow,
 )
 from .limits import MAX_ANSWER_BYTES
 from .store import Store
-from .summaries import SessionFilter, SessionRow, TraceRow
+from .summaries import SessionFilter, SessionKey, SessionRow, TraceRow
 
 RowT = TypeVar("RowT", SessionRow, TraceRow)
 ItemT = TypeVar("ItemT")
@@ -42,6 +46,8 @@ SESSION_TRACES_LIMIT = 200
 #: Sessions without a turn are counted up to this many for the page's toggle.
 COUNT_CAP = 1000
 FACETS_LIMIT = 200
+#: Workflows listed when a session id alone names sessions in several.
+CHOICES_LIMIT = 200
 
 
 class Api:
@@ -68,7 +74,7 @@ class Api:
         params = request.query_params
         try:
             limit = read_limit(params.get("limit"))
-            before = read_cursor(params.get("before"))
+            before = read_session_cursor(params.get("before"))
             where = SessionFilter(
                 query=read_text(params, "q"),
                 workflow=read_text(params, "workflow"),
@@ -96,18 +102,33 @@ class Api:
     def get_session(self, request: Request) -> Response:
         """One session with a page of its conversation: user turns (each with the
         request that carried it and its background work) and requests no turn claims,
-        in time order."""
+        in time order.
+
+        `workflow` names the session's workflow (empty: a session without one). Without
+        it, an id that names one session answers with it, and one that names sessions
+        in several workflows answers 300 with them under `sessions`.
+        """
         session_id: str = request.path_params["session_id"]
         params = request.query_params
         try:
             check_length(session_id, "session id")
+            workflow = read_workflow(params)
             limit = read_limit(params.get("limit"), SESSION_TRACES_LIMIT)
             after = read_cursor(params.get("after"), "after")
         except BadQuery as exc:
             return _error(400, str(exc))
-        found = self._store.session(session_id, limit=limit, after=after)
+        if workflow is None:
+            named = self._store.sessions_named(session_id, limit=CHOICES_LIMIT)
+            if not named:
+                return _error(404, f"no session {session_id!r}")
+            if len(named) > 1:
+                return _choices(session_id, named)
+            key = named[0].key
+        else:
+            key = SessionKey(session_id, workflow)
+        found = self._store.session(key, limit=limit, after=after)
         if found is None:
-            return _error(404, f"no session {session_id!r}")
+            return _error(404, f"no session {session_id!r} in workflow {key.workflow!r}")
         entries, left_out = _within_budget(found.entries, entry_json)
         next_key = found.next_key
         if left_out:
@@ -181,7 +202,9 @@ def _answer(fields: dict[str, Any], key: str, encoded: list[bytes]) -> Response:
 
 
 def _page(
-    rows: list[RowT], limit: int, key: Callable[[RowT], tuple[int, str]]
+    rows: list[RowT],
+    limit: int,
+    key: Callable[[RowT], tuple[int, str] | tuple[int, str, str]],
 ) -> tuple[list[RowT], str | None]:
     """The first ``limit`` rows (fetched ``limit + 1``), and the ``next`` cursor: the
     last row's ``key``, encoded, or ``None`` when this is the last page."""
@@ -191,14 +214,24 @@ def _page(
     return page, encode_cursor(key(page[-1]))
 
 
-def _session_key(row: SessionRow) -> tuple[int, str]:
+def _session_key(row: SessionRow) -> tuple[int, str, str]:
     """Where a sessions page (newest activity first) ends."""
-    return row.last_ns, row.session_id
+    return row.last_ns, *row.key
 
 
 def _trace_key(row: TraceRow) -> tuple[int, str]:
     """Where a traces page (by start, either direction) ends."""
     return row.start_ns, row.trace_id
+
+
+def _choices(session_id: str, named: list[SessionRow]) -> JSONResponse:
+    """300 Multiple Choices: the id names a session in each of several workflows."""
+    message = (
+        f"session {session_id!r} is in {len(named)} workflows:"
+        " name one with ?workflow= (empty for a session without one)"
+    )
+    sessions = [session_json(row) for row in named]
+    return JSONResponse({"error": message, "sessions": sessions}, 300)
 
 
 def _error(status_code: int, message: str) -> JSONResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,15 @@ def read_text(params: Any, name: str) -> str | None:
     return raw
 
 
+def read_workflow(params: Any) -> str | None:
+    """The `workflow` a session is in: None when the parameter is absent, "" (no
+    workflow) when it is given empty."""
+    raw: str | None = params.get("workflow")
+    if raw is not None:
+        check_length(raw, "workflow")
+    return raw
+
+
 def check_length(raw: str, name: str) -> None:
     """Refuse a text or id longer than any the store files traces under."""
     # SQLite refuses a LIKE pattern past 50,000 bytes; no stored key is longer than this.
@@ -80,23 +90,45 @@ def read_time(params: Any, name: str) -> int | None:
     return int(seconds * 1_000_000) * 1000
 
 
-def encode_cursor(key: tuple[int, str] | None) -> str | None:
-    """A row key as the opaque `next` value, or None."""
+def encode_cursor(key: tuple[int, str] | tuple[int, str, str] | None) -> str | None:
+    """A row key (a time, then names) as the opaque `next` value, or None."""
     if key is None:
         return None
-    ns, name = key
-    return base64.urlsafe_b64encode(f"{ns}:{name}".encode()).decode()
+    return base64.urlsafe_b64encode(json.dumps(key, ensure_ascii=False).encode()).decode()
 
 
 def read_cursor(raw: str | None, name: str = "before") -> tuple[int, str] | None:
-    """A `next` value taken back as `name`, as the row key it encodes; None if absent."""
+    """A trace list's `next` value taken back as `name`: the (start, trace id) it
+    encodes; None if absent."""
     if not raw:
         return None
+    ns, (trace_id,) = _read_key(raw, name, 1)
+    return ns, trace_id
+
+
+def read_session_cursor(raw: str | None) -> tuple[int, str, str] | None:
+    """The sessions list's `next` value taken back as `before`: the (last activity,
+    session id, workflow) it encodes; None if absent."""
+    if not raw:
+        return None
+    ns, (session_id, workflow) = _read_key(raw, "before", 2)
+    return ns, session_id, workflow
+
+
+def _read_key(raw: str, name: str, names: int) -> tuple[int, list[str]]:
+    """A cursor's time and its ``names`` strings; BadQuery for anything else."""
+    problem = BadQuery(f"{name} must be a 'next' value from a previous answer")
     try:
-        ns_text, key = base64.urlsafe_b64decode(raw.encode()).decode().split(":", 1)
-        ns = int(ns_text)
-    except (binascii.Error, UnicodeError, ValueError) as exc:
-        raise BadQuery(f"{name} must be a 'next' value from a previous answer") from exc
-    if not 0 <= ns < 2**63:  # what SQLite's integers hold; stored times are capped below
-        raise BadQuery(f"{name} must be a 'next' value from a previous answer")
-    return ns, key
+        key = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except (binascii.Error, UnicodeError, ValueError, RecursionError) as exc:
+        raise problem from exc
+    if (
+        not isinstance(key, list)
+        or len(key) != names + 1
+        or type(key[0]) is not int
+        or not all(isinstance(part, str) for part in key[1:])
+    ):
+        raise problem
+    if not 0 <= key[0] < 2**63:  # what SQLite's integers hold; stored times are capped below
+        raise problem
+    return key[0], key[1:]

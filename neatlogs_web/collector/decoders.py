@@ -1,7 +1,8 @@
 """Rows read from SQLite turned back into the records the API shows.
 
 Each reads its columns by position, in the order `schema` declares them, so a
-schema change and its decoder change together.
+schema change and its decoder change together. A workflow stored as "" (none) reads
+as None.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def session_from(row: Sequence[Any]) -> SessionRow:
     """A `sessions` row, selected as `schema.SESSION_COLUMNS`."""
     return SessionRow(
         session_id=row[0],
-        workflow=row[1],
+        workflow=row[1] or None,
         trace_count=row[2],
         span_count=row[3],
         error_count=row[4],
@@ -53,7 +54,7 @@ def trace_from(row: Sequence[Any]) -> TraceRow:
     return TraceRow(
         trace_id=row[0],
         session_id=row[1],
-        workflow=row[2],
+        workflow=row[2] or None,
         name=row[3],
         root_span_id=row[4],
         status_code=STATUS_ERROR if row[9] else root_status,

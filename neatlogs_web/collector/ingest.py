@@ -3,7 +3,8 @@
 A span already stored (a retried export) or repeated within the batch is skipped
 first, so every count below adds only new spans and a retry changes nothing. The
 trace rows the batch touches are merged with what it adds; the sessions they belong
-to are then summed again from their trace rows, one query each.
+to, each keyed by session id and workflow, are then summed again from their trace rows,
+one query each.
 """
 
 from __future__ import annotations
@@ -14,38 +15,10 @@ from typing import Any
 
 from .otlp import Span
 from .rows import INSERT_SPAN, INSERT_TERM, SharedBodies, search_terms, span_row
-from .schema import IN_CHUNK, SESSION_COLUMNS, TRACE_COLUMN_COUNT, TRACE_COLUMNS, chunks
+from .schema import IN_CHUNK, TRACE_COLUMN_COUNT, TRACE_COLUMNS, chunks
+from .session_summary import DELETE_SESSION, SUM_SESSION
+from .summaries import SessionKey
 from .trace_summary import TraceDelta, trace_deltas
-from .turns import FOLLOW_UP
-
-# A session's summary from its trace rows: counts and times summed, its workflow the
-# first trace's, its end user the last trace's, its first input and last output those
-# of its turns.
-_SUM_SESSION = f"""
-INSERT INTO sessions ({SESSION_COLUMNS})
-SELECT
-    session_id,
-    (SELECT w.workflow FROM traces AS w
-      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.workflow IS NOT NULL
-      ORDER BY w.start_ns LIMIT 1),
-    count(*), sum(span_count), sum(error_count), min(start_ns), max(end_ns),
-    sum(input_tokens), sum(output_tokens), sum(total_tokens),
-    sum(app_spans > 0) - sum(CASE WHEN {FOLLOW_UP} THEN 1 ELSE 0 END),
-    (SELECT w.end_user FROM traces AS w
-      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.end_user IS NOT NULL
-      ORDER BY w.start_ns DESC LIMIT 1),
-    (SELECT w.input FROM traces AS w
-      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.app_spans > 0
-        AND w.input IS NOT NULL
-      ORDER BY w.start_ns, w.trace_id LIMIT 1),
-    (SELECT w.output FROM traces AS w
-      WHERE w.session_id = t.session_id AND w.span_count > 0 AND w.app_spans > 0
-        AND w.output IS NOT NULL
-      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1)
-FROM traces AS t
-WHERE session_id = ? AND span_count > 0
-GROUP BY session_id
-"""
 
 
 class BatchWriter:
@@ -60,8 +33,8 @@ class BatchWriter:
         connection.executemany(INSERT_SPAN, self._span_rows(connection, fresh))
         connection.executemany(INSERT_TERM, search_terms(fresh))
         sessions = _merge_traces(connection, trace_deltas(fresh))
-        connection.executemany("DELETE FROM sessions WHERE session_id = ?", sessions)
-        connection.executemany(_SUM_SESSION, sessions)
+        connection.executemany(DELETE_SESSION, sessions)
+        connection.executemany(SUM_SESSION, sessions)
         return len(fresh)
 
     def rolled_back(self) -> None:
@@ -117,9 +90,8 @@ def _stored_span_ids(
 
 def _merge_traces(
     connection: sqlite3.Connection, deltas: dict[str, TraceDelta]
-) -> list[tuple[str]]:
-    """Merge the batch into the trace rows; return the sessions whose totals changed,
-    as parameter rows."""
+) -> list[SessionKey]:
+    """Merge the batch into the trace rows; return the sessions whose totals changed."""
     existing: dict[str, tuple[Any, ...]] = {}
     for chunk in chunks(list(deltas)):
         marks = ",".join("?" * len(chunk))
@@ -127,19 +99,20 @@ def _merge_traces(
             f"SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})", chunk
         ):
             existing[row[0]] = row
-    sessions: set[str] = set()
+    sessions: set[SessionKey] = set()
     rows = []
     for trace_id, delta in deltas.items():
         old = existing.get(trace_id)
         row = delta.merged_into(trace_id, old)
         rows.append(row)
-        # A trace can move to another session (its root arrived): both are summed again.
+        # A trace can move to another session or workflow (its root arrived): both
+        # sessions are summed again.
         if old is not None and old[1] is not None:
-            sessions.add(old[1])
+            sessions.add(SessionKey(old[1], old[2]))
         if row[1] is not None:
-            sessions.add(row[1])
+            sessions.add(SessionKey(row[1], row[2]))
     marks = ",".join("?" * TRACE_COLUMN_COUNT)
     connection.executemany(
         f"INSERT OR REPLACE INTO traces ({TRACE_COLUMNS}) VALUES ({marks})", rows
     )
-    return [(session_id,) for session_id in sorted(sessions)]
+    return sorted(sessions)

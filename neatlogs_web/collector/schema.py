@@ -1,22 +1,26 @@
-"""The collector database's tables, the one version of them this code reads, and the
+"""The collector database's tables, the version of them this code writes, and the
 column orders every query that reads or writes a whole summary row uses.
 
 Spans are kept whole; `traces` and `sessions` are summaries kept at ingest, so the
 page's two questions ("which sessions were active lately", "what happened in this
-session") read summary rows, never the spans.
+session") read summary rows, never the spans. A session is keyed by its id and its
+workflow (`summaries.SessionKey`); `versions` creates and upgrades these tables.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from typing import TypeVar
 
 ItemT = TypeVar("ItemT")
 
-SCHEMA_VERSION = 2
+#: 3: sessions keyed by (session id, workflow), a trace's missing workflow stored as "".
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+#: The tables versions 2 and 3 share: spans, their search terms and trace summaries.
+#: Since version 3 `traces.workflow` is written as "" when the resource names no
+#: workflow (`summaries.NO_WORKFLOW`), never NULL.
+SPAN_TABLES = """
 CREATE TABLE resources (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
 CREATE TABLE scopes (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
 CREATE TABLE spans (
@@ -69,12 +73,17 @@ CREATE TABLE traces (
     output TEXT,
     output_key INTEGER
 ) WITHOUT ROWID;
-CREATE INDEX traces_by_session ON traces (session_id, start_ns, trace_id);
 CREATE INDEX traces_by_link ON traces (link_trace) WHERE link_trace IS NOT NULL;
 CREATE INDEX traces_by_start ON traces (start_ns, trace_id);
+"""
+
+#: What this version adds to the tables above: a session's traces in time order, and
+#: the sessions table with its indexes (the list's orders and filters).
+SESSION_TABLES = """
+CREATE INDEX traces_by_session ON traces (session_id, workflow, start_ns, trace_id);
 CREATE TABLE sessions (
-    session_id TEXT PRIMARY KEY,
-    workflow TEXT,
+    session_id TEXT NOT NULL,
+    workflow TEXT NOT NULL,
     trace_count INTEGER NOT NULL,
     span_count INTEGER NOT NULL,
     error_count INTEGER NOT NULL,
@@ -86,11 +95,12 @@ CREATE TABLE sessions (
     turn_count INTEGER NOT NULL,
     end_user TEXT,
     first_input TEXT,
-    last_output TEXT
+    last_output TEXT,
+    PRIMARY KEY (session_id, workflow)
 ) WITHOUT ROWID;
-CREATE INDEX sessions_by_activity ON sessions (last_ns, session_id);
+CREATE INDEX sessions_by_activity ON sessions (last_ns, session_id, workflow);
 CREATE INDEX sessions_by_workflow ON sessions (workflow, last_ns, session_id);
-CREATE INDEX sessions_by_user ON sessions (end_user, last_ns, session_id);
+CREATE INDEX sessions_by_user ON sessions (end_user, last_ns, session_id, workflow);
 """
 
 #: A trace summary row's columns, in the order `TraceDelta.merged_into` builds a row
@@ -111,19 +121,6 @@ SESSION_COLUMNS = (
 
 #: Bound parameters per lookup query, well under SQLite's limit on any build.
 IN_CHUNK = 500
-
-
-def create_or_check(connection: sqlite3.Connection) -> bool:
-    """Create the tables in an empty database; False when the database holds anything
-    but this schema version, which this code must not touch."""
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    if version == SCHEMA_VERSION:
-        return True
-    tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    if version != 0 or tables:
-        return False
-    connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    return True
 
 
 def chunks(items: list[ItemT], size: int = IN_CHUNK) -> Iterator[list[ItemT]]:

@@ -18,9 +18,18 @@ from typing import Any
 from .decoders import SPAN_SELECT, SPAN_TEXT_COLUMNS, session_from, span_from, trace_from
 from .ingest import BatchWriter
 from .otlp import Batch, Span
-from .schema import SCHEMA_VERSION, SESSION_COLUMNS, TRACE_COLUMNS, chunks, create_or_check
-from .summaries import SessionFilter, SessionRow, TraceRow, session_clauses
-from .turns import SessionPage, fold
+from .schema import SCHEMA_VERSION, SESSION_COLUMNS, TRACE_COLUMNS
+from .session_reads import session_page, sessions_named
+from .summaries import (
+    NO_WORKFLOW,
+    SessionFilter,
+    SessionKey,
+    SessionRow,
+    TraceRow,
+    session_clauses,
+)
+from .turns import SessionPage
+from .versions import UPGRADABLE_VERSION, create_or_upgrade
 
 
 class StoreError(RuntimeError):
@@ -98,22 +107,22 @@ class Store:
         *,
         limit: int,
         where: SessionFilter | None = None,
-        before: tuple[int, str] | None = None,
+        before: tuple[int, str, str] | None = None,
     ) -> list[SessionRow]:
         """Sessions by last activity, newest first, optionally filtered and paged.
 
         The query matches session ids, end users, span names and short attribute values
-        (substring, ASCII case-insensitive); `before` is the (last_ns, session_id) of
-        the last row of the previous page.
+        (substring, ASCII case-insensitive); `before` is the (last_ns, session_id,
+        workflow) of the last row of the previous page.
         """
         clauses, params = session_clauses(where or SessionFilter())
         if before is not None:
-            clauses.append("(last_ns, session_id) < (?, ?)")
+            clauses.append("(last_ns, session_id, workflow) < (?, ?, ?)")
             params += list(before)
         sql = f"SELECT {SESSION_COLUMNS} FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY last_ns DESC, session_id DESC LIMIT ?"
+        sql += " ORDER BY last_ns DESC, session_id DESC, workflow DESC LIMIT ?"
         params.append(limit)
         with self._reading() as connection:
             return [session_from(row) for row in connection.execute(sql, params)]
@@ -139,63 +148,27 @@ class Store:
                 (limit,),
             ).fetchall()
             workflows = connection.execute(
-                "SELECT DISTINCT workflow FROM sessions WHERE workflow IS NOT NULL"
+                "SELECT DISTINCT workflow FROM sessions WHERE workflow != ?"
                 " ORDER BY workflow LIMIT ?",
-                (limit,),
+                (NO_WORKFLOW, limit),
             ).fetchall()
         return [row[0] for row in users], [row[0] for row in workflows]
 
     def session(
-        self, session_id: str, *, limit: int, after: tuple[int, str] | None = None
+        self, key: SessionKey, *, limit: int, after: tuple[int, str] | None = None
     ) -> SessionPage | None:
         """A session and a page of its entries in time order, or None if no trace is in
         it. A page reads up to ``limit`` traces; a request a turn links to is folded
         into that turn, and a turn's background work into the turn, wherever they are
-        in the session. ``after`` is the previous page's ``next_key``; the session index
-        serves each page without reading the rest.
+        in the session. ``after`` is the previous page's ``next_key``.
         """
-        sql = f"SELECT {TRACE_COLUMNS} FROM traces WHERE session_id = ? AND span_count > 0"
-        params: list[Any] = [session_id]
-        if after is not None:
-            sql += " AND (start_ns, trace_id) > (?, ?)"
-            params += list(after)
-        sql += " ORDER BY start_ns, trace_id LIMIT ?"
-        params.append(limit + 1)
         with self._reading() as connection:
-            row = connection.execute(
-                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                return None
-            traces = [trace_from(trace) for trace in connection.execute(sql, params)]
-            more = len(traces) > limit
-            traces = traces[:limit]
-            entries = fold(traces, self._relatives(connection, session_id, traces))
-        last = traces[-1] if more else None
-        next_key = (last.start_ns, last.trace_id) if last is not None else None
-        return SessionPage(session_from(row), entries, next_key)
+            return session_page(connection, key, limit=limit, after=after)
 
-    def _relatives(
-        self, connection: sqlite3.Connection, session_id: str, traces: list[TraceRow]
-    ) -> list[TraceRow]:
-        """The session's traces that share a request with these: the requests they link
-        to, and every trace that links to the same requests or to these requests."""
-        requests = {t.link_trace for t in traces if t.link_trace is not None}
-        requests.update(t.trace_id for t in traces if not t.turn)
-        if not requests:
-            return []
-        found: dict[str, TraceRow] = {}
-        for chunk in chunks(sorted(requests)):
-            marks = ",".join("?" * len(chunk))
-            for query in (
-                f"SELECT {TRACE_COLUMNS} FROM traces WHERE link_trace IN ({marks})",
-                f"SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id IN ({marks})",
-            ):
-                for raw in connection.execute(query, chunk):
-                    trace = trace_from(raw)
-                    if trace.session_id == session_id and trace.span_count > 0:
-                        found[trace.trace_id] = trace
-        return list(found.values())
+    def sessions_named(self, session_id: str, *, limit: int) -> list[SessionRow]:
+        """The sessions with this id, one per workflow, newest first."""
+        with self._reading() as connection:
+            return sessions_named(connection, session_id, limit=limit)
 
     def traces(
         self,
@@ -256,10 +229,18 @@ class Store:
 
     def _create_schema(self) -> None:
         with self._lock:
-            if not create_or_check(self._writer):
+            try:
+                usable = create_or_upgrade(self._writer)
+            except sqlite3.Error as exc:
+                raise StoreError(
+                    f"{self._path} could not be upgraded to schema version {SCHEMA_VERSION}"
+                    f" ({exc}); it is unchanged: pass another --db file, or delete this one"
+                ) from exc
+            if not usable:
                 raise StoreError(
                     f"{self._path} is not a neatlogs-web collector database of schema version"
-                    f" {SCHEMA_VERSION}: pass another --db file, or delete this one"
+                    f" {UPGRADABLE_VERSION} or {SCHEMA_VERSION}: pass another --db file,"
+                    " or delete this one"
                 )
 
     @contextmanager

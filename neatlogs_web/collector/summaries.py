@@ -7,7 +7,19 @@ so it reads these summaries, kept at ingest, and only a trace's own page reads s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+#: The workflow of a trace whose resource names none: stored as "" so that a session's
+#: key, its index and its paging cursor never hold NULL; shown as null.
+NO_WORKFLOW = ""
+
+
+class SessionKey(NamedTuple):
+    """What names a session: its id within its workflow. Two apps that both call a
+    conversation "conv-1" have two sessions, as Phoenix keeps one per project."""
+
+    session_id: str
+    workflow: str
 
 
 @dataclass(slots=True)  # not frozen, as TraceRow below
@@ -36,6 +48,11 @@ class SessionRow:
     end_user: str | None
     first_input: str | None
     last_output: str | None
+
+    @property
+    def key(self) -> SessionKey:
+        """The session's key; a session without a workflow has the empty one."""
+        return SessionKey(self.session_id, self.workflow or NO_WORKFLOW)
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, which
@@ -112,11 +129,12 @@ def session_clauses(where: SessionFilter) -> tuple[list[str], list[Any]]:
         pattern = f"%{escaped}%"
         clauses.append(
             "(session_id LIKE ? ESCAPE '\\' OR end_user LIKE ? ESCAPE '\\'"
-            " OR session_id IN ("
-            " SELECT t.session_id FROM span_terms AS n JOIN traces AS t USING (trace_id)"
+            " OR (session_id, workflow) IN ("
+            " SELECT t.session_id, t.workflow"
+            " FROM span_terms AS n JOIN traces AS t USING (trace_id)"
             " WHERE n.term LIKE ? ESCAPE '\\' AND t.session_id IS NOT NULL)"
-            " OR session_id IN ("
-            " SELECT session_id FROM traces WHERE session_id IS NOT NULL"
+            " OR (session_id, workflow) IN ("
+            " SELECT session_id, workflow FROM traces WHERE session_id IS NOT NULL"
             " AND (input LIKE ? ESCAPE '\\' OR output LIKE ? ESCAPE '\\')))"
         )
         params += [pattern] * 5

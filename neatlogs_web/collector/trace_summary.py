@@ -13,6 +13,7 @@ from typing import Any
 
 from . import conversation, grouping
 from .otlp import STATUS_ERROR, Span
+from .summaries import NO_WORKFLOW
 
 #: Longest input or output text kept on a trace row; the spans keep it whole.
 TEXT_LIMIT = 2_000
@@ -150,7 +151,7 @@ class TraceDelta:
         return (
             trace_id,
             session_id,
-            workflow,
+            workflow or NO_WORKFLOW,
             name,
             root_span_id,
             root_status,

@@ -19,6 +19,7 @@ FOLLOW_UP = """
 t.app_spans > 0 AND t.input IS NULL AND t.link_trace IS NOT NULL AND EXISTS (
     SELECT 1 FROM traces AS o
     WHERE o.link_trace = t.link_trace AND o.session_id = t.session_id
+      AND o.workflow = t.workflow
       AND o.app_spans > 0 AND o.span_count > 0
       AND (o.start_ns, o.trace_id) < (t.start_ns, t.trace_id))
 """

@@ -6,6 +6,7 @@ turns, one trace's spans, one span's attributes. Screenshots are kept in test-ar
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,7 +137,7 @@ def test_sessions_turns_spans_and_attributes(seeded: LiveCollector, page: Page) 
     expect(page.locator(".session-item.orphans")).to_be_visible()
 
     items.nth(0).click()
-    expect(page).to_have_url(seeded.url + "/#/sessions/chat-alice%2Fweb%3A1")
+    expect(page).to_have_url(seeded.url + "/#/workflows/travel-agent/sessions/chat-alice%2Fweb%3A1")
     turns = page.locator(".tl-row.turn")
     expect(turns).to_have_count(3)
     expect(turns.locator(".tl-name")).to_have_text(
@@ -309,7 +310,7 @@ def test_filters_and_search_narrow_the_list(chats: LiveCollector, page: Page) ->
 def test_a_session_reads_as_a_conversation_with_idle_gaps_compressed(
     chats: LiveCollector, page: Page
 ) -> None:
-    page.goto(chats.url + "/#/sessions/conv-7f3a")
+    page.goto(chats.url + "/#/workflows/support-bot/sessions/conv-7f3a")
 
     expect(page.locator(".view-header .turn-count")).to_have_text("3 turns")
     expect(page.locator(".view-header .user")).to_have_text("alice@example.com")
@@ -339,7 +340,7 @@ def test_a_session_reads_as_a_conversation_with_idle_gaps_compressed(
 def test_a_turn_shows_span_kinds_and_an_llm_calls_messages(
     chats: LiveCollector, page: Page
 ) -> None:
-    page.goto(chats.url + "/#/sessions/conv-7f3a")
+    page.goto(chats.url + "/#/workflows/support-bot/sessions/conv-7f3a")
     page.locator(".tl-row.turn").first.click()
 
     expect(page.locator(".trace-conv .msg-in .msg-text")).to_have_text(
@@ -355,3 +356,133 @@ def test_a_turn_shows_span_kinds_and_an_llm_calls_messages(
     expect(bubbles.locator(".bubble-role")).to_have_text(["system", "user", "assistant"])
     expect(bubbles.nth(1).locator(".bubble-text")).to_have_text("How do I reset my password?")
     expect(bubbles.nth(2).locator(".bubble-text")).to_have_text(conversations.ALICE_TURNS[0].output)
+
+
+# ---------------------------------------------------------------- workflows
+
+
+def timed_turns(
+    collector: LiveCollector,
+    session: str,
+    starts_ms: list[float],
+    *,
+    length_ms: float = 300,
+    names: list[str] | None = None,
+    workflow: str = "travel-agent",
+) -> None:
+    """One app's turns of a session, starting at these offsets, each with its name as
+    input (named "turn N" unless told)."""
+    base = time.time_ns() - 300 * 1_000_000_000
+    names = names or [f"turn {index}" for index in range(len(starts_ms))]
+    send(
+        collector,
+        *[
+            otlp.span(
+                name,
+                base_ns=base,
+                start_ms=start,
+                duration_ms=length_ms,
+                attributes={"session.id": session, "input.value": name},
+            )
+            for name, start in zip(names, starts_ms, strict=True)
+        ],
+        service=workflow,
+    )
+
+
+def conversation(
+    collector: LiveCollector, workflow: str, session: str, *names: str, at_s: float = 0
+) -> None:
+    """One app's turns of a conversation, a second apart."""
+    starts = [(at_s + index) * 1000 for index in range(len(names))]
+    timed_turns(collector, session, starts, names=list(names), workflow=workflow)
+
+
+def test_one_session_id_in_two_workflows_is_two_sessions_on_the_page(
+    collector: LiveCollector, page: Page
+) -> None:
+    conversation(collector, "fastapi-chat", "conv-1", "fastapi: hello", "fastapi: again")
+    conversation(collector, "django-chat", "conv-1", "django: hello", at_s=5)
+    conversation(collector, "django-chat", "conv-2", "django: only here", at_s=8)
+    page.goto(collector.url + "/")
+
+    items = page.locator("#sessions .session-item[data-session-id='conv-1']")
+    expect(items).to_have_count(2)
+    page.locator("#sessions [data-workflow='django-chat'][data-session-id='conv-1']").click()
+    expect(page).to_have_url(collector.url + "/#/workflows/django-chat/sessions/conv-1")
+    expect(page.locator(".tl-row.turn .tl-name")).to_have_text(["django: hello"])
+    expect(page.locator(".view-header .crumbs")).to_contain_text("django-chat")
+    expect(page.locator("#sessions .session-item.selected")).to_have_count(1)
+    expect(page.locator("#sessions .session-item.selected")).to_have_attribute(
+        "data-workflow", "django-chat"
+    )
+
+    page.locator("#f-workflow").select_option("fastapi-chat")
+    expect(page.locator("#sessions .session-item[data-session-id]")).to_have_count(1)
+    expect(items).to_have_attribute("data-workflow", "fastapi-chat")
+    items.click()
+    expect(page.locator(".tl-row.turn .tl-name")).to_have_text(["fastapi: hello", "fastapi: again"])
+
+    # A link from before, naming only the id: a choice when two workflows have it...
+    page.goto(collector.url + "/#/sessions/conv-1")
+    choices = page.locator(".choices .session-item")
+    expect(choices).to_have_count(2)
+    choices.locator("xpath=self::*[@data-workflow='fastapi-chat']").click()
+    expect(page).to_have_url(collector.url + "/#/workflows/fastapi-chat/sessions/conv-1")
+    expect(page.locator(".tl-row.turn")).to_have_count(2)
+    # ... and the session itself, at its own address, when only one has it.
+    page.goto(collector.url + "/#/sessions/conv-2")
+    expect(page).to_have_url(collector.url + "/#/workflows/django-chat/sessions/conv-2")
+    expect(page.locator(".tl-row.turn .tl-name")).to_have_text(["django: only here"])
+
+
+# ---------------------------------------------------------------- time axis
+
+
+def visible_axis_labels(page: Page) -> list[list[tuple[str, float, float]]]:
+    """Per axis on the page, its shown labels as (text, left, right), left to right."""
+    axes: list[list[tuple[str, float, float]]] = page.evaluate(
+        """() => [...document.querySelectorAll(".axis-ticks")].map((ticks) =>
+            [...ticks.querySelectorAll(".tick-label, .axis-gap-label")]
+              .filter((label) => getComputedStyle(label).visibility !== "hidden")
+              .map((label) => {
+                const box = label.getBoundingClientRect();
+                return [label.textContent, box.left, box.right];
+              }))"""
+    )
+    return [sorted(axis, key=lambda label: label[1]) for axis in axes]
+
+
+def assert_no_overlap(page: Page, what: str) -> None:
+    axes = visible_axis_labels(page)
+    assert axes, what
+    for labels in axes:
+        assert len(labels) >= 2, (what, labels)
+        for before, after in itertools.pairwise(labels):
+            assert before[2] <= after[1], (what, before, after)
+
+
+#: Turn start times (ms) and length: the spacings that printed "+738 ms" over "+891 ms".
+SPACINGS = {
+    "close": ([0, 150, 300, 450, 600, 738, 891, 1040, 1190, 1350, 1500, 1650], 60),
+    "reported": ([0, 120, 738, 891, 1300, 2100, 2250], 90),
+    "bursts": ([0, 90, 200, 9000, 9080, 9200, 9290, 60000, 60100, 60150], 40),
+}
+
+
+@pytest.mark.parametrize("spacing", sorted(SPACINGS))
+def test_time_axis_labels_never_overlap(collector: LiveCollector, page: Page, spacing: str) -> None:
+    starts, length = SPACINGS[spacing]
+    timed_turns(collector, f"axis-{spacing}", starts, length_ms=length)
+    for width in (1440, 1024, 760):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(collector.url + f"/#/sessions/axis-{spacing}")
+        expect(page.locator(".tl-row.turn")).to_have_count(len(starts))
+        assert_no_overlap(page, f"{spacing} at {width} px")
+    # Narrowing the window hides labels that no longer fit, without a reload.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.wait_for_timeout(100)
+    page.set_viewport_size({"width": 700, "height": 900})
+    page.wait_for_timeout(100)
+    assert_no_overlap(page, f"{spacing} resized to 700 px")
+    shoot(page, f"collector-axis-{spacing}.png")

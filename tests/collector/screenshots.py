@@ -34,7 +34,7 @@ def main() -> int:
             response.raise_for_status()
 
         conversations.seed(post, now_ns=time.time_ns())
-        session = live.get("/api/sessions/conv-7f3a").json()
+        session = live.get("/api/sessions/conv-7f3a", workflow="support-bot").json()
         first_turn = session["traces"][0]["trace_id"]
         trace = live.get(f"/api/traces/{first_turn}").json()
         llm = next(span["span_id"] for span in trace["spans"] if span["ai_kind"] == "LLM")
@@ -43,7 +43,7 @@ def main() -> int:
             page = browser.new_page(viewport={"width": 1440, "height": 800})
             shots = [
                 ("sessions.png", "/#/", ".session-item[data-session-id]"),
-                ("session.png", "/#/sessions/conv-7f3a", ".tl-row.turn"),
+                ("session.png", "/#/workflows/support-bot/sessions/conv-7f3a", ".tl-row.turn"),
                 ("trace.png", f"/#/traces/{first_turn}/{llm}", ".details .bubble"),
             ]
             for name, route, ready in shots:

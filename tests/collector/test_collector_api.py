@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from starlette.testclient import TestClient
 
+from neatlogs_web.collector.app import STATIC_DIR
 from tests.collector import otlp_data as otlp
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -378,12 +379,16 @@ def test_traces_session_filter_only_takes_none(client: TestClient) -> None:
 
 def test_the_page_and_its_files_are_served_with_a_strict_policy(client: TestClient) -> None:
     page = client.get("/")
-    script = client.get("/static/app.js")
+    # app.js and the modules it imports.
+    scripts = [client.get(f"/static/{path.name}") for path in STATIC_DIR.glob("*.js")]
     style = client.get("/static/app.css")
 
-    assert page.status_code == script.status_code == style.status_code == 200
+    assert page.status_code == style.status_code == 200
+    assert [script.status_code for script in scripts] == [200] * len(scripts)
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert 'src="static/app.js"' in page.text
-    assert "innerHTML" not in script.text
+    code = "".join(script.text for script in scripts)
+    assert "innerHTML" not in code
+    assert "static/app.js" in [script.url.path.lstrip("/") for script in scripts]
     # Nothing is loaded from elsewhere, so the page works offline.
-    assert not re.search(r"https?://", page.text + script.text + style.text)
+    assert not re.search(r"https?://", page.text + code + style.text)

@@ -11,6 +11,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from neatlogs_web.collector import Store, StoreError, default_db_path
 from neatlogs_web.collector.otlp import Batch, decode
+from neatlogs_web.collector.summaries import SessionKey
 from tests.collector import otlp_data as otlp
 
 
@@ -56,7 +57,7 @@ def test_one_request_is_one_transaction(tmp_path: Path) -> None:
     try:
         assert store.ingest(batch(*spans)) == 50
         assert store.ingest(batch(*spans)) == 0  # a retry adds nothing
-        session = store.session("tx", limit=10)
+        session = store.session(SessionKey("tx", "tests"), limit=10)
         assert session is not None and session.session.span_count == 50
     finally:
         store.close()

@@ -1,0 +1,17 @@
+// The page's state: the list's query and filters, the route shown, what was last drawn.
+
+export const POLL_MS = 3000;
+export const PAGE_SIZE = 50;
+export const MAX_SESSIONS = 500;
+
+export const state = {
+  query: "",
+  filters: { user: "", workflow: "", time: "", errors: false, requests: false },
+  facetsKey: "",
+  limit: PAGE_SIZE,
+  listKey: "",
+  viewKey: "",
+  route: null,
+  polling: null,
+  turnPages: 1, // pages of the open session's turns shown; "Show more turns" adds one
+};
