@@ -23,6 +23,7 @@ from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing import setup
+from neatlogs_web._tracing.felt_latency import ResponseTimes
 from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
 from neatlogs_web._web.clean_start import (
     guard_event_loop,
@@ -115,9 +116,10 @@ class NeatlogsSessionMiddleware:
         # A request starts clean, whatever context the server started it in (see
         # _web.clean_start): the server's own code runs outside it, another
         # request's spans are left behind, and it binds its own value, even "no session".
-        request = start_request()
+        times = ResponseTimes()
+        request = start_request(times)
         receive = receive_outside_request(receive)
-        send = send_outside_request(send)
+        send = send_outside_request(send, times)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):
@@ -130,6 +132,7 @@ class NeatlogsSessionMiddleware:
             try:
                 await self.app(scope, receive, send)
             finally:
+                self.flow.finish(request)
                 unbind(token)
         finally:
             end_request(request)

@@ -22,6 +22,8 @@ the parent.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Final
 
@@ -29,9 +31,11 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanContext
+from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web._session.binding import SessionBinding
+from neatlogs_web._tracing.felt_latency import ResponseTimes
 
 __all__ = [
     "RequestTrace",
@@ -59,9 +63,11 @@ class RequestTrace:
         "awaits_span",
         "binding",
         "context",
-        "last_trace_id",
+        "held_turn",
+        "last_turn",
         "span",
         "span_is_turn",
+        "times",
         "tokens",
         "turns_are_roots",
     )
@@ -69,7 +75,7 @@ class RequestTrace:
     #: What :func:`start_request` replaced, for :func:`end_request` to restore.
     tokens: tuple[Token[Context] | None, Token[RequestTrace | None]]
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, times: ResponseTimes | None) -> None:
         #: The OpenTelemetry context the request runs in.
         self.context = context
 
@@ -86,8 +92,50 @@ class RequestTrace:
         #: A WebSocket connection: each message's turn is a trace of its own, linked
         #: to the connection's span, rather than one more part of the first turn.
         self.turns_are_roots = False
-        #: The trace id of the latest turn started in the request.
-        self.last_trace_id: int | None = None
+        #: The latest turn started in the request: the root span of its trace.
+        self.last_turn: SpanContext | None = None
+        #: When the request arrived and its response went out, for an adapter that
+        #: notes them (felt latency); ``None`` when none does.
+        self.times = times
+        #: The latest turn, ended but held until the answer is out (its end time as
+        #: its block ended), so that it can still carry the felt latency.
+        self.held_turn: tuple[Span, int] | None = None
+
+    @property
+    def last_trace_id(self) -> int | None:
+        """The trace id of the latest turn started in the request."""
+        return None if self.last_turn is None else self.last_turn.trace_id
+
+    def note_turn(self, span: Span) -> None:
+        """A turn started in the request: the response names the latest one."""
+        self.last_turn = span.get_span_context()
+
+    def hold_turn(self, span: Span) -> bool:
+        """Whether the turn ``span``, whose block just ended, is held open until the
+        answer is out (see :meth:`release_turn`) rather than ended now: the request's
+        latest turn, while its answer is still going out. Only one is held."""
+        times = self.times
+        if (
+            times is None
+            or times.ended is not None
+            or self.turns_are_roots
+            or span.get_span_context() != self.last_turn
+            or not span.is_recording()
+        ):
+            return False
+        self.end_held_turn()
+        self.held_turn = (span, time.time_ns())
+        return True
+
+    def end_held_turn(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:
+        """End the held turn, if any, at the moment its block ended, ``attributes`` set first."""
+        held, self.held_turn = self.held_turn, None
+        if held is None:
+            return
+        span, block_ended = held
+        if attributes:
+            span.set_attributes(attributes)
+        span.end(end_time=block_ended)
 
     def recording_span(self) -> Span | None:
         """The request span, while it still records."""
@@ -95,16 +143,17 @@ class RequestTrace:
         return span if span is not None and span.is_recording() else None
 
 
-def start_request() -> RequestTrace:
+def start_request(times: ResponseTimes | None = None) -> RequestTrace:
     """Start the arriving request's trace and make it current; undo with
     :func:`end_request`. A context that was another request's is left for an
-    empty one, so none of that request's spans becomes a parent of this one's."""
+    empty one, so none of that request's spans becomes a parent of this one's.
+    An adapter that notes when its response goes out passes ``times``."""
     arrived = otel_context.get_current()
     entered: Token[Context] | None = None
     if _current.get() is not None or not _may_be_this_requests(arrived):
         arrived = Context()
         entered = otel_context.attach(arrived)
-    trace = RequestTrace(arrived)
+    trace = RequestTrace(arrived, times)
     trace.tokens = (entered, _current.set(trace))
     return trace
 
@@ -128,6 +177,7 @@ def _may_be_this_requests(context: Context) -> bool:
 
 def end_request(trace: RequestTrace) -> None:
     """Restore what was current before :func:`start_request`."""
+    trace.end_held_turn()  # the adapter did not say the answer was out: end it as it was
     entered, trace_token = trace.tokens
     try:
         _current.reset(trace_token)

@@ -63,7 +63,16 @@ class trace:
     Exceptions are recorded and re-raised.
     """
 
-    __slots__ = ("_attributes", "_input", "_kind", "_name", "_request_span", "_span", "_token")
+    __slots__ = (
+        "_attributes",
+        "_input",
+        "_kind",
+        "_name",
+        "_request",
+        "_request_span",
+        "_span",
+        "_token",
+    )
 
     def __init__(
         self,
@@ -81,6 +90,8 @@ class trace:
         self._span: Span = INVALID_SPAN
         self._request_span: Span | None = None
         self._token: object = None
+        #: The request a top-level turn started in, which may hold it open (felt latency).
+        self._request: RequestTrace | None = None
 
     def __enter__(self) -> Span:
         pipeline = setup.active_pipeline()
@@ -123,7 +134,8 @@ class trace:
             inner = turn_context(inner)
             if request is not None:
                 # Lets the middleware tell the client which trace this turn was.
-                request.last_trace_id = span.get_span_context().trace_id
+                request.note_turn(span)
+                self._request = request
         self._token = otel_context.attach(inner)
         return span
 
@@ -147,7 +159,8 @@ class trace:
         if exc is not None and isinstance(exc, Exception):
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        span.end()
+        if self._request is None or not self._request.hold_turn(span):
+            span.end()
         if self._request_span is not None and isinstance(span, ReadableSpan):
             turn = span.attributes or {}
             self._request_span.set_attributes({k: turn[k] for k in _TURN_KEYS if k in turn})

@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import contextvars
 import sys
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 from neatlogs_web._session.binding import bind, unbind
+from neatlogs_web._tracing.felt_latency import ResponseTimes
 
 __all__ = [
     "guard_event_loop",
@@ -102,9 +104,10 @@ def receive_outside_request(receive: Receive) -> Receive:
     return receive_with_no_session
 
 
-def send_outside_request(send: Send) -> Send:
+def send_outside_request(send: Send, times: ResponseTimes) -> Send:
     """The server's ``send``, run with no session bound: a pipelined request it
-    starts there carries nobody's session."""
+    starts there carries nobody's session. Each message's moment is noted in
+    ``times``, for the felt latency of the request's turn."""
 
     async def send_with_no_session(message: Message) -> None:
         token = bind(None)
@@ -112,5 +115,20 @@ def send_outside_request(send: Send) -> Send:
             await send(message)
         finally:
             unbind(token)
+        note_message(times, message)
 
     return send_with_no_session
+
+
+def note_message(times: ResponseTimes, message: Message) -> None:
+    """The moment a response message went out, by what it was."""
+    kind = message["type"]
+    if kind == "http.response.body":
+        if times.first_chunk is None and message.get("body"):
+            times.first_chunk = time.time_ns()
+        if not message.get("more_body", False):
+            times.ended = time.time_ns()
+    elif kind == "http.response.start":
+        times.started = time.time_ns()
+    elif kind == "http.response.pathsend":  # a whole file, sent by the server
+        times.first_chunk = times.ended = time.time_ns()

@@ -9,7 +9,9 @@ response); everything they decide is here, once. A request goes:
 2. :meth:`RequestFlow.open` makes the request's binding and tells tracing
    about it (the framework's request span, a WebSocket's separate turns);
 3. should anything of ours fail on the way, :meth:`RequestFlow.fallback`
-   gives a fresh session that cannot fail: never an error page.
+   gives a fresh session that cannot fail: never an error page;
+4. when the app returns, :meth:`RequestFlow.finish` puts what the person
+   waited for on the request's latest turn (``_tracing.felt_latency``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,19 @@ class RequestFlow(Generic[RequestT]):
         if websocket:
             make_each_message_a_turn(trace, binding)
         return resolution, binding
+
+    def finish(self, trace: RequestTrace) -> None:
+        """The app returned: what the person waited for goes on the request's
+        latest turn (``_tracing.felt_latency``), and the turn held for it ends.
+        Not for a WebSocket: its turns are its messages."""
+        times = trace.times
+        if times is None or trace.last_turn is None or trace.turns_are_roots:
+            return
+        figures = times.attributes()
+        trace.end_held_turn(figures)
+        carrier = trace.recording_span() if trace.span_is_turn else None
+        if carrier is not None:
+            carrier.set_attributes(figures)
 
     def response_headers(
         self, resolution: Resolution, trace: RequestTrace

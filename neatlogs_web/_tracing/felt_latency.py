@@ -1,0 +1,78 @@
+"""What the person waited for: when the answer started to appear, and when it ended.
+
+A span's duration is the server's view of its own work; the person sees
+something else: the request arrives, the response starts, the first words
+of the answer appear (the first non-empty body chunk: with a streamed
+answer, long before the last), and the answer ends. The adapters note
+these moments as the response goes out (:class:`ResponseTimes`), and when
+the request is over the figures go on the request's latest turn, in seconds
+from the request's arrival:
+
+- ``neatlogs.response.time_to_first_chunk``: to the first non-empty body chunk;
+- ``neatlogs.response.time_to_start``: to the response's start (status and headers);
+- ``neatlogs.response.duration``: to the last chunk;
+- ``neatlogs.response.complete``: ``False`` when the answer never ended (the
+  client left, or the app failed mid-stream).
+
+A turn's block usually ends before its answer is out (the handler returns
+the response, or the streamed body's generator ends before the last
+chunk goes out), so the request holds the latest turn's span open until
+then and ends it at the moment its block ended
+(``RequestTrace.hold_turn``): the figures land on the turn itself, and no
+span is added. The framework's request span that carries the turn (the
+trace's root, which Phoenix and the collector read) gets them too. A
+request without a turn records nothing: it is no conversation.
+
+The names are ours, not the GenAI semantic conventions'
+``gen_ai.response.time_to_first_chunk``: that one is a model's answer as its
+client saw it, on the model call's span, and backends that keep only GenAI
+spans (Langfuse's default filter) would take a turn carrying it for a model
+call. A model call's own figure, where an instrumentation records it, stays
+on the model call's span.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Final
+
+__all__ = [
+    "COMPLETE_KEY",
+    "DURATION_KEY",
+    "TIME_TO_FIRST_CHUNK_KEY",
+    "TIME_TO_START_KEY",
+    "ResponseTimes",
+]
+
+TIME_TO_FIRST_CHUNK_KEY: Final = "neatlogs.response.time_to_first_chunk"
+TIME_TO_START_KEY: Final = "neatlogs.response.time_to_start"
+DURATION_KEY: Final = "neatlogs.response.duration"
+COMPLETE_KEY: Final = "neatlogs.response.complete"
+
+
+class ResponseTimes:
+    """Moments of one response, in ``time.time_ns()`` (span timestamps' clock),
+    noted by the adapter as each part of the response goes out."""
+
+    __slots__ = ("arrived", "ended", "first_chunk", "started")
+
+    def __init__(self) -> None:
+        self.arrived = time.time_ns()
+        #: The status and headers went out.
+        self.started: int | None = None
+        #: The first non-empty part of the body went out: the first words.
+        self.first_chunk: int | None = None
+        #: The last part of the body went out: the answer is complete.
+        self.ended: int | None = None
+
+    def attributes(self) -> dict[str, float | bool]:
+        """The figures, in seconds from arrival, for what happened."""
+        figures: dict[str, float | bool] = {COMPLETE_KEY: self.ended is not None}
+        for key, moment in (
+            (TIME_TO_START_KEY, self.started),
+            (TIME_TO_FIRST_CHUNK_KEY, self.first_chunk),
+            (DURATION_KEY, self.ended),
+        ):
+            if moment is not None:
+                figures[key] = (moment - self.arrived) / 1e9
+        return figures

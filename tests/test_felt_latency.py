@@ -1,0 +1,161 @@
+"""What the person waited for, on each turn: the first words and the end of the answer.
+
+A real uvicorn on 127.0.0.1 serves a streamed answer whose first words come
+after a known delay and whose end comes after another; a real HTTP client
+reads it as a browser would, and the exported spans are decoded. The
+figures must show the delays (never less, and not much more than the
+client itself saw), on the turn of the right session, whichever stack
+carries the turn: plain Starlette (the turn's root has ended before the
+answer did: a ``response`` span under it carries them) or FastAPI with its
+own telemetry (its request span is still open: the figures go on it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+import neatlogs_web
+from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.servers import run_uvicorn
+
+FIRST_WORDS_S = 0.4
+REST_S = 0.3
+DURATION_KEY = "neatlogs.response.duration"
+FIRST_CHUNK_KEY = "neatlogs.response.time_to_first_chunk"
+START_KEY = "neatlogs.response.time_to_start"
+COMPLETE_KEY = "neatlogs.response.complete"
+
+
+async def _answer(question: str) -> AsyncIterator[str]:
+    with neatlogs_web.trace("turn", input=question):
+        await asyncio.sleep(FIRST_WORDS_S)
+        yield "Hello"
+        await asyncio.sleep(REST_S)
+        yield ", world"
+
+
+async def stream(request: Request) -> StreamingResponse:
+    return StreamingResponse(_answer(request.query_params["q"]), media_type="text/plain")
+
+
+async def whole(request: Request) -> PlainTextResponse:
+    with neatlogs_web.trace("turn", input=request.query_params["q"]):
+        await asyncio.sleep(FIRST_WORDS_S)
+    return PlainTextResponse("done")
+
+
+async def probe(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def _starlette() -> Any:
+    return Starlette(
+        routes=[Route("/stream", stream), Route("/whole", whole), Route("/probe", probe)]
+    )
+
+
+def _fastapi() -> Any:
+    app = FastAPI()
+    app.add_api_route("/stream", stream)
+    app.add_api_route("/whole", whole)
+    app.add_api_route("/probe", probe)
+    return app
+
+
+@pytest.fixture(params=["starlette", "fastapi"])
+def served(request: pytest.FixtureRequest, tracing: OTLPReceiver) -> Iterator[str]:
+    app = _starlette() if request.param == "starlette" else _fastapi()
+    with run_uvicorn(NeatlogsSessionMiddleware(app, secret_key="felt")) as base:
+        yield base
+
+
+def _read_streamed(client: httpx.Client, url: str) -> tuple[float, float]:
+    """Seconds until the first body bytes and until the end, as the client saw them."""
+    sent = time.perf_counter()
+    first = None
+    with client.stream("GET", url) as response:
+        for chunk in response.iter_bytes():
+            if chunk and first is None:
+                first = time.perf_counter() - sent
+    assert first is not None
+    return first, time.perf_counter() - sent
+
+
+def _figures_of_turn(spans: list[ReceivedSpan], question: str) -> ReceivedSpan:
+    """The one span of the turn asked ``question`` that carries the felt latency."""
+    turns = [s for s in spans if s.attributes.get("input.value") == question]
+    assert turns, f"no turn for {question!r}"
+    trace_id = turns[0].trace_id
+    carriers = [s for s in spans if s.trace_id == trace_id and DURATION_KEY in s.attributes]
+    assert len(carriers) == 1, carriers
+    return carriers[0]
+
+
+def test_a_streamed_answer_shows_when_its_first_words_and_its_end_reached_the_person(
+    served: str, tracing: OTLPReceiver
+) -> None:
+    with httpx.Client(timeout=10) as client:
+        client_first, client_end = _read_streamed(client, f"{served}/stream?q=streamed")
+        session = client.cookies.get("neatlogs_session")
+    assert session is not None
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: any(DURATION_KEY in s.attributes for s in got))
+    figures = _figures_of_turn(spans, "streamed")
+
+    first, end = figures.attributes[FIRST_CHUNK_KEY], figures.attributes[DURATION_KEY]
+    assert FIRST_WORDS_S <= first <= client_first
+    assert FIRST_WORDS_S + REST_S <= end <= client_end
+    assert 0 <= figures.attributes[START_KEY] <= first
+    assert figures.attributes[COMPLETE_KEY] is True
+    assert figures.attributes["session.id"] == session.split(".", 1)[0]
+    turn = next(s for s in spans if s.attributes.get("input.value") == "streamed")
+    # On the turn's root, or on a span directly under it.
+    assert figures.span_id == turn.span_id or figures.parent_span_id in (turn.span_id, "")
+
+
+def test_a_whole_answer_shows_its_wait_and_a_request_without_a_turn_records_nothing(
+    served: str, tracing: OTLPReceiver
+) -> None:
+    with httpx.Client(timeout=10) as client:
+        assert client.get(f"{served}/probe").text == "ok"
+        sent = time.perf_counter()
+        assert client.get(f"{served}/whole", params={"q": "whole"}).text == "done"
+        waited = time.perf_counter() - sent
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: any(DURATION_KEY in s.attributes for s in got))
+    figures = _figures_of_turn(spans, "whole")
+    assert FIRST_WORDS_S <= figures.attributes[FIRST_CHUNK_KEY] <= waited
+    assert figures.attributes[FIRST_CHUNK_KEY] <= figures.attributes[DURATION_KEY] <= waited
+    assert sum(DURATION_KEY in s.attributes for s in spans) == 1
+
+
+def test_an_answer_the_person_left_is_not_complete(served: str, tracing: OTLPReceiver) -> None:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", f"{served}/stream", params={"q": "left"}) as response,
+    ):
+        next(response.iter_bytes())  # the first words, then the person closes the tab
+    assert neatlogs_web.flush(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        spans = tracing.received.spans
+        if any(DURATION_KEY in s.attributes or COMPLETE_KEY in s.attributes for s in spans):
+            break
+        time.sleep(0.05)
+        neatlogs_web.flush(1)
+    figures = next(s for s in tracing.received.spans if COMPLETE_KEY in s.attributes)
+    assert figures.attributes[COMPLETE_KEY] is False
+    assert figures.attributes[FIRST_CHUNK_KEY] >= FIRST_WORDS_S
+    assert DURATION_KEY not in figures.attributes
