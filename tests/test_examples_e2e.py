@@ -47,7 +47,7 @@ def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture
     rows = [line.split() for line in out.splitlines() if line.startswith("user-")]
     assert len(rows) == 6
     assert {row[1] for row in rows} == {"cookie", "header", "conversation"}
-    # One trace per turn: FastAPI's request span becomes the turn, and the
+    # One trace per turn: FastAPI's request span carries the turn, and the
     # background summary runs inside that trace.
     assert all(row[3:6] == ["2", "2", "2"] for row in rows), rows
 

@@ -44,9 +44,9 @@ def test_bind_session_after_routing_follows_body_background_and_request_span(
     ours = {span.name: span for span in spans if span.scope == "neatlogs_web"}
     assert ours["streamed"].attributes["session.id"] == "room-7"
     assert ours["later"].attributes["session.id"] == "room-7"
-    # FastAPI's request span became the turn, in the rebound session.
+    # FastAPI's request span carries the turn, in the rebound session.
     (request,) = [s for s in spans if s.attributes.get("http.route") == "/rooms/{room}"]
-    assert (request.name, request.attributes["session.id"]) == ("streamed", "room-7")
+    assert (request.name, request.attributes["session.id"]) == ("POST /rooms/{room}", "room-7")
 
 
 def test_bind_session_rejects_invalid_ids_and_counts_them() -> None:

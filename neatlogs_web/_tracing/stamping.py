@@ -1,13 +1,17 @@
-"""The session on every span: stamped as each span starts, and on the request's span.
+"""The session on the app's spans: stamped as each span starts, and on the request's span.
 
 :class:`SessionSpanProcessor` runs in ``on_start``, so instrumentations need
-no cooperation: any span of the provider, started while a session is bound,
-carries it. A framework's request span is the exception: FastAPI and the
-OpenTelemetry middlewares start it before the session is known, or it is a
-request that ran no turn, which must not become a session of its own in a
-backend. So the request span carries the session once a turn made it its
-own (or always, with ``init(request_traces="all")``), and again whenever
-``bind_session()`` changes the request's session.
+no cooperation: any span of the app's work (a ``trace()`` block, an LLM or
+database call an instrumentation traced), started while a session is bound,
+carries it. A web framework's own spans are the exception (see
+``framework_spans``): a request in which only they happened (a health probe,
+a static file) is no part of a conversation and must not become a session
+in a backend. So the session reaches a request's trace through the app's
+work only: the framework's request span carries it once a turn made it its
+own, the framework's other spans never (with ``init(request_traces="all")``
+every span carries it, as every request is then in the session). The
+request span is stamped again whenever ``bind_session()`` changes the
+request's session.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from opentelemetry.trace import Span
 from neatlogs_web._session.binding import SessionBinding, current_binding
 from neatlogs_web._session.rebinding import on_rebind
 from neatlogs_web._tracing.conventions import set_kind
+from neatlogs_web._tracing.framework_spans import is_framework_span
 from neatlogs_web._tracing.request_trace import RequestTrace, current_request_trace, in_turn
 
 __all__ = [
@@ -35,6 +40,7 @@ __all__ = [
     "claim_for_turn",
     "make_each_message_a_turn",
     "open_request",
+    "stamp_connection_for_turn",
     "stamp_span",
     "use_stamper",
 ]
@@ -68,11 +74,11 @@ END_USER_KEY_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
 
 
 class SessionSpanProcessor(SpanProcessor):
-    """Stamps the session in effect on every span when it starts.
+    """Stamps the session in effect on each span of the app's work when it starts.
 
     Add it to a provider of your own with ``provider.add_span_processor(...)``;
     ``init()`` adds one to the provider it uses, the app's own included.
-    ``stamps_every_request`` puts the session on a framework's request span
+    ``stamps_every_request`` puts the session on a web framework's spans too,
     even when no turn ran in the request (``init(request_traces="all")``).
     """
 
@@ -92,23 +98,23 @@ class SessionSpanProcessor(SpanProcessor):
         binding = current_binding()
         if binding is None or not self._stamping:
             return
-        if _is_request_span(span):
-            trace = current_request_trace()
-            if trace is not None and not self._takes_request_span(trace, span):
-                return
-        stamp_span(span, binding, self)
+        if self._carries_session(span):
+            stamp_span(span, binding, self)
 
-    def _takes_request_span(self, trace: RequestTrace, span: SdkSpan) -> bool:
-        """A server span started inside the request: the request's own when it was
-        still awaited (an instrumentation inside ours, maybe after spans of other
-        middlewares); whether it carries the session now."""
-        if not trace.awaits_span:
-            return True  # a server span of its own inside the request (an in-process call)
-        trace.awaits_span = False
-        trace.span = span
-        if trace.turns_are_roots:
-            trace.span_is_turn = True  # a WebSocket connection's span carries every turn's session
-        return trace.span_is_turn or self.stamps_every_request
+    def _carries_session(self, span: SdkSpan) -> bool:
+        """Whether ``span`` carries the session from its start: a span of the app's
+        work does; a web framework's own span only when every request is in the
+        session. The request's span may carry it later, when a turn claims it."""
+        trace = current_request_trace()
+        if trace is not None and trace.awaits_span and _is_request_span(span):
+            # The request's own span, started by an instrumentation inside ours
+            # (maybe after spans of other middlewares).
+            trace.awaits_span = False
+            trace.span = span
+            return trace.span_is_turn or self.stamps_every_request
+        if is_framework_span(span):
+            return self.stamps_every_request
+        return True
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
@@ -208,24 +214,35 @@ def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
 
 def make_each_message_a_turn(trace: RequestTrace, binding: SessionBinding) -> None:
     """A WebSocket connection is many turns: each message's is a trace of its own,
-    linked to the connection's span, which carries the session for all of them."""
+    linked to the connection's span, which carries the session once a message's
+    turn ran in it (:func:`stamp_connection_for_turn`)."""
     trace.turns_are_roots = True
+
+
+def stamp_connection_for_turn(trace: RequestTrace, binding: SessionBinding) -> None:
+    """A WebSocket message's turn, in the connection's own session: the connection's
+    span, which the message turns link to, carries that session from now on. A
+    connection whose messages ran no turn, or only turns of other sessions (each
+    message naming its conversation), stays out of its session."""
+    if trace.span_is_turn or binding is not trace.binding:
+        return
     span = trace.recording_span()
     if span is not None:
         trace.span_is_turn = True  # stamped now, and re-stamped on a rebind
         stamp_span(span, binding, _active)
 
 
-def claim_for_turn(trace: RequestTrace, binding: SessionBinding, turn_name: str) -> Span | None:
-    """The request's framework span, made into this turn: renamed, stamped with the
-    session, marked as a chain. Only the request's first turn claims it."""
+def claim_for_turn(trace: RequestTrace, binding: SessionBinding) -> Span | None:
+    """The request's framework span, made the carrier of this turn: it keeps its
+    name and is stamped with the session and marked as a chain, for backends that
+    read a trace's root; the turn copies its input and output onto it as it ends.
+    Only the request's first turn claims it."""
     if trace.span_is_turn:
         return None
     span = trace.recording_span()
     if span is None:
         return None
     trace.span_is_turn = True
-    span.update_name(turn_name)
     stamp_span(span, binding, _active)
     set_kind("chain", span)
     return span

@@ -4,12 +4,14 @@ A top-level ``trace()`` (no ``trace()`` around it) is a turn; nested ones
 are its steps. When a framework traces each request itself (FastAPI does by
 default, and the OpenTelemetry ASGI and WSGI middlewares), its request span
 is already the root of a trace when the turn starts. Two traces per turn
-would double every session, so by default the turn joins that trace: it is a
-child of the request span, and the request span becomes the turn — it takes
-the turn's name, input, output and kind, and the session — keeping what it
-knew (route, method, status, errors). Toward the neatlogs backend, which
-drops transport spans, the turn is a root of its own that links the request
-span instead.
+would double every session, so by default the turn joins that trace: the
+``trace()`` span is the turn, under the framework's spans, and the request
+span, the trace's root, becomes the turn's carrier. It keeps its own name
+and what it knew (route, method, status, errors), and takes the session, the
+chain kind and the turn's input and output, because Phoenix and the local
+collector read a trace's root. So the turn is named once, by its
+``trace()``. Toward the neatlogs backend, which drops transport spans, the
+turn is a root of its own that links the request span instead.
 """
 
 from __future__ import annotations
@@ -35,14 +37,14 @@ from neatlogs_web._tracing.request_trace import (
     in_turn,
     turn_context,
 )
-from neatlogs_web._tracing.stamping import claim_for_turn
+from neatlogs_web._tracing.stamping import claim_for_turn, stamp_connection_for_turn
 
 __all__ = ["trace"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: What a request span takes from the turn it became, when the turn ends.
+#: What a request span takes from the turn it carries, when the turn ends.
 _TURN_KEYS: Final = (
     "input.value",
     "input.mime_type",
@@ -56,8 +58,8 @@ _TURN_KEYS: Final = (
 class trace:
     """A span for a block or a function: ``with trace("turn"):`` or ``@trace("turn")``.
 
-    At top level it is a turn: a new trace, or the framework's request trace
-    (see the module's docstring). Nested, it is a child span. ``kind`` marks
+    At top level it is a turn: a new trace, or a part of the framework's request
+    trace (see the module's docstring). Nested, it is a child span. ``kind`` marks
     an LLM call, a tool call, a retrieval, ...; ``input`` is what the user or
     caller said (set the output with :func:`neatlogs_web.set_output`).
     Exceptions are recorded and re-raised.
@@ -105,12 +107,14 @@ class trace:
         parent = current
         links: list[Link] = []
         if top_level:
+            binding = current_request_binding()
+            if request is not None and binding is not None and request.turns_are_roots:
+                stamp_connection_for_turn(request, binding)  # a WebSocket message's turn
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
                 if self._joins(outer, request, pipeline):
-                    binding = current_request_binding()
                     if request is not None and binding is not None:
-                        self._request_span = claim_for_turn(request, binding, self._name)
+                        self._request_span = claim_for_turn(request, binding)
                 else:
                     links.append(Link(outer.get_span_context()))
                     parent = otel_trace.set_span_in_context(INVALID_SPAN, current)

@@ -328,3 +328,16 @@ def wait_for(
         time.sleep(interval_s)
         value = read()
     return value
+
+
+def settled() -> Callable[[list[Any]], bool]:
+    """For :func:`wait_for`: ready when the count read stopped growing over three
+    reads (Phoenix inserts in the background, within ~0.1 s of receipt, after an
+    exporter's flush returned)."""
+    seen: list[int] = []
+
+    def ready(values: list[Any]) -> bool:
+        seen.append(len(values))
+        return len(seen) >= 4 and seen[-1] > 0 and seen[-1] == seen[-2] == seen[-3]
+
+    return ready

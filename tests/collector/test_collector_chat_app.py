@@ -124,10 +124,11 @@ def test_three_users_three_turns_are_three_sessions_of_three_turns(
             "end_user": user,
             "tokens": {"input": prompt, "output": completion, "total": prompt + completion},
         }, user
-        # The conversation, turn by turn: one trace each, named for the turn (FastAPI's
-        # request span became it), with its own input and output and no request apart.
+        # The conversation, turn by turn: one trace each, rooted at FastAPI's request
+        # span that carries the turn, with its input and output and no request apart.
         entries = collector.get(f"/api/sessions/conv-{user}").json()["traces"]
+        route = "POST /chat/{conversation_id}"
         assert [
             (e["name"], e["turn"], e["input"], e["output"], e["http_status"], e["request"])
             for e in entries
-        ] == [("turn", True, text, reply_to(text), 200, None) for text in messages], user
+        ] == [(route, True, text, reply_to(text), 200, None) for text in messages], user

@@ -113,7 +113,8 @@ def test_every_span_langfuse_gets_carries_the_session_and_a_turn_is_one_trace(
     assert neatlogs_web.init(session_keys=session_keys) is langfuse_provider
 
     def done(spans: list[ReceivedSpan]) -> bool:
-        return sum(s.name == "turn" and s.kind == PROTO_KIND_SERVER for s in spans) >= len(TURNS)
+        requests = [s for s in spans if s.kind == PROTO_KIND_SERVER and s.name == "POST /chat"]
+        return len(requests) >= len(TURNS)
 
     session_id, spans = converse(client, fake_langfuse, done)
 
@@ -131,8 +132,8 @@ def test_every_span_langfuse_gets_carries_the_session_and_a_turn_is_one_trace(
     assert [s.name for s in spans if s.scope == "fastapi" and s.parent_span_id] == []
     for turn in turns:
         (root,) = [s for s in spans if s.trace_id == turn.trace_id and s.parent_span_id == ""]
-        # FastAPI's request span became the turn: its name, input and output.
-        assert (root.scope, root.kind, root.name) == ("fastapi", PROTO_KIND_SERVER, "turn")
+        # FastAPI's request span carries the turn: its input and output.
+        assert (root.scope, root.kind, root.name) == ("fastapi", PROTO_KIND_SERVER, "POST /chat")
         assert root.attributes["input.value"] == turn.attributes["input.value"]
         assert root.attributes["output.value"] == f"echo: {turn.attributes['input.value']}"
         (search,) = [
