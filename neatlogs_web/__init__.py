@@ -11,8 +11,10 @@ from neatlogs_web._session.binding import (
     session,
     with_current_session,
 )
+from neatlogs_web._session.feedback_tokens import FeedbackRefused, FeedbackTurn
 from neatlogs_web._session.rebinding import bind_conversation, bind_session, confirm_conversation
 from neatlogs_web._tracing.conventions import set_input, set_kind, set_output, set_usage
+from neatlogs_web._tracing.feedback import record_feedback
 from neatlogs_web._tracing.setup import flush, init, shutdown, stats
 from neatlogs_web._tracing.stamping import (
     END_USER_KEY_PRESETS,
@@ -25,6 +27,8 @@ from neatlogs_web._version import __version__
 __all__ = [
     "END_USER_KEY_PRESETS",
     "SESSION_KEY_PRESETS",
+    "FeedbackRefused",
+    "FeedbackTurn",
     "SessionSpanProcessor",
     "__version__",
     "bind_conversation",
@@ -34,6 +38,7 @@ __all__ = [
     "current_session_id",
     "flush",
     "init",
+    "record_feedback",
     "session",
     "set_input",
     "set_kind",

@@ -30,6 +30,7 @@ from neatlogs_web._web.clean_start import (
     receive_outside_request,
     send_outside_request,
 )
+from neatlogs_web._web.feedback_endpoint import with_feedback_endpoint
 from neatlogs_web._web.flow import RequestFlow
 
 __all__ = ["SCOPE_STATE_KEY", "NeatlogsSessionMiddleware"]
@@ -84,6 +85,10 @@ class NeatlogsSessionMiddleware:
             self.startup_error = error
             return
         self.resolver = resolver = flow.resolver
+        #: What runs bound: the app, behind the feedback endpoint when there is one.
+        self._bound_app = with_feedback_endpoint(
+            app, resolver.response.feedback_tokens, config.feedback_path
+        )
         # Request header -> the RequestInputs field it fills, for the sources in use.
         self._wanted = [(name.encode("latin-1"), field) for name, field in flow.header_fields()]
         # Headers whose presence means the cookie does not decide alone.
@@ -130,7 +135,7 @@ class NeatlogsSessionMiddleware:
             scope[_SCOPE_BINDING_KEY] = binding
             token = bind(binding)
             try:
-                await self.app(scope, receive, send)
+                await self._bound_app(scope, receive, send)
             finally:
                 self.flow.finish(request)
                 unbind(token)

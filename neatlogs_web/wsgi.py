@@ -22,6 +22,7 @@ from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
+from neatlogs_web._web.feedback_endpoint import with_feedback_endpoint_wsgi
 from neatlogs_web._web.flow import RequestFlow
 
 if TYPE_CHECKING:
@@ -63,6 +64,10 @@ class NeatlogsSessionMiddleware:
         config = SessionConfig.from_options(type(self).__name__, secret_key, options)
         self.flow = flow = RequestFlow[WSGIEnvironment](config, end_user)
         self.resolver = resolver = flow.resolver
+        #: What runs bound: the app, behind the feedback endpoint when there is one.
+        self._bound_app = with_feedback_endpoint_wsgi(
+            app, resolver.response.feedback_tokens, config.feedback_path
+        )
         # Environ key -> the RequestInputs field it fills, for the sources in use.
         self._wanted = [(_environ_key(name), field) for name, field in flow.header_fields()]
         # Environ keys whose presence means the cookie does not decide alone (None: never).
@@ -90,7 +95,7 @@ class NeatlogsSessionMiddleware:
             environ[_ENVIRON_BINDING_KEY] = binding
             token = bind(binding)
             try:
-                result = self.app(environ, start_response)
+                result = self._bound_app(environ, start_response)
             finally:
                 unbind(token)
         finally:

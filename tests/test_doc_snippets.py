@@ -107,6 +107,7 @@ DOCS_WEBSOCKETS = ("docs/integrations.md", "WebSockets", 1)
 DOCS_THREADS = ("docs/integrations.md", "Threads and tasks", 1)
 DOCS_LOGGING = ("docs/integrations.md", "Logging", 1)
 DOCS_BACKENDS = ("docs/integrations.md", "Backends and their session keys", 1)
+README_FEEDBACK = ("README.md", "Feedback", 1)
 
 # Every runnable block, and the test that runs it.
 RUN_HERE = {
@@ -121,6 +122,7 @@ RUN_HERE = {
     DOCS_THREADS: "test_threads_snippet_keeps_the_session_in_every_thread",
     DOCS_LOGGING: "test_logging_snippet_prints_the_session_on_each_line",
     DOCS_BACKENDS: "test_backend_keys_snippet_stamps_both_backends_keys",
+    README_FEEDBACK: "test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session",
 }
 RUN_BY_FRONTENDS_TEST = {("README.md", FRONTENDS, 1), ("README.md", FRONTENDS, 2)}
 # Blocks another module runs as pasted, with what they need around them: that
@@ -646,3 +648,34 @@ def test_backend_keys_snippet_stamps_both_backends_keys(
     assert turn.attributes["session.id"] == "conv-b"
     assert turn.attributes["langfuse.session.id"] == "conv-b"
     assert "neatlogs.session.id" not in turn.attributes
+
+
+def test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*README_FEEDBACK).code
+    with (
+        serve(code, UVICORN, receiver, secret_key, tmp_path) as base,
+        httpx.Client(base_url=base) as user,
+        httpx.Client(base_url=base) as stranger,
+    ):
+        first = user.post("/chat", params={"message": "hello"})
+        second = user.post("/chat", params={"message": "again"})
+        tokens = [r.headers["x-neatlogs-feedback-token"] for r in (first, second)]
+        built_in = user.post("/neatlogs/feedback", json={"token": tokens[0], "score": 1})
+        own = user.post("/rate", params={"token": tokens[1], "thumbs_up": False})
+        refused = stranger.post("/rate", params={"token": tokens[0], "thumbs_up": False})
+        forged = stranger.post("/neatlogs/feedback", json={"token": tokens[0], "score": 0})
+    assert built_in.status_code == 204
+    assert own.json() == {"recorded": "yes"}
+    assert refused.json() == {"recorded": "no", "reason": "wrong_session"}
+    assert (forged.status_code, forged.json()["error"]) == (403, "wrong_session")
+    spans = receiver.wait_for(lambda spans: len(named(spans, "feedback")) >= 2)
+    by_id = {span.span_id: span for span in spans}
+    judged = {}
+    for feedback in named(spans, "feedback"):
+        turn = by_id[feedback.parent_span_id]  # a child of the turn it judges
+        assert turn.name == "turn" and turn.trace_id == feedback.trace_id
+        assert session_of_span(feedback) == session_of_span(turn)
+        judged[turn.attributes["input.value"]] = feedback.attributes["neatlogs.feedback.score"]
+    assert judged == {"hello": 1.0, "again": 0.0}

@@ -29,6 +29,8 @@ SOURCES: Final = ("conversation", "header", "cookie", "baggage")
 DEFAULT_SOURCES: Final = ("conversation", "header", "cookie")
 DEFAULT_MAX_AGE: Final = 14 * 24 * 3600
 DEFAULT_JSON_BODY_LIMIT: Final = 64 * 1024
+DEFAULT_FEEDBACK_MAX_AGE: Final = 7 * 24 * 3600
+DEFAULT_FEEDBACK_PATH: Final = "/neatlogs/feedback"
 # RFC 9110 token characters.
 _HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # What a Set-Cookie attribute value may hold (RFC 6265: no controls, no ";").
@@ -104,6 +106,12 @@ class SessionConfig:
     exclude_paths: Sequence[str] = ()
     validator: Validator | None = None
     expose_trace_id: bool = False
+    #: Give each response that carried a turn a signed feedback token in a header.
+    feedback: bool = False
+    #: Seconds a feedback token stays good.
+    feedback_max_age: int = DEFAULT_FEEDBACK_MAX_AGE
+    #: Where the middleware takes feedback (POST JSON); ``None``: only ``record_feedback()``.
+    feedback_path: str | None = DEFAULT_FEEDBACK_PATH
 
     def __post_init__(self) -> None:
         for name in ("conversation_paths", "exclude_paths", "sources"):
@@ -157,7 +165,7 @@ def _check(config: SessionConfig) -> None:
             "conversation_binding must be 'on_arrival' or 'when_confirmed', "
             f"not {config.conversation_binding!r}"
         )
-    for name in ("trust_plain_header", "expose_trace_id"):
+    for name in ("trust_plain_header", "expose_trace_id", "feedback"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name} must be True or False, not {getattr(config, name)!r}")
     if config.secure is not None and not isinstance(config.secure, bool):
@@ -190,6 +198,28 @@ def _check(config: SessionConfig) -> None:
             raise ValueError(f"exclude_paths: {path!r} must start with '/'")
     if config.validator is not None and not callable(config.validator):
         raise ValueError("validator must be a callable taking a str and returning a bool")
+    _check_feedback(config)
+
+
+def _check_feedback(config: SessionConfig) -> None:
+    age = config.feedback_max_age
+    if not (_is_number(age) and 1 <= age <= _MAX_COOKIE_AGE):
+        raise ValueError(
+            f"feedback_max_age must be a number of seconds from 1 to {_MAX_COOKIE_AGE}, not {age!r}"
+        )
+    path = config.feedback_path
+    if path is not None and not (isinstance(path, str) and _COOKIE_PATH_RE.fullmatch(path)):
+        raise ValueError(f"feedback_path must be a path starting with '/' or None, not {path!r}")
+    excluded = any(
+        path == pattern or (pattern.endswith("*") and path.startswith(pattern[:-1]))
+        for pattern in config.exclude_paths
+        if path is not None
+    )
+    if config.feedback and excluded:
+        raise ValueError(
+            f"feedback_path {path!r} is in exclude_paths: feedback needs the session, "
+            "so the feedback path must not be excluded"
+        )
 
 
 def _check_cookie_prefix(config: SessionConfig) -> None:
@@ -249,6 +279,9 @@ class SessionOptions(TypedDict, total=False):
     exclude_paths: Sequence[str]
     validator: Validator | None
     expose_trace_id: bool
+    feedback: bool
+    feedback_max_age: int
+    feedback_path: str | None
 
 
 OPTION_NAMES: Final = frozenset(f.name for f in dataclasses.fields(SessionConfig)) - {"secret_key"}

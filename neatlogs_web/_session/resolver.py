@@ -132,6 +132,8 @@ class SessionResolver:
         self._remembered_headers = DecisionMemo(VERIFIED_CACHE_SIZE)
 
         self.response = ResponseHeaders(config)
+        # A response may need a header whatever the session: the trace id, a feedback token.
+        self._always_changes_response = config.expose_trace_id or config.feedback
 
     # -- per request ---------------------------------------------------------
 
@@ -249,8 +251,9 @@ class SessionResolver:
         return resolution
 
     def _unchanged(self, session_id: str, source: str) -> Resolution:
-        """Bind ``session_id``; the response changes only to expose the trace id."""
-        return Resolution(session_id, source, changes_response=self.config.expose_trace_id)
+        """Bind ``session_id``; the response changes only to expose the trace id or
+        the turn's feedback token."""
+        return Resolution(session_id, source, changes_response=self._always_changes_response)
 
     @staticmethod
     def _with_pending(resolution: Resolution, inputs: RequestInputs) -> Resolution:

@@ -1,4 +1,5 @@
-"""What a resolution adds to the response: the cookie, the echoed token, the trace id.
+"""What a resolution adds to the response: the cookie, the echoed token, the trace id,
+the feedback token.
 
 Decided once per middleware from the options (the cookie's attributes), so
 a response that needs headers builds them from a prepared string.
@@ -8,8 +9,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from neatlogs_web._session.feedback_tokens import (
+    FEEDBACK_TOKEN_HEADER,
+    FeedbackTokens,
+    FeedbackTurn,
+)
 from neatlogs_web._session.options import SessionConfig
 from neatlogs_web._session.resolution import Resolution
+from neatlogs_web._session.signing import resolve_secret_keys
 
 __all__ = ["TRACE_ID_HEADER", "ResponseHeaders"]
 
@@ -21,6 +28,12 @@ class ResponseHeaders:
 
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
+        #: Signs each turn's feedback token; ``None`` unless ``feedback=True``.
+        self.feedback_tokens = (
+            FeedbackTokens(resolve_secret_keys(config.secret_key), config.feedback_max_age)
+            if config.feedback
+            else None
+        )
         attributes = f"; Path={config.cookie_path}"
         if config.max_age is not None:
             attributes += f"; Max-Age={int(config.max_age)}"
@@ -37,9 +50,12 @@ class ResponseHeaders:
         """The ``Set-Cookie`` value carrying ``token``."""
         return f"{self.config.cookie_name}={token}{self._cookie_attributes[https]}"
 
-    def headers(self, resolution: Resolution, trace_id: int | None) -> list[tuple[str, str]]:
-        """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token and the latest
-        turn's trace id, as the resolution and the options call for."""
+    def headers(
+        self, resolution: Resolution, trace_id: int | None, turn: FeedbackTurn | None = None
+    ) -> list[tuple[str, str]]:
+        """``Set-Cookie`` (with ``Vary: Cookie``), the echoed token, the latest
+        turn's trace id and its feedback token, as the resolution and the options
+        call for. ``turn`` is the latest turn known as the response starts."""
         headers = []
         if resolution.set_cookie is not None:
             headers.append(("Set-Cookie", resolution.set_cookie))
@@ -48,4 +64,6 @@ class ResponseHeaders:
             headers.append((self.config.header_name, resolution.echo_token))
         if self.config.expose_trace_id and trace_id is not None:
             headers.append((TRACE_ID_HEADER, f"{trace_id:032x}"))
+        if turn is not None and self.feedback_tokens is not None:
+            headers.append((FEEDBACK_TOKEN_HEADER, self.feedback_tokens.issue(turn)))
         return headers

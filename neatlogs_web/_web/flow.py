@@ -26,6 +26,7 @@ from neatlogs_web._session.rebinding import open_binding
 from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.resolver import SessionResolver
 from neatlogs_web._session.sources import RequestInputs
+from neatlogs_web._tracing.feedback import feedback_turn
 from neatlogs_web._tracing.request_trace import RequestTrace
 from neatlogs_web._tracing.stamping import make_each_message_a_turn, open_request
 
@@ -113,4 +114,10 @@ class RequestFlow(Generic[RequestT]):
         self, resolution: Resolution, trace: RequestTrace
     ) -> list[tuple[str, str]]:
         """Headers the response gets: ``Set-Cookie``, the echoed token, the turn's trace id."""
-        return self.resolver.response.headers(resolution, trace.last_trace_id)
+        response = self.resolver.response
+        turn = (
+            feedback_turn(trace, resolution.session_id)
+            if response.feedback_tokens is not None
+            else None
+        )
+        return response.headers(resolution, trace.last_trace_id, turn)

@@ -24,8 +24,19 @@
 //
 // Cross-origin, the API must allow the header (Access-Control-Allow-Headers) and
 // expose it (Access-Control-Expose-Headers); the README shows both.
+//
+// Feedback (the middleware's feedback=True): each response that carried a turn
+// names it in X-Neatlogs-Feedback-Token. The helper remembers the latest one from
+// the allowed origins, and sends a judgment of that turn in one line:
+//
+//   await sessionFetch.feedback({ score: 1 });                 // the latest turn
+//   await sessionFetch.feedback({ score: 0, comment: "wrong" }, { response }); // an earlier one
+//
+// The token names the latest turn known when the response started: a turn started
+// later, inside a streamed body, is not in its headers. Expose the header too.
 
 export const SESSION_HEADER = "X-Neatlogs-Session-Id";
+export const FEEDBACK_HEADER = "X-Neatlogs-Feedback-Token";
 
 /**
  * A fetch that carries the session token.
@@ -42,8 +53,14 @@ export const SESSION_HEADER = "X-Neatlogs-Session-Id";
  *   token and may set it, e.g. ["https://api.example.com"] (default: the page's own).
  * @param {typeof fetch} [options.fetch] the fetch to wrap (default: the global one); it is
  *   called with one Request, the one whose URL was checked.
+ * @param {string} [options.feedbackHeader] the feedback token header.
+ * @param {string} [options.feedbackPath="/neatlogs/feedback"] the middleware's feedback_path,
+ *   on the origin that answered the turn.
  * @returns {((input: RequestInfo | URL, init?: RequestInit) => Promise<Response>) &
- *   { token(): string | null, sessionId(): string | null, reset(): void }}
+ *   { token(): string | null, sessionId(): string | null, reset(): void,
+ *     feedbackToken(response?: Response): string | null,
+ *     feedback(judgment: { score?: number, label?: string, comment?: string },
+ *              turn?: { response?: Response, token?: string }): Promise<Response> }}
  */
 export function createSessionFetch({
   storage = "tab",
@@ -52,9 +69,13 @@ export function createSessionFetch({
   credentials,
   allowedOrigins = pageOrigin(),
   fetch: baseFetch = (request) => globalThis.fetch(request),
+  feedbackHeader = FEEDBACK_HEADER,
+  feedbackPath = "/neatlogs/feedback",
 } = {}) {
   const store = openStore(storage, key);
   const allowed = originSet(allowedOrigins);
+  // The latest turn an allowed origin named: its feedback token, and who answered.
+  let latestTurn = null;
 
   async function sessionFetch(input, init) {
     // The request is built first and is what goes out, so the URL checked is the
@@ -75,7 +96,15 @@ export function createSessionFetch({
     const answered = response.url ? new URL(response.url).origin : target;
     const issued = response.headers.get(header);
     if (issued && allowed.has(answered)) store.set(issued); // a new session, or a refreshed token
+    const turn = turnOf(response, answered);
+    if (turn) latestTurn = turn;
     return response;
+  }
+
+  /** The turn a response named, if an allowed origin answered it. */
+  function turnOf(response, answered = response.url ? new URL(response.url).origin : null) {
+    const token = response.headers.get(feedbackHeader);
+    return token && allowed.has(answered) ? { token, origin: answered } : null;
   }
 
   /** The token this tab or browser sends, or null before the first response. */
@@ -86,7 +115,30 @@ export function createSessionFetch({
     return token ? token.split(".").slice(0, -2).join(".") : null;
   };
   /** Forget the token: the next request starts a new session. */
-  sessionFetch.reset = () => store.clear();
+  sessionFetch.reset = () => {
+    store.clear();
+    latestTurn = null;
+  };
+  /** The feedback token of `response` (one sessionFetch returned), else of the latest turn. */
+  sessionFetch.feedbackToken = (response) =>
+    (response ? turnOf(response) : latestTurn)?.token ?? null;
+  /**
+   * Send a judgment ({ score, label, comment }) of the latest turn, or of the turn of
+   * an earlier `response` (or a `token` kept from one). Resolves to the endpoint's
+   * Response: 204 recorded; 403 not this session's turn; 410 too old.
+   */
+  sessionFetch.feedback = async (judgment, { response, token } = {}) => {
+    const named = response ? turnOf(response) : latestTurn;
+    const turn = token ? { token, origin: named?.origin ?? latestTurn?.origin } : named;
+    if (!turn?.token || !turn.origin) {
+      throw new Error("no turn to give feedback on: no response named one yet");
+    }
+    return sessionFetch(new URL(feedbackPath, turn.origin), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...judgment, token: turn.token }),
+    });
+  };
   return sessionFetch;
 }
 

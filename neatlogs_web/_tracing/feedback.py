@@ -1,0 +1,115 @@
+"""What a person thought of an answer, recorded as part of that answer's turn.
+
+The middleware (``feedback=True``) gives each response that carried a turn
+a feedback token naming the session and the turn's span. Later, in another
+request of the same session, :func:`record_feedback` checks the token
+against the session bound there and records a ``feedback`` span whose
+parent is the turn's span: the judgment sits in the turn's trace, carrying
+the session like every span started while it is bound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.context import Context
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from neatlogs_web._session.binding import current_session_id
+from neatlogs_web._session.counters import reject
+from neatlogs_web._session.feedback_tokens import (
+    FeedbackRefused,
+    FeedbackTurn,
+    check_feedback_token,
+)
+from neatlogs_web._tracing import setup
+from neatlogs_web._tracing.request_trace import RequestTrace
+
+__all__ = [
+    "FEEDBACK_COMMENT_KEY",
+    "FEEDBACK_LABEL_KEY",
+    "FEEDBACK_SCORE_KEY",
+    "FEEDBACK_SPAN_NAME",
+    "feedback_turn",
+    "record_feedback",
+]
+
+FEEDBACK_SPAN_NAME: Final = "feedback"
+FEEDBACK_SCORE_KEY: Final = "neatlogs.feedback.score"
+FEEDBACK_LABEL_KEY: Final = "neatlogs.feedback.label"
+FEEDBACK_COMMENT_KEY: Final = "neatlogs.feedback.comment"
+MAX_LABEL_LENGTH: Final = 100
+MAX_COMMENT_LENGTH: Final = 4000
+
+
+def feedback_turn(trace: RequestTrace, session_id: str) -> FeedbackTurn | None:
+    """The request's latest turn, as a feedback token names it: none when no turn
+    ran yet, or when it was not recorded (sampled out, tracing not set up)."""
+    turn = trace.last_turn
+    if turn is None or not turn.is_valid or not turn.trace_flags.sampled:
+        return None
+    binding = trace.binding  # rebound after routing: the turn's session
+    return FeedbackTurn(
+        binding.session_id if binding is not None else session_id, turn.trace_id, turn.span_id
+    )
+
+
+def record_feedback(
+    token: str,
+    *,
+    score: float | None = None,
+    label: str | None = None,
+    comment: str | None = None,
+) -> FeedbackTurn:
+    """Record a judgment of the turn ``token`` names, as a ``feedback`` span in
+    that turn's trace (its parent is the turn's span).
+
+    The token must be one the middleware issued (``feedback=True``), unexpired,
+    and of the session bound now (the request's). Otherwise nothing is recorded
+    and :class:`FeedbackRefused` says why (its ``reason``). ``score`` is a
+    number (e.g. 1 / 0 for thumbs up / down), ``label`` a short category,
+    ``comment`` free text; at least one is needed (``ValueError`` otherwise).
+    Returns the turn judged.
+    """
+    attributes = _feedback_attributes(score, label, comment)
+    try:
+        turn = check_feedback_token(token, current_session_id())
+    except FeedbackRefused as refused:
+        reject("feedback", refused.reason)
+        raise
+    parent = SpanContext(turn.trace_id, turn.span_id, is_remote=False, trace_flags=TraceFlags(1))
+    # A context of its own: inside a trace() block, the turn named is still the parent.
+    context = otel_trace.set_span_in_context(NonRecordingSpan(parent), Context())
+    pipeline = setup.active_pipeline()
+    tracer = pipeline.tracer if pipeline is not None else setup.tracer_before_init()
+    tracer.start_span(FEEDBACK_SPAN_NAME, context=context, attributes=attributes).end()
+    return turn
+
+
+def _feedback_attributes(
+    score: float | None, label: str | None, comment: str | None
+) -> dict[str, float | str]:
+    """The judgment as span attributes; ``ValueError`` naming the argument at fault."""
+    if score is None and label is None and comment is None:
+        raise ValueError("record_feedback() needs a score, a label or a comment")
+    attributes: dict[str, float | str] = {}
+    if score is not None:
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not math.isfinite(score)
+        ):
+            raise ValueError(f"score must be a finite number, not {score!r}")
+        attributes[FEEDBACK_SCORE_KEY] = float(score)
+    for key, name, value, limit in (
+        (FEEDBACK_LABEL_KEY, "label", label, MAX_LABEL_LENGTH),
+        (FEEDBACK_COMMENT_KEY, "comment", comment, MAX_COMMENT_LENGTH),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or len(value) > limit:
+            raise ValueError(f"{name} must be a string of at most {limit} characters")
+        attributes[key] = value
+    return attributes

@@ -1,0 +1,152 @@
+"""Feedback per turn, on real servers: the token a turn's response carries records a
+judgment on that turn of that session, and nothing else does."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+import neatlogs_web
+from neatlogs_web._session.feedback_tokens import FeedbackRefused
+from tests.apps import make_asgi_app, make_wsgi_app
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
+from tests.servers import run_uvicorn, run_waitress
+
+TOKEN_HEADER = "x-neatlogs-feedback-token"
+ENDPOINT = "/neatlogs/feedback"
+
+
+@contextmanager
+def serve(kind: str, **options: Any) -> Iterator[str]:
+    options = {"feedback": True, **options}
+    if kind == "asgi":
+        with run_uvicorn(make_asgi_app(**options)) as base:
+            yield base
+    else:
+        with run_waitress(make_wsgi_app(**options), threads=4) as base:
+            yield base
+
+
+def spans_named(receiver: OTLPReceiver, name: str, count: int) -> list[ReceivedSpan]:
+    neatlogs_web.flush()
+    return [
+        s
+        for s in receiver.wait_for(lambda s: sum(x.name == name for x in s) >= count)
+        if s.name == name
+    ]
+
+
+def test_feedback_lands_on_the_turn_of_its_session(tracing: OTLPReceiver, kind: str) -> None:
+    with serve(kind) as base, httpx.Client(base_url=base) as alice:
+        first = alice.get("/whoami")
+        second = alice.get("/whoami")
+        session_id = first.json()["session_id"]
+        sent = alice.post(
+            ENDPOINT,
+            json={
+                "token": first.headers[TOKEN_HEADER],
+                "score": 1,
+                "label": "helpful",
+                "comment": "just right",
+            },
+        )
+        assert (sent.status_code, sent.content) == (204, b"")
+    turns = spans_named(tracing, "turn", 2)
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    (turn,) = [t for t in turns if t.trace_id == feedback.trace_id]
+    assert feedback.parent_span_id == turn.span_id
+    assert turn.attributes["session.id"] == session_id
+    assert feedback.attributes["session.id"] == session_id
+    assert feedback.attributes["neatlogs.feedback.score"] == 1.0
+    assert feedback.attributes["neatlogs.feedback.label"] == "helpful"
+    assert feedback.attributes["neatlogs.feedback.comment"] == "just right"
+    # Each response names its own turn.
+    assert second.headers[TOKEN_HEADER] != first.headers[TOKEN_HEADER]
+    assert second.headers[TOKEN_HEADER].startswith(
+        next(t for t in turns if t.trace_id != turn.trace_id).trace_id
+    )
+
+
+def test_forged_foreign_and_malformed_feedback_change_nothing(
+    tracing: OTLPReceiver, kind: str
+) -> None:
+    with (
+        serve(kind) as base,
+        httpx.Client(base_url=base) as alice,
+        httpx.Client(base_url=base) as mallory,
+    ):
+        token = alice.get("/whoami").headers[TOKEN_HEADER]
+        mallory.get("/whoami")  # a session of its own
+        answers = {
+            "foreign": mallory.post(ENDPOINT, json={"token": token, "score": 0}),
+            "tampered": alice.post(ENDPOINT, json={"token": "f" + token[1:], "score": 0}),
+            "unsigned": alice.post(ENDPOINT, json={"token": token.rsplit(".", 2)[0], "score": 0}),
+            "not_json": alice.post(ENDPOINT, content=b"{oops"),
+            "no_token": alice.post(ENDPOINT, json={"score": 0}),
+            "bad_score": alice.post(ENDPOINT, json={"token": token, "score": "great"}),
+            "nothing": alice.post(ENDPOINT, json={"token": token}),
+            "too_large": alice.post(ENDPOINT, json={"token": token, "comment": "x" * 20000}),
+            "get": alice.get(ENDPOINT),
+        }
+        # A span ends the test: anything the refusals recorded is exported before it.
+        assert alice.get("/whoami").status_code == 200
+    statuses = {name: (r.status_code, r.json()["error"]) for name, r in answers.items()}
+    assert statuses == {
+        "foreign": (403, "wrong_session"),
+        "tampered": (403, "forged"),
+        "unsigned": (403, "forged"),
+        "not_json": (400, "bad_request"),
+        "no_token": (400, "bad_request"),
+        "bad_score": (400, "bad_request"),
+        "nothing": (400, "bad_request"),
+        "too_large": (413, "too_large"),
+        "get": (405, "method_not_allowed"),
+    }
+    assert all(r.headers["content-type"] == "application/json" for r in answers.values())
+    spans_named(tracing, "turn", 3)
+    assert [s for s in tracing.spans if s.name == "feedback"] == []
+    rejected = neatlogs_web.stats()["rejected"]
+    assert rejected["feedback.wrong_session"] >= 1 and rejected["feedback.forged"] >= 2
+
+
+def test_an_expired_token_is_gone(tracing: OTLPReceiver, kind: str) -> None:
+    with serve(kind, feedback_max_age=1) as base, httpx.Client(base_url=base) as alice:
+        token = alice.get("/whoami").headers[TOKEN_HEADER]
+        time.sleep(2.1)
+        expired = alice.post(ENDPOINT, json={"token": token, "score": 1})
+        assert alice.get("/whoami").status_code == 200
+    assert (expired.status_code, expired.json()["error"]) == (410, "expired")
+    spans_named(tracing, "turn", 2)
+    assert [s for s in tracing.spans if s.name == "feedback"] == []
+
+
+def test_without_the_option_no_token_and_no_endpoint(tracing: OTLPReceiver, kind: str) -> None:
+    with serve(kind, feedback=False) as base, httpx.Client(base_url=base) as alice:
+        response = alice.get("/whoami")
+        assert TOKEN_HEADER not in response.headers
+        assert alice.post(ENDPOINT, json={"token": "x"}).status_code in (404, 405)
+
+
+def test_record_feedback_checks_the_bound_session(tracing: OTLPReceiver) -> None:
+    with serve("asgi", feedback_path=None) as base, httpx.Client(base_url=base) as alice:
+        token = alice.get("/whoami").headers[TOKEN_HEADER]
+        assert alice.post(ENDPOINT, json={"token": token}).status_code in (404, 405)
+    with neatlogs_web.session("someone-else"), pytest.raises(FeedbackRefused) as refused:
+        neatlogs_web.record_feedback(token, score=1)
+    assert refused.value.reason == "wrong_session"
+    session_id = token.rsplit(".", 2)[0][50:]
+    with neatlogs_web.session(session_id):
+        turn = neatlogs_web.record_feedback(token, label="wrong")
+        with pytest.raises(ValueError, match="needs a score, a label or a comment"):
+            neatlogs_web.record_feedback(token)
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    assert (feedback.trace_id, feedback.parent_span_id) == (
+        f"{turn.trace_id:032x}",
+        f"{turn.span_id:016x}",
+    )
+    assert feedback.attributes["session.id"] == session_id
