@@ -207,7 +207,7 @@ def session_traces(collector: LiveCollector) -> dict[str, int]:
 
 def turns_in(collector: LiveCollector, session_id: str) -> int:
     traces = collector.get(f"/api/sessions/{session_id}", limit="500").json()["traces"]
-    return sum(trace["name"] == "turn" for trace in traces)
+    return sum(bool(trace["turn"]) for trace in traces)
 
 
 def new_sessions(
