@@ -147,7 +147,10 @@ def count(spans: list[ReceivedSpan], clients: list[Client]) -> dict[str, Any]:
         session = span.attributes.get("session.id")
         owner = client_of_trace.get(span.trace_id)
         if session is None:
-            counts["no_session"] += 1
+            # FastAPI's spans inside a request (dependencies, endpoint, background
+            # task) carry no session: the trace's root, its request span, does.
+            if not (span.scope == "fastapi" and span.parent_span_id):
+                counts["no_session"] += 1
         elif (
             owner is None
             or session != session_of_client.get(owner)
