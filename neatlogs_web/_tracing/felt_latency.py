@@ -34,7 +34,8 @@ on the model call's span.
 from __future__ import annotations
 
 import time
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 __all__ = [
     "COMPLETE_KEY",
@@ -64,6 +65,19 @@ class ResponseTimes:
         self.first_chunk: int | None = None
         #: The last part of the body went out: the answer is complete.
         self.ended: int | None = None
+
+    def note_sent(self, message: Mapping[str, Any]) -> None:
+        """An ASGI response message went out: its moment, by what it was."""
+        kind = message["type"]
+        if kind == "http.response.body":
+            if self.first_chunk is None and message.get("body"):
+                self.first_chunk = time.time_ns()
+            if not message.get("more_body", False):
+                self.ended = time.time_ns()
+        elif kind == "http.response.start":
+            self.started = time.time_ns()
+        elif kind == "http.response.pathsend":  # a whole file, sent by the server
+            self.first_chunk = self.ended = time.time_ns()
 
     def attributes(self) -> dict[str, float | bool]:
         """The figures, in seconds from arrival, for what happened."""

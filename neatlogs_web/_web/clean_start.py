@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import contextvars
 import sys
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -115,20 +114,6 @@ def send_outside_request(send: Send, times: ResponseTimes) -> Send:
             await send(message)
         finally:
             unbind(token)
-        note_message(times, message)
+        times.note_sent(message)
 
     return send_with_no_session
-
-
-def note_message(times: ResponseTimes, message: Message) -> None:
-    """The moment a response message went out, by what it was."""
-    kind = message["type"]
-    if kind == "http.response.body":
-        if times.first_chunk is None and message.get("body"):
-            times.first_chunk = time.time_ns()
-        if not message.get("more_body", False):
-            times.ended = time.time_ns()
-    elif kind == "http.response.start":
-        times.started = time.time_ns()
-    elif kind == "http.response.pathsend":  # a whole file, sent by the server
-        times.first_chunk = times.ended = time.time_ns()
