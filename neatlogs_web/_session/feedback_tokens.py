@@ -11,16 +11,16 @@ the session it names, only until it expires.
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import re
 import time
 import weakref
 from collections.abc import Sequence
 from typing import Final, Literal, NamedTuple
 
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadSignature
 
 from neatlogs_web._session.ids import MAX_ID_LENGTH, is_valid_session_id
+from neatlogs_web._session.signing import key_list_signer
 
 __all__ = [
     "FEEDBACK_TOKEN_HEADER",
@@ -39,7 +39,9 @@ FEEDBACK_SALT: Final = b"neatlogs_web.feedback"
 MAX_FEEDBACK_TOKEN_LENGTH: Final = MAX_ID_LENGTH + 120
 # Allowed clock skew between processes that share a key.
 _FUTURE_SKEW_S: Final = 300
-_TOKEN_RE: Final = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}-[A-Za-z0-9._:@/+=\-]+")
+_TOKEN_RE: Final = re.compile(
+    r"(?P<trace_id>[0-9a-f]{32})-(?P<span_id>[0-9a-f]{16})-(?P<session_id>[A-Za-z0-9._:@/+=\-]+)"
+)
 
 RefusalReason = Literal["malformed", "forged", "expired", "wrong_session", "no_session"]
 
@@ -72,10 +74,7 @@ class FeedbackTokens:
     """Issues and checks one middleware's feedback tokens; holds no mutable state."""
 
     def __init__(self, keys: Sequence[bytes], max_age: float) -> None:
-        # itsdangerous signs with the last key of its list and verifies with all.
-        self._signer = TimestampSigner(
-            list(reversed(keys)), salt=FEEDBACK_SALT, digest_method=hashlib.sha256
-        )
+        self._signer = key_list_signer(keys, FEEDBACK_SALT)
         self.max_age = max_age
         _issuers.add(self)
 
@@ -94,15 +93,17 @@ class FeedbackTokens:
             raise FeedbackRefused(
                 "forged", "the feedback token's signature does not verify"
             ) from None
-        text = value.decode("ascii", "replace")
-        if not _TOKEN_RE.fullmatch(text) or not is_valid_session_id(text[50:]):
+        named = _TOKEN_RE.fullmatch(value.decode("ascii", "replace"))
+        if named is None or not is_valid_session_id(named["session_id"]):
             raise FeedbackRefused("malformed", "this is not a feedback token")
         age = (time.time() if now is None else now) - signed_at.timestamp()
         if age > self.max_age:
             raise FeedbackRefused("expired", "the feedback token has expired (feedback_max_age)")
         if age < -_FUTURE_SKEW_S:
             raise FeedbackRefused("forged", "the feedback token was signed in the future")
-        turn = FeedbackTurn(text[50:], int(text[:32], 16), int(text[33:49], 16))
+        turn = FeedbackTurn(
+            named["session_id"], int(named["trace_id"], 16), int(named["span_id"], 16)
+        )
         if session_id is None:
             raise FeedbackRefused("no_session", "no session is bound to check the token against")
         if turn.session_id != session_id:

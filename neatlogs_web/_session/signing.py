@@ -92,8 +92,8 @@ class SessionSigner:
     """Signs session ids and verifies tokens; safe to share between threads."""
 
     def __init__(self, keys: Sequence[bytes]) -> None:
-        self._current = _signer([keys[0]])
-        self._fallback = _signer(keys[1:]) if len(keys) > 1 else None
+        self._current = key_list_signer([keys[0]])
+        self._fallback = key_list_signer(keys[1:]) if len(keys) > 1 else None
         self._verified: BoundedCache[str, VerifiedToken] = BoundedCache(VERIFIED_CACHE_SIZE)
 
     def sign(self, session_id: str) -> str:
@@ -123,9 +123,11 @@ def looks_like_token(value: str) -> bool:
     )
 
 
-def _signer(keys: Sequence[bytes]) -> TimestampSigner:
+def key_list_signer(keys: Sequence[bytes], salt: bytes = SIGNING_SALT) -> TimestampSigner:
+    """A signer that signs with the first of ``keys`` and verifies with each of them,
+    under ``salt`` (one per kind of token, so no kind passes for another)."""
     # itsdangerous signs with the last key of its list.
-    return TimestampSigner(list(reversed(keys)), salt=SIGNING_SALT, digest_method=hashlib.sha256)
+    return TimestampSigner(list(reversed(keys)), salt=salt, digest_method=hashlib.sha256)
 
 
 def _unsign(token: str, signer: TimestampSigner, *, old_key: bool) -> VerifiedToken | None:
