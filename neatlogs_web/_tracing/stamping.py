@@ -212,7 +212,7 @@ def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
         stamp_span(active, binding, _active)
 
 
-def make_each_message_a_turn(trace: RequestTrace, binding: SessionBinding) -> None:
+def make_each_message_a_turn(trace: RequestTrace) -> None:
     """A WebSocket connection is many turns: each message's is a trace of its own,
     linked to the connection's span, which carries the session once a message's
     turn ran in it (:func:`stamp_connection_for_turn`)."""

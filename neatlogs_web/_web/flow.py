@@ -82,7 +82,7 @@ class RequestFlow(Generic[RequestT]):
         )
         open_request(trace, binding)
         if websocket:
-            make_each_message_a_turn(trace, binding)
+            make_each_message_a_turn(trace)
         return binding
 
     def fallback(
@@ -94,7 +94,7 @@ class RequestFlow(Generic[RequestT]):
         resolution = self.resolver.fallback()
         binding = SessionBinding(resolution.session_id)
         if websocket:
-            make_each_message_a_turn(trace, binding)
+            make_each_message_a_turn(trace)
         return resolution, binding
 
     def finish(self, trace: RequestTrace) -> None:
