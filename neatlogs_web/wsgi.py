@@ -11,6 +11,7 @@ response, the WSGI way.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, Unpack
@@ -21,7 +22,14 @@ from neatlogs_web._session.options import SessionConfig, SessionOptions, check_e
 from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
 from neatlogs_web._session.sources import RequestInputs
-from neatlogs_web._tracing.request_trace import RequestTrace, end_request, start_request
+from neatlogs_web._tracing.felt_latency import ResponseTimes
+from neatlogs_web._tracing.request_trace import (
+    RequestTrace,
+    end_request,
+    pause_request,
+    resume_request,
+    start_request,
+)
 from neatlogs_web._web.feedback_endpoint import with_feedback_endpoint_wsgi
 from neatlogs_web._web.flow import RequestFlow
 
@@ -84,7 +92,8 @@ class NeatlogsSessionMiddleware:
         # A request starts clean, whatever the worker thread or greenlet ran
         # before it (see _web.clean_start): another request's spans are left
         # behind, and it binds its own value, even "no session".
-        request = start_request()
+        times = ResponseTimes()
+        request = start_request(times)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(environ):
@@ -100,14 +109,15 @@ class NeatlogsSessionMiddleware:
                 unbind(token)
         finally:
             end_request(request)
-        if isinstance(result, list | tuple):
-            # No close() and no code left to run later.
-            return result
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # Servers send these with sendfile(); wrapping would defeat that.
+            request.end_held_turn()
             return result
-        return _BoundResponse(result, binding)
+        if isinstance(result, list | tuple) and request.held_turn is None:
+            # No close(), no code left to run later and no turn waiting for the answer.
+            return result
+        return _BoundResponse(result, binding, _Answer(self.flow, request, times))
 
     def _binds_nothing(self, environ: WSGIEnvironment) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
@@ -202,46 +212,92 @@ def _is_preflight(environ: WSGIEnvironment) -> bool:
     )
 
 
+class _Answer:
+    """The request a response body answers, and when the server wrote it: a turn
+    started in the body joins the request, and the latest turn, held until the
+    answer is out, ends then (``_tracing.felt_latency``)."""
+
+    __slots__ = ("done", "flow", "request", "times")
+
+    def __init__(
+        self, flow: RequestFlow[WSGIEnvironment], request: RequestTrace, times: ResponseTimes
+    ) -> None:
+        self.flow = flow
+        self.request = request
+        self.times = times
+        self.done = False
+
+    def finish(self, *, complete: bool) -> None:
+        """The answer is out: all of it was written, or it never will be (the client
+        left, the server closed the body early, or nobody read it). Once."""
+        if self.done:
+            return
+        self.done = True
+        if complete:
+            self.times.note_body_complete()
+        self.flow.finish(self.request)
+
+
 class _BoundResponse:
-    """The app's response iterable, with the session bound around each step.
+    """The app's response iterable, with the session and the request bound around
+    each step.
 
     ``close()`` is a method of its own, not a generator's ``finally``: a server
     calls it once the response is complete (PEP 3333), and the app's
-    ``close()`` must run then, not inside the last ``next()``.
+    ``close()`` must run then, not inside the last ``next()``. The server
+    asking for the next part says the previous one was written; the end of
+    the parts, ``close()`` (or the body's end of life) that the answer is out.
     """
 
-    __slots__ = ("_binding", "_iterable")
+    __slots__ = ("_answer", "_binding", "_iterable")
 
-    def __init__(self, iterable: Iterable[bytes], binding: SessionBinding | None) -> None:
+    def __init__(
+        self, iterable: Iterable[bytes], binding: SessionBinding | None, answer: _Answer
+    ) -> None:
         self._iterable = iterable
         self._binding = binding
+        self._answer = answer
 
     def __iter__(self) -> Iterator[bytes]:
         # iter() and each next() of the app's iterator run bound; the binding is
         # reset before each yield, so no token lives across one.
-        binding = self._binding
-        token = bind(binding)
-        try:
+        with self._bound():
             iterator = iter(self._iterable)
-        finally:
-            unbind(token)
+        words_written = False
         while True:
-            token = bind(binding)
-            try:
+            with self._bound():
                 chunk = next(iterator, None)
-            finally:
-                unbind(token)
             if chunk is None:
+                # The server asks for more only once it wrote what it had: all of it.
+                self._answer.finish(complete=True)
                 return
             yield chunk
+            if chunk and not words_written:
+                words_written = True  # the server asks for more once it wrote this
+                self._answer.times.note_words_written()
 
     def close(self) -> None:
         close = getattr(self._iterable, "close", None)
-        if close is None:
-            return
         self._iterable = ()  # a second close() from the server reaches the app once
-        token = bind(self._binding)
         try:
-            close()
+            if close is not None:
+                with self._bound():
+                    close()
         finally:
-            unbind(token)
+            self._answer.finish(complete=False)
+
+    def __del__(self) -> None:
+        # A body nobody read to the end nor closed (a test client that never reads
+        # it): the turn held for its answer still ends, and is exported.
+        self._answer.finish(complete=False)
+
+    @contextlib.contextmanager
+    def _bound(self) -> Iterator[None]:
+        """The request's session and trace, for one step of its body."""
+        binding_token = bind(self._binding)
+        trace_token = resume_request(self._answer.request)
+        try:
+            yield
+        finally:
+            pause_request(trace_token)
+            unbind(binding_token)

@@ -5,9 +5,9 @@ after a known delay and whose end comes after another; a real HTTP client
 reads it as a browser would, and the exported spans are decoded. The
 figures must show the delays (never less, and not much more than the
 client itself saw), on the turn of the right session, whichever stack
-carries the turn: plain Starlette (the turn's root has ended before the
-answer did: a ``response`` span under it carries them) or FastAPI with its
-own telemetry (its request span is still open: the figures go on it).
+carries the turn: plain Starlette and FastAPI with its own telemetry on
+uvicorn, and Flask on waitress, whose streamed body the server pulls after
+the view returned.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import flask
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -27,8 +29,9 @@ from starlette.routing import Route
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
-from tests.servers import run_uvicorn
+from tests.servers import run_uvicorn, run_waitress
 
 FIRST_WORDS_S = 0.4
 REST_S = 0.3
@@ -74,10 +77,57 @@ def _fastapi() -> Any:
     return app
 
 
-@pytest.fixture(params=["starlette", "fastapi"])
-def served(request: pytest.FixtureRequest, tracing: OTLPReceiver) -> Iterator[str]:
-    app = _starlette() if request.param == "starlette" else _fastapi()
+def _flask() -> Any:
+    """The same answers as a Flask app, whose streamed body the WSGI server pulls."""
+    app = flask.Flask(__name__)
+
+    def answer(question: str) -> Iterator[str]:
+        with neatlogs_web.trace("turn", input=question):
+            time.sleep(FIRST_WORDS_S)
+            yield "Hello"
+            time.sleep(REST_S)
+            yield ", world"
+
+    @app.get("/stream")
+    def flask_stream() -> flask.Response:
+        return flask.Response(answer(flask.request.args["q"]), mimetype="text/plain")
+
+    @app.get("/whole")
+    def flask_whole() -> str:
+        with neatlogs_web.trace("turn", input=flask.request.args["q"]):
+            time.sleep(FIRST_WORDS_S)
+        return "done"
+
+    @app.get("/probe")
+    def flask_probe() -> str:
+        return "ok"
+
+    return app
+
+
+@contextmanager
+def _serve(stack: str) -> Iterator[str]:
+    if stack == "flask-waitress":
+        with run_waitress(WsgiSessions(_flask(), secret_key="felt")) as base:
+            yield base
+        return
+    app = _starlette() if stack == "starlette" else _fastapi()
     with run_uvicorn(NeatlogsSessionMiddleware(app, secret_key="felt")) as base:
+        yield base
+
+
+@pytest.fixture(params=["starlette", "fastapi", "flask-waitress"])
+def served(request: pytest.FixtureRequest, tracing: OTLPReceiver) -> Iterator[str]:
+    with _serve(request.param) as base:
+        yield base
+
+
+@pytest.fixture(params=["starlette", "fastapi"])
+def served_asgi(request: pytest.FixtureRequest, tracing: OTLPReceiver) -> Iterator[str]:
+    """Where the server stops at once when the client leaves. A WSGI server decides
+    for itself: waitress keeps pulling the body into its buffer after the client
+    left, so the answer is complete as far as the app can know."""
+    with _serve(request.param) as base:
         yield base
 
 
@@ -141,10 +191,10 @@ def test_a_whole_answer_shows_its_wait_and_a_request_without_a_turn_records_noth
     assert sum(DURATION_KEY in s.attributes for s in spans) == 1
 
 
-def test_an_answer_the_person_left_is_not_complete(served: str, tracing: OTLPReceiver) -> None:
+def test_an_answer_the_person_left_is_not_complete(served_asgi: str, tracing: OTLPReceiver) -> None:
     with (
         httpx.Client(timeout=10) as client,
-        client.stream("GET", f"{served}/stream", params={"q": "left"}) as response,
+        client.stream("GET", f"{served_asgi}/stream", params={"q": "left"}) as response,
     ):
         next(response.iter_bytes())  # the first words, then the person closes the tab
     assert neatlogs_web.flush(10)
@@ -159,3 +209,19 @@ def test_an_answer_the_person_left_is_not_complete(served: str, tracing: OTLPRec
     assert figures.attributes[COMPLETE_KEY] is False
     assert figures.attributes[FIRST_CHUNK_KEY] >= FIRST_WORDS_S
     assert DURATION_KEY not in figures.attributes
+
+
+def test_a_wsgi_body_nobody_reads_or_closes_still_exports_its_turn(tracing: OTLPReceiver) -> None:
+    """A turn held for its answer ends with the body, even one a caller drops
+    unread (a test client that never reads the response)."""
+    from werkzeug.test import EnvironBuilder
+
+    app = WsgiSessions(_flask(), secret_key="felt")
+    environ = EnvironBuilder(path="/whole", query_string={"q": "unread"}).get_environ()
+    body = app(environ, lambda status, headers, exc_info=None: lambda data: None)
+    del body
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: any(s.name == "turn" for s in got))
+    (turn,) = [s for s in spans if s.name == "turn"]
+    assert turn.attributes["input.value"] == "unread"
+    assert turn.attributes[COMPLETE_KEY] is False

@@ -79,6 +79,18 @@ class ResponseTimes:
         elif kind == "http.response.pathsend":  # a whole file, sent by the server
             self.first_chunk = self.ended = time.time_ns()
 
+    def note_words_written(self) -> None:
+        """The server wrote the first non-empty part of a WSGI body (the status
+        and headers went out just before it, PEP 3333)."""
+        if self.first_chunk is None:
+            self.first_chunk = time.time_ns()
+            self.started = self.started or self.first_chunk
+
+    def note_body_complete(self) -> None:
+        """The server wrote all of a WSGI body and closed it."""
+        self.ended = time.time_ns()
+        self.started = self.started or self.ended
+
     def attributes(self) -> dict[str, float | bool]:
         """The figures, in seconds from arrival, for what happened."""
         figures: dict[str, float | bool] = {COMPLETE_KEY: self.ended is not None}

@@ -42,6 +42,8 @@ __all__ = [
     "current_request_trace",
     "end_request",
     "in_turn",
+    "pause_request",
+    "resume_request",
     "start_request",
     "turn_context",
 ]
@@ -176,8 +178,9 @@ def _may_be_this_requests(context: Context) -> bool:
 
 
 def end_request(trace: RequestTrace) -> None:
-    """Restore what was current before :func:`start_request`."""
-    trace.end_held_turn()  # the adapter did not say the answer was out: end it as it was
+    """Restore what was current before :func:`start_request`. A turn held for the
+    answer stays held: the adapter ends it once the answer is out, which for a
+    WSGI response is when the server closes the body, after the app returned."""
     entered, trace_token = trace.tokens
     try:
         _current.reset(trace_token)
@@ -187,6 +190,17 @@ def end_request(trace: RequestTrace) -> None:
         return
     if entered is not None:
         otel_context.detach(entered)
+
+
+def resume_request(trace: RequestTrace) -> Token[RequestTrace | None]:
+    """Make ``trace`` current again for a step of its request that runs after
+    :func:`end_request` (the next part of a WSGI body); undo with :func:`pause_request`."""
+    return _current.set(trace)
+
+
+def pause_request(token: Token[RequestTrace | None]) -> None:
+    """Undo :func:`resume_request`."""
+    _current.reset(token)
 
 
 def current_request_trace() -> RequestTrace | None:

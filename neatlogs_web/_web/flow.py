@@ -98,9 +98,9 @@ class RequestFlow(Generic[RequestT]):
         return resolution, binding
 
     def finish(self, trace: RequestTrace) -> None:
-        """The app returned: what the person waited for goes on the request's
-        latest turn (``_tracing.felt_latency``), and the turn held for it ends.
-        Not for a WebSocket: its turns are its messages."""
+        """The answer is out (or never will be): what the person waited for goes on
+        the request's latest turn (``_tracing.felt_latency``), and the turn held for
+        it ends. Not for a WebSocket: its turns are its messages."""
         times = trace.times
         if times is None or trace.last_turn is None or trace.turns_are_roots:
             return
