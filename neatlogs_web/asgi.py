@@ -123,8 +123,16 @@ class NeatlogsSessionMiddleware:
         # request's spans are left behind, and it binds its own value, even "no session".
         times = ResponseTimes()
         request = start_request(times)
+        flow = self.flow
+
+        def before_send(message: Message) -> None:
+            if times.note_sending(message):
+                # The answer's last part: its figures go on the turn before an
+                # instrumentation outside ours ends the request's span with it.
+                flow.finish(request)
+
         receive = receive_outside_request(receive)
-        send = send_outside_request(send, times)
+        send = send_outside_request(send, before_send)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):

@@ -51,6 +51,12 @@ STACKS = ("starlette", "fastapi", "otel-outside", "otel-inside", "otel-base")
 #: inside another, that is the other request's: the request leaves it behind.
 SERVER_SPAN_STACKS = ("fastapi", "otel-inside")
 SECRET = "connection-reuse"
+#: Stacks where a middleware outside ours makes a span of its own current around its
+#: call of the server's receive() and send() (the OpenTelemetry ASGI middleware's
+#: "http receive" and "http send"; BaseHTTPMiddleware under it sends from its own
+#: task): the connection's next request starts inside that span, out of our reach
+#: (SECURITY.md). It still sees no session, and its own spans start clean.
+SPAN_AROUND_THE_SERVER_STACKS = ("otel-outside", "otel-base")
 
 
 def _seen() -> dict[str, str | None]:
@@ -110,6 +116,8 @@ async def _passthrough(request: Request, call_next: Any) -> Any:
 #: Response header telling the session bound as the request reached the server's app,
 #: outside every middleware: what a logging middleware outside ours would see.
 ARRIVED_HEADER = "x-session-on-arrival"
+#: The trace of the span active as the request reached the server's app.
+ARRIVED_TRACE_HEADER = "x-trace-on-arrival"
 
 
 class AllStacks:
@@ -129,11 +137,16 @@ class AllStacks:
             await send({"type": "http.response.body", "body": b"ok"})
         else:
             arrived = neatlogs_web.current_session_id() or "-"
+            arrived_span = otel_trace.get_current_span().get_span_context()
+            in_trace = format(arrived_span.trace_id, "032x") if arrived_span.is_valid else "-"
 
             async def send_arrived(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
-                    header = (ARRIVED_HEADER.encode(), arrived.encode("latin-1"))
-                    message["headers"] = [*message.get("headers", ()), header]
+                    headers = [
+                        (ARRIVED_HEADER.encode(), arrived.encode("latin-1")),
+                        (ARRIVED_TRACE_HEADER.encode(), in_trace.encode("latin-1")),
+                    ]
+                    message["headers"] = [*message.get("headers", ()), *headers]
                 await send(message)
 
             await self.stacks[scope["path"].split("/", 2)[1]](scope, receive, send_arrived)
@@ -204,6 +217,11 @@ class Round:
         for answer in self.answers:
             if answer.headers.get(ARRIVED_HEADER, "-") != "-":
                 seen["arrived_with_a_session"] += 1
+            if (
+                answer.headers.get(ARRIVED_TRACE_HEADER, "-") != "-"
+                and self.stack not in SPAN_AROUND_THE_SERVER_STACKS
+            ):
+                seen["arrived_inside_a_span"] += 1
         if probed["session"] is not None:
             seen["excluded_with_a_session"] += 1
         if later["session"] is None or later["session"] == uploaded["session"]:

@@ -4,9 +4,10 @@ A span's duration is the server's view of its own work; the person sees
 something else: the request arrives, the response starts, the first words
 of the answer appear (the first non-empty body chunk: with a streamed
 answer, long before the last), and the answer ends. The adapters note
-these moments as the response goes out (:class:`ResponseTimes`), and when
-the request is over the figures go on the request's latest turn, in seconds
-from the request's arrival:
+these moments as the response is handed to the server
+(:class:`ResponseTimes`), and once the answer is out (its last part handed
+over, or the request over without it) the figures go on the request's
+latest turn, in seconds from the request's arrival:
 
 - ``neatlogs.response.time_to_first_chunk``: to the first non-empty body chunk;
 - ``neatlogs.response.time_to_start``: to the response's start (status and headers);
@@ -20,7 +21,9 @@ chunk goes out), so the request holds the latest turn's span open until
 then and ends it at the moment its block ended
 (``RequestTrace.hold_turn``): the figures land on the turn itself, and no
 span is added. The framework's request span that carries the turn (the
-trace's root, which Phoenix and the collector read) gets them too. A
+trace's root, which Phoenix and the collector read) gets them too, before
+an instrumentation outside ours ends it with the answer's last part. A turn
+that ends after the answer is out (a background task's) is not held. A
 request without a turn records nothing: it is no conversation.
 
 The names are ours, not the GenAI semantic conventions'
@@ -66,18 +69,23 @@ class ResponseTimes:
         #: The last part of the body went out: the answer is complete.
         self.ended: int | None = None
 
-    def note_sent(self, message: Mapping[str, Any]) -> None:
-        """An ASGI response message went out: its moment, by what it was."""
+    def note_sending(self, message: Mapping[str, Any]) -> bool:
+        """An ASGI response message is handed to the server: its moment, by what it
+        was. Whether it is the answer's last part."""
         kind = message["type"]
         if kind == "http.response.body":
+            now = time.time_ns()
             if self.first_chunk is None and message.get("body"):
-                self.first_chunk = time.time_ns()
+                self.first_chunk = now
             if not message.get("more_body", False):
-                self.ended = time.time_ns()
+                self.ended = now
+                return True
         elif kind == "http.response.start":
             self.started = time.time_ns()
         elif kind == "http.response.pathsend":  # a whole file, sent by the server
             self.first_chunk = self.ended = time.time_ns()
+            return True
+        return False
 
     def note_words_written(self) -> None:
         """The server wrote the first non-empty part of a WSGI body (the status

@@ -12,14 +12,18 @@ may start a request in another request's context:
 - A pipelined request is started from inside the previous response's last
   ``send()``, on uvicorn, uvloop and daphne alike.
 
-Two rules close it. The server's ``receive()`` and ``send()`` run with no
-session bound (:func:`receive_outside_request`, :func:`send_outside_request`),
-so a span the server's code or a middleware outside ours starts from there
-carries nobody's session. And a
-request that finds another request's trace current in the context it starts
-in (``neatlogs_web._tracing.request_trace.start_request``) leaves that
+Two rules close it. The server's ``receive()`` and ``send()`` run outside
+the request (:func:`receive_outside_request`, :func:`send_outside_request`):
+no session bound and no span active, so a span the server's code or a
+middleware outside ours starts from there carries nobody's session and is
+in nobody's trace. And a request that finds another request's trace
+current in the context it starts in
+(``neatlogs_web._tracing.request_trace.start_request``) leaves that
 request's OpenTelemetry context for an empty one, while binding its own
-session, "no session" included, over whatever it inherited.
+session, "no session" included, over whatever it inherited. A middleware
+outside ours that makes a span current around its own call of the server's
+``send()`` (the OpenTelemetry ASGI middleware's ``http send``) runs the
+server's code inside that span: that part is beyond our reach.
 
 The other place is the loop's finalizer for abandoned async generators.
 When a client leaves mid-stream, the response's async generator can be left
@@ -51,10 +55,12 @@ from __future__ import annotations
 import contextvars
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 
 from neatlogs_web._session.binding import bind, unbind
-from neatlogs_web._tracing.felt_latency import ResponseTimes
 
 __all__ = [
     "guard_event_loop",
@@ -67,6 +73,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
+
+#: The OpenTelemetry context the server's own code runs in: no span active.
+_OUTSIDE_REQUESTS: Final = Context()
 
 
 class _FinalizeOutsideRequests:
@@ -90,30 +99,34 @@ def guard_event_loop() -> None:
 
 
 def receive_outside_request(receive: Receive) -> Receive:
-    """The server's ``receive``, run with no session bound: a socket reader it
-    re-arms there carries nobody's session to the connection's next request."""
+    """The server's ``receive``, run outside the request: a socket reader it
+    re-arms there carries nobody's session or span to the connection's next request."""
 
-    async def receive_with_no_session() -> Message:
-        token = bind(None)
+    async def receive_outside() -> Message:
+        binding_token = bind(None)
+        otel_token = otel_context.attach(_OUTSIDE_REQUESTS)
         try:
             return await receive()
         finally:
-            unbind(token)
+            otel_context.detach(otel_token)
+            unbind(binding_token)
 
-    return receive_with_no_session
+    return receive_outside
 
 
-def send_outside_request(send: Send, times: ResponseTimes) -> Send:
-    """The server's ``send``, run with no session bound: a pipelined request it
-    starts there carries nobody's session. Each message's moment is noted in
-    ``times``, for the felt latency of the request's turn."""
+def send_outside_request(send: Send, before_send: Callable[[Message], None]) -> Send:
+    """The server's ``send``, run outside the request: a pipelined request it
+    starts there carries nobody's session or span. ``before_send`` sees each
+    message as it is handed over (the felt latency of the request's turn)."""
 
-    async def send_with_no_session(message: Message) -> None:
-        token = bind(None)
+    async def send_outside(message: Message) -> None:
+        before_send(message)
+        binding_token = bind(None)
+        otel_token = otel_context.attach(_OUTSIDE_REQUESTS)
         try:
             await send(message)
         finally:
-            unbind(token)
-        times.note_sent(message)
+            otel_context.detach(otel_token)
+            unbind(binding_token)
 
-    return send_with_no_session
+    return send_outside

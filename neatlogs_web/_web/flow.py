@@ -100,8 +100,9 @@ class RequestFlow(Generic[RequestT]):
     def finish(self, trace: RequestTrace) -> None:
         """The answer is out (or never will be): what the person waited for goes on
         the request's latest turn (``_tracing.felt_latency``), and the turn held for
-        it ends. Not for a WebSocket: its turns are its messages."""
-        times = trace.times
+        it ends. Once: a turn that ends later (a background task's) is not held.
+        Not for a WebSocket: its turns are its messages."""
+        times, trace.times = trace.times, None
         if times is None or trace.last_turn is None or trace.turns_are_roots:
             return
         figures = times.attributes()
