@@ -3,6 +3,8 @@ judgment on that turn of that session, and nothing else does."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,3 +157,33 @@ def test_record_feedback_checks_the_bound_session(tracing: OTLPReceiver) -> None
         f"{turn.span_id:016x}",
     )
     assert feedback.attributes["session.id"] == session_id
+
+
+def _send_cut_short(base: str, cookie: str, body: bytes) -> None:
+    """POST ``body`` with a Content-Length promising 50 bytes more, then leave."""
+    host, port = base.removeprefix("http://").split(":")
+    head = (
+        f"POST {ENDPOINT} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body) + 50}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head.encode("latin-1") + body)
+        time.sleep(0.2)
+
+
+def test_odd_bodies_get_a_json_400_and_a_body_cut_short_records_nothing(
+    tracing: OTLPReceiver, kind: str
+) -> None:
+    with serve(kind) as base, httpx.Client(base_url=base) as alice:
+        token = alice.get("/whoami").headers[TOKEN_HEADER]
+        nested = b'{"x": ' + b"[" * 3000 + b"]" * 3000 + b', "token": "t"}'
+        deep = alice.post(ENDPOINT, content=nested, headers={"content-type": "application/json"})
+        huge = alice.post(ENDPOINT, json={"token": token, "score": 10**400})
+        cookie = "; ".join(f"{name}={value}" for name, value in alice.cookies.items())
+        _send_cut_short(base, cookie, json.dumps({"token": token, "label": "partial"}).encode())
+        time.sleep(0.3)  # the server has had the body, and the client left
+        assert alice.get("/whoami").status_code == 200
+    assert (deep.status_code, deep.json()["error"]) == (400, "bad_request")
+    assert (huge.status_code, huge.json()["error"]) == (400, "bad_request")
+    spans_named(tracing, "turn", 2)
+    assert [s for s in tracing.spans if s.name == "feedback"] == []

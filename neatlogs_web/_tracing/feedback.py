@@ -96,13 +96,7 @@ def _feedback_attributes(
         raise ValueError("record_feedback() needs a score, a label or a comment")
     attributes: dict[str, float | str] = {}
     if score is not None:
-        if (
-            isinstance(score, bool)
-            or not isinstance(score, int | float)
-            or not math.isfinite(score)
-        ):
-            raise ValueError(f"score must be a finite number, not {score!r}")
-        attributes[FEEDBACK_SCORE_KEY] = float(score)
+        attributes[FEEDBACK_SCORE_KEY] = _finite_score(score)
     for key, name, value, limit in (
         (FEEDBACK_LABEL_KEY, "label", label, MAX_LABEL_LENGTH),
         (FEEDBACK_COMMENT_KEY, "comment", comment, MAX_COMMENT_LENGTH),
@@ -113,3 +107,16 @@ def _feedback_attributes(
             raise ValueError(f"{name} must be a string of at most {limit} characters")
         attributes[key] = value
     return attributes
+
+
+def _finite_score(score: object) -> float:
+    """``score`` as a float; ``ValueError`` unless it is a finite number (an integer
+    too large for a float included)."""
+    if isinstance(score, int | float) and not isinstance(score, bool):
+        try:
+            value = float(score)
+        except OverflowError:
+            value = math.inf
+        if math.isfinite(value):
+            return value
+    raise ValueError(f"score must be a finite number, not {score!r}"[:200])

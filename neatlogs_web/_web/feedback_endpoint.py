@@ -81,7 +81,7 @@ def answer_feedback(method: str, body: bytes | None) -> Answer:
         return _error(413, "too_large", f"the body is over {FEEDBACK_BODY_LIMIT} bytes")
     try:
         judgment = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         judgment = None
     if not isinstance(judgment, dict) or not isinstance(judgment.get("token"), str):
         reject("feedback", "bad_request")
@@ -129,7 +129,10 @@ class AsgiFeedbackRoute:
         if scope["type"] != "http" or scope["path"] != self.path or method == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        body = await _read_asgi_body(receive) if method == "POST" else b""
+        try:
+            body = await _read_asgi_body(receive) if method == "POST" else b""
+        except _ClientLeft:
+            return  # a body cut short records nothing, and nobody waits for an answer
         status, headers, content = answer_feedback(method, body)
         headers.append(("Content-Length", str(len(content))))
         await send(
@@ -142,13 +145,18 @@ class AsgiFeedbackRoute:
         await send({"type": "http.response.body", "body": content})
 
 
+class _ClientLeft(Exception):
+    """The client left before its whole body arrived."""
+
+
 async def _read_asgi_body(receive: Receive) -> bytes | None:
-    """The request body, or ``None`` once it passes the limit (read no further)."""
+    """The request body, or ``None`` once it passes the limit (read no further);
+    :class:`_ClientLeft` when the client leaves before the end of it."""
     body = b""
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return body  # the client left: nothing will be answered
+            raise _ClientLeft
         body += bytes(message.get("body", b""))
         if len(body) > FEEDBACK_BODY_LIMIT:
             return None
@@ -178,6 +186,7 @@ class WsgiFeedbackRoute:
         if environ.get("PATH_INFO") != self.path or method == "OPTIONS":
             return self.app(environ, start_response)
         body: bytes | None = b""
+        answer = None
         if method == "POST":
             length = environ.get("CONTENT_LENGTH") or ""
             # A body of unknown length (chunked) is not read: it could block on a slow client.
@@ -185,7 +194,10 @@ class WsgiFeedbackRoute:
                 body = None
             elif length.isdigit():
                 body = environ["wsgi.input"].read(int(length))
-        status, headers, content = answer_feedback(method, body)
+                if len(body) < int(length):  # the client left before the end of its body
+                    reject("feedback", "bad_request")
+                    answer = _error(400, "bad_request", "the body ended before its length")
+        status, headers, content = answer or answer_feedback(method, body)
         headers.append(("Content-Length", str(len(content))))
         start_response(f"{status} {_STATUS_TEXT[status]}", headers)
         return [content]
