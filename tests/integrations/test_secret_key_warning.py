@@ -8,8 +8,12 @@ us; the warning names the app's file all the same: here, this test's.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import django
@@ -28,6 +32,7 @@ from neatlogs_web.asgi import NeatlogsSessionMiddleware as AsgiMiddleware
 from neatlogs_web.integrations.django import wrap_asgi, wrap_wsgi
 from neatlogs_web.integrations.flask import NeatlogsFlask
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiMiddleware
+from tests.servers import free_port, wait_until_up
 
 if not settings.configured:
     settings.configure(SECRET_KEY="django-key", SECRET_KEY_FALLBACKS=["django-old"])
@@ -104,3 +109,31 @@ def test_django_wrappers_without_a_secret_key(wrap: Callable[[Any], object]) -> 
 
     with override_settings(SECRET_KEY=""):
         assert warned_at(lambda: wrap(application)) == __file__
+
+
+def test_under_a_plain_server_the_warning_names_the_framework_not_the_standard_library(
+    tmp_path: Path,
+) -> None:
+    """``uvicorn app:app``: Starlette builds the middleware inside the server's first
+    call, so no line of the app's is on the stack; the warning names the
+    framework's line that built it, not ``typing``'s in between."""
+    (tmp_path / "app.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from neatlogs_web.asgi import NeatlogsSessionMiddleware\n"
+        "app = Starlette()\n"
+        "app.add_middleware(NeatlogsSessionMiddleware)\n"
+    )
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NEATLOGS_SECRET_KEY"}
+    command = [sys.executable, "-W", "always", "-m", "uvicorn", "app:app", "--port", str(port)]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/", timeout_s=20)
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=20)
+    (line,) = [line for line in stderr.splitlines() if "RuntimeWarning: neatlogs_web" in line]
+    where = line.split(":", 1)[0]
+    assert os.sep + "starlette" + os.sep in where, line
