@@ -68,8 +68,10 @@ def test_flask_example_sessions_land_in_the_collector(tmp_path: Path) -> None:
     assert len(by_id) == 6
     for user in users:
         assert user.failures == 0 and user.turns == 2
-        # Per turn: the turn trace and the summary traced on a thread started by hand.
-        assert by_id[user.session_id]["trace_count"] == 4, (user.mode, by_id[user.session_id])
+        session = by_id[user.session_id]
+        # One trace per turn: the summary, traced on a thread started by hand, is in it.
+        assert (session["trace_count"], session["turn_count"]) == (2, 2), (user.mode, session)
+        assert session["first_input"] and session["last_output"], session
     assert {user.mode for user in users} == {"cookie", "header", "conversation"}
 
 

@@ -5,7 +5,9 @@ streamed reply (the generator runs after the view returned, still in the
 request's session), retrieval on a worker thread, and a follow-up task on a
 thread started by hand, both carried with ``with_current_session``.
 
-    NEATLOGS_ENDPOINT=http://127.0.0.1:4318 waitress-serve --threads 16 --port 8001 app:app
+    cd examples/flask
+    NEATLOGS_ENDPOINT=http://127.0.0.1:4318 \
+        waitress-serve --threads 16 --listen=127.0.0.1:8001 app:app
 """
 
 from __future__ import annotations
@@ -37,29 +39,37 @@ retrieval_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval
 
 
 def retrieve(message: str) -> list[str]:
-    with neatlogs_web.trace("retrieval", query=message):
+    """Blocking retrieval, run in the thread pool: the session follows it there."""
+    with neatlogs_web.trace("retrieval", kind="retriever", input=message):
         return [f"doc about {word}" for word in message.split()[:3]]
 
 
 def summarise(message: str) -> None:
+    """A follow-up on a thread started by hand: still in the turn, and its session."""
     with neatlogs_web.trace("summarise", message=message):
         pass
 
 
 def reply(message: str) -> Iterator[str]:
-    with neatlogs_web.trace("turn", message=message):
+    with neatlogs_web.trace("turn", input=message):
         documents = retrieval_pool.submit(
             neatlogs_web.with_current_session(retrieve), message
         ).result()
-        with neatlogs_web.trace("llm", model="fake-llm", documents=len(documents)) as span:
+        with neatlogs_web.trace("llm", kind="llm", input=message, documents=len(documents)):
             words = f"You said: {message}".split()
             for word in words:
                 yield f"data: {word}\n\n"
-            span.set_attribute("gen_ai.usage.output_tokens", len(words))
-        with neatlogs_web.trace("tool", tool="word_count"):
+            neatlogs_web.set_output(" ".join(words))
+            neatlogs_web.set_usage(
+                prompt_tokens=len(message.split()), completion_tokens=len(words), model="fake-llm"
+            )
+        with neatlogs_web.trace("tool", kind="tool", tool="word_count"):
             count = len(message.split())
+        neatlogs_web.set_output(" ".join(words))
+        threading.Thread(
+            target=neatlogs_web.with_current_session(summarise), args=(message,)
+        ).start()
         yield f"data: [DONE] {count} words\n\n"
-    threading.Thread(target=neatlogs_web.with_current_session(summarise), args=(message,)).start()
 
 
 def chat_response() -> Response:

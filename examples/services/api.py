@@ -54,11 +54,13 @@ class ChatMessage(BaseModel):
 
 
 async def turn(message: str) -> dict[str, object]:
-    with neatlogs_web.trace("turn", message=message):
-        with neatlogs_web.trace("call_tool", tool="word_count"):
+    with neatlogs_web.trace("turn", input=message):
+        with neatlogs_web.trace("call_tool", kind="tool", tool="word_count"):
             response = await tools.post("/tools/word_count", json={"text": message})
             response.raise_for_status()
-        return {"reply": f"{response.json()['words']} words", "tool": response.json()}
+        answer = f"{response.json()['words']} words"
+        neatlogs_web.set_output(answer)
+        return {"reply": answer, "tool": response.json()}
 
 
 @app.post("/chat")

@@ -61,7 +61,7 @@ def test_tool_service_spans_land_in_the_callers_session_and_trace() -> None:
             return [s for s in spans if s.name == name and s.scope == "neatlogs_web"]
 
         def complete(spans: list[Any]) -> bool:
-            return len(turns(spans, "tool")) == 5 and len(turns(spans, "call_tool")) == 5
+            return all(len(turns(spans, name)) == 5 for name in ("tool", "call_tool", "turn"))
 
         spans = receiver.wait_for(complete, timeout_s=20)
 
@@ -91,6 +91,13 @@ def test_tool_service_spans_land_in_the_callers_session_and_trace() -> None:
                 assert span.attributes["session.id"] == session_id
     tool_sessions = sorted(s.attributes["session.id"] for s in tool_turns)
     assert tool_sessions == sorted([*[sessions[0]] * 2, *[sessions[1]] * 2, "conv-7"])
+    # The API's turns say what was asked and answered.
+    said = sorted(
+        (t.attributes["input.value"], t.attributes["output.value"]) for t in turns(spans, "turn")
+    )
+    assert said == sorted(
+        [*[(f"u{u} t{t} x", "3 words") for u in range(2) for t in range(2)], ("hi", "1 words")]
+    )
 
 
 def echo_app() -> Starlette:
