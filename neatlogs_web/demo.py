@@ -241,7 +241,7 @@ def run_demo(
         with _process(app_argv, app_env, base + "/healthz"):
             print(
                 f"chat app   {base}   ({users} simulated users, {turns} turns each;"
-                " Ctrl-C stops the demo)"
+                " it stops once they are done; Ctrl-C stops the demo)"
             )
             try:
                 simulated = asyncio.run(simulate_users(base, users, turns, duration_s))
@@ -254,7 +254,7 @@ def run_demo(
         _print_summary(simulated, sessions)
         if wait:
             print(f"\nOpen {collector}/ to see each session as a timeline.")
-            print("The collector keeps running until you press Ctrl-C.")
+            print("The chat app has stopped; the collector keeps running until you press Ctrl-C.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
                     time.sleep(3600)
