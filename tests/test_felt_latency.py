@@ -13,6 +13,8 @@ the view returned.
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -233,9 +235,10 @@ def test_a_wsgi_body_nobody_reads_or_closes_still_exports_its_turn(tracing: OTLP
     assert turn.attributes[COMPLETE_KEY] is False
 
 
-def _starlette_with_late_turns() -> Any:
-    """A turn whose answer is out long before a background task ends, and a turn a
-    producer task closes after the person left its stream."""
+def _starlette_with_late_turns(background_may_end: threading.Event | None = None) -> Any:
+    """A turn whose answer is out before a background task ends (it waits for
+    ``background_may_end``), and a turn a producer task closes after the person
+    left its stream."""
     from starlette.background import BackgroundTask
 
     async def then_background(request: Request) -> PlainTextResponse:
@@ -243,7 +246,8 @@ def _starlette_with_late_turns() -> Any:
             pass
 
         async def slow() -> None:
-            await asyncio.sleep(3)
+            if background_may_end is not None:
+                await asyncio.to_thread(background_may_end.wait, 20)
 
         return PlainTextResponse("done", background=BackgroundTask(slow))
 
@@ -277,17 +281,19 @@ def _starlette_with_late_turns() -> Any:
 def test_a_turn_is_exported_when_its_answer_is_out_not_when_background_work_ends(
     tracing: OTLPReceiver,
 ) -> None:
-    app = NeatlogsSessionMiddleware(_starlette_with_late_turns(), secret_key="felt")
+    background_may_end = threading.Event()
+    app = NeatlogsSessionMiddleware(
+        _starlette_with_late_turns(background_may_end), secret_key="felt"
+    )
     with run_uvicorn(app) as base:
-        assert httpx.get(f"{base}/then-background").text == "done"
-        sent = time.monotonic()
-        assert neatlogs_web.flush(10)
-        spans = tracing.wait_for(
-            lambda got: any(s.attributes.get("input.value") == "then-background" for s in got),
-            timeout_s=2.5,
-        )
-        # Exported while the background task still sleeps (3 s after the answer).
-        assert time.monotonic() - sent < 2.5
+        try:
+            assert httpx.get(f"{base}/then-background").text == "done"
+            assert neatlogs_web.flush(10)
+            spans = tracing.wait_for(
+                lambda got: any(s.attributes.get("input.value") == "then-background" for s in got)
+            )
+        finally:
+            background_may_end.set()  # only now may the background task end
     (turn,) = [s for s in spans if s.attributes.get("input.value") == "then-background"]
     assert turn.attributes[COMPLETE_KEY] is True
 
@@ -307,3 +313,27 @@ def test_a_turn_that_ends_after_the_person_left_is_still_exported(tracing: OTLPR
         )
     (turn,) = [s for s in spans if s.attributes.get("input.value") == "produced"]
     assert turn.name == "turn"
+
+
+def test_a_failed_turn_is_exported_at_once_though_its_response_waits_for_the_collector(
+    tracing: OTLPReceiver,
+) -> None:
+    """Flask keeps an error response in a cycle with its exception: the body is
+    dropped only when the garbage collector runs. A turn that failed is not held
+    for that answer."""
+    app = flask.Flask(__name__)
+
+    @app.get("/refuse")
+    def refuse() -> str:
+        with neatlogs_web.trace("turn", input="refused"):
+            flask.abort(403)
+
+    app.wsgi_app = WsgiSessions(app.wsgi_app, secret_key="felt")  # type: ignore[method-assign]
+    gc.disable()
+    try:
+        assert app.test_client().get("/refuse").status_code == 403
+        assert neatlogs_web.flush(10)
+        spans = tracing.wait_for(lambda got: any(s.name == "turn" for s in got), timeout_s=5)
+        assert [s.attributes["input.value"] for s in spans if s.name == "turn"] == ["refused"]
+    finally:
+        gc.enable()

@@ -163,7 +163,14 @@ class trace:
         if exc is not None and isinstance(exc, Exception):
             span.record_exception(exc)
             span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
-        if self._request is None or not self._request.hold_turn(span):
+        # A turn that failed ends now: its answer is an error page, and a framework
+        # may keep the response in a cycle with the exception until the garbage
+        # collector runs, which would hold the turn back as long. A turn cut short
+        # (the person left: cancelled, or its generator closed) is held: its
+        # answer will never be complete, and it says so.
+        failed = isinstance(exc, Exception)
+        held = not failed and self._request is not None and self._request.hold_turn(span)
+        if not held:
             span.end()
         if self._request_span is not None and isinstance(span, ReadableSpan):
             turn = span.attributes or {}
