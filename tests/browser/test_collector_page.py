@@ -454,6 +454,9 @@ def visible_axis_labels(page: Page) -> list[list[tuple[str, float, float]]]:
 
 
 def assert_no_overlap(page: Page, what: str) -> None:
+    # As painted: a layout change (a scroll bar, a font) is decluttered by the
+    # ResizeObserver before the next frame, which the person sees.
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
     axes = visible_axis_labels(page)
     assert axes, what
     for labels in axes:
