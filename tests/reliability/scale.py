@@ -21,10 +21,14 @@ class Scale:
     #: Alternating healthy/faulty rounds, and requests per round, per export fault.
     fault_rounds: int
     round_requests: int
-    #: Faulty/healthy p50 and p99 latency ratio allowed. A few hundred requests on a
-    #: shared machine only show that nothing blocks (a blocked request would take the
+    #: Faulty/healthy p50 latency ratio allowed. A few hundred requests on a shared
+    #: machine only show that nothing blocks (a blocked request would take the
     #: receiver's seconds, a ratio in the hundreds); thousands measure the 10% promise.
     latency_tolerance: float
+    #: The same for p99. Of a few hundred requests, p99 is the second or third
+    #: slowest, one scheduler pause on a shared machine (30 ms against 7 ms seen);
+    #: an export that blocked would still be seconds against milliseconds.
+    tail_tolerance: float
     #: Requests made before a server is stopped with SIGTERM.
     shutdown_requests: int
     #: Hypothesis examples per fuzz target.
@@ -40,6 +44,6 @@ class Scale:
     reuse_rounds: int
 
 
-QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 40, 60, 2.0, 3, 24_000, 2)
-LONG = Scale("long", 500, 10, 250, 20, 1.10, 600, 10_000, 60.0, 50, 60_000, 50)
+QUICK = Scale("quick", 20, 3, 12, 20, 3.0, 20.0, 40, 60, 2.0, 3, 24_000, 2)
+LONG = Scale("long", 500, 10, 250, 20, 1.10, 1.10, 600, 10_000, 60.0, 50, 60_000, 50)
 SCALE = LONG if os.environ.get(LONG_ENV) == "long" else QUICK
