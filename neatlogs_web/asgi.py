@@ -131,7 +131,7 @@ class NeatlogsSessionMiddleware:
                 # instrumentation outside ours ends the request's span with it.
                 flow.finish(request)
 
-        receive = receive_outside_request(receive)
+        receive = receive_outside_request(receive, times.note_receiving)
         send = send_outside_request(send, before_send)
         try:
             binding: SessionBinding | None = None

@@ -337,3 +337,62 @@ def test_a_failed_turn_is_exported_at_once_though_its_response_waits_for_the_col
         assert [s.attributes["input.value"] for s in spans if s.name == "turn"] == ["refused"]
     finally:
         gc.enable()
+
+
+def _websocket_chat() -> Any:
+    """Each message is a turn: its first reply after a known delay, its last after
+    another; a message saying "fail" fails its turn after the first reply."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for text in websocket.iter_text():
+            try:
+                with neatlogs_web.trace("turn", input=text):
+                    await asyncio.sleep(FIRST_WORDS_S)
+                    await websocket.send_text("Hello")
+                    if text == "fail":
+                        raise RuntimeError("the model went away")
+                    await asyncio.sleep(REST_S)
+                    await websocket.send_text(", world")
+            except RuntimeError:
+                await websocket.send_text("sorry")
+
+    return Starlette(routes=[WebSocketRoute("/chat", chat)])
+
+
+def test_each_websocket_message_shows_the_wait_for_its_own_replies(
+    tracing: OTLPReceiver,
+) -> None:
+    from websockets.sync.client import connect
+
+    app = NeatlogsSessionMiddleware(_websocket_chat(), secret_key="felt")
+    waited: dict[str, tuple[float, float]] = {}
+    with run_uvicorn(app) as base, connect(base.replace("http", "ws", 1) + "/chat") as socket:
+        for question in ("first", "second"):
+            time.sleep(0.5)  # the person reads, then asks: the wait starts at the question
+            sent = time.perf_counter()
+            socket.send(question)
+            assert socket.recv(timeout=10) == "Hello"
+            first = time.perf_counter() - sent
+            assert socket.recv(timeout=10) == ", world"
+            waited[question] = (first, time.perf_counter() - sent)
+        socket.send("fail")
+        assert [socket.recv(timeout=10), socket.recv(timeout=10)] == ["Hello", "sorry"]
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: sum(s.name == "turn" for s in got) >= 3)
+    turns = {s.attributes["input.value"]: s for s in spans if s.name == "turn"}
+
+    for question, (client_first, client_end) in waited.items():
+        figures = turns[question].attributes
+        assert FIRST_WORDS_S <= figures[FIRST_CHUNK_KEY] <= client_first
+        assert FIRST_WORDS_S + REST_S <= figures[DURATION_KEY] <= client_end
+        assert figures[COMPLETE_KEY] is True
+        assert START_KEY not in figures  # no status line on a socket
+    failed = turns["fail"].attributes
+    assert failed[COMPLETE_KEY] is False
+    assert failed[FIRST_CHUNK_KEY] >= FIRST_WORDS_S
+    assert {s.trace_id for s in spans if DURATION_KEY in s.attributes} == {
+        s.trace_id for s in turns.values()
+    }

@@ -26,6 +26,13 @@ an instrumentation outside ours ends it with the answer's last part. A turn
 that ends after the answer is out (a background task's) is not held. A
 request without a turn records nothing: it is no conversation.
 
+On a WebSocket each message is a turn: the person waits from the message's
+arrival to the first reply, and to the last reply of that turn. The figures
+are taken as the message's turn ends, from the replies sent while it ran
+(send the answer inside the turn's block), and go on the turn as it ends;
+``complete`` says whether a reply went out and the turn ended without an
+error. ``time_to_start`` has no meaning there and is left out.
+
 The names are ours, not the GenAI semantic conventions'
 ``gen_ai.response.time_to_first_chunk``: that one is a model's answer as its
 client saw it, on the model call's span, and backends that keep only GenAI
@@ -82,10 +89,20 @@ class ResponseTimes:
                 return True
         elif kind == "http.response.start":
             self.started = time.time_ns()
+        elif kind == "websocket.send":  # a reply: the first words, or more of them
+            self.ended = time.time_ns()
+            self.first_chunk = self.first_chunk or self.ended
         elif kind == "http.response.pathsend":  # a whole file, sent by the server
             self.first_chunk = self.ended = time.time_ns()
             return True
         return False
+
+    def note_receiving(self, message: Mapping[str, Any]) -> None:
+        """An ASGI message came from the server: a WebSocket message starts a new
+        wait, for the replies to it."""
+        if message["type"] == "websocket.receive":
+            self.arrived = time.time_ns()
+            self.started = self.first_chunk = self.ended = None
 
     def note_words_written(self) -> None:
         """The server wrote the first non-empty part of a WSGI body (the status
@@ -99,9 +116,10 @@ class ResponseTimes:
         self.ended = time.time_ns()
         self.started = self.started or self.ended
 
-    def attributes(self) -> dict[str, float | bool]:
-        """The figures, in seconds from arrival, for what happened."""
-        figures: dict[str, float | bool] = {COMPLETE_KEY: self.ended is not None}
+    def attributes(self, *, failed: bool = False) -> dict[str, float | bool]:
+        """The figures, in seconds from arrival, for what happened; an answer whose
+        turn ``failed`` is not complete."""
+        figures: dict[str, float | bool] = {COMPLETE_KEY: self.ended is not None and not failed}
         for key, moment in (
             (TIME_TO_START_KEY, self.started),
             (TIME_TO_FIRST_CHUNK_KEY, self.first_chunk),

@@ -129,6 +129,12 @@ class RequestTrace:
         self.held_turn = (span, time.time_ns())
         return True
 
+    def note_message_answered(self, span: Span, *, failed: bool) -> None:
+        """A WebSocket message's turn ends: the wait from the message to the replies
+        sent while it ran goes on it (``_tracing.felt_latency``)."""
+        if self.times is not None and self.turns_are_roots and span.is_recording():
+            span.set_attributes(self.times.attributes(failed=failed))
+
     def end_held_turn(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:
         """End the held turn, if any, at the moment its block ended, ``attributes`` set first."""
         held, self.held_turn = self.held_turn, None

@@ -169,7 +169,10 @@ class trace:
         # (the person left: cancelled, or its generator closed) is held: its
         # answer will never be complete, and it says so.
         failed = isinstance(exc, Exception)
-        held = not failed and self._request is not None and self._request.hold_turn(span)
+        request = self._request
+        if request is not None:
+            request.note_message_answered(span, failed=failed)
+        held = not failed and request is not None and request.hold_turn(span)
         if not held:
             span.end()
         if self._request_span is not None and isinstance(span, ReadableSpan):

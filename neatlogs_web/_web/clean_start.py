@@ -98,18 +98,21 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def receive_outside_request(receive: Receive) -> Receive:
+def receive_outside_request(receive: Receive, after_receive: Callable[[Message], None]) -> Receive:
     """The server's ``receive``, run outside the request: a socket reader it
-    re-arms there carries nobody's session or span to the connection's next request."""
+    re-arms there carries nobody's session or span to the connection's next
+    request. ``after_receive`` sees each message (a WebSocket message's arrival)."""
 
     async def receive_outside() -> Message:
         binding_token = bind(None)
         otel_token = otel_context.attach(_OUTSIDE_REQUESTS)
         try:
-            return await receive()
+            message = await receive()
         finally:
             otel_context.detach(otel_token)
             unbind(binding_token)
+        after_receive(message)
+        return message
 
     return receive_outside
 
