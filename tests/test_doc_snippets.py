@@ -40,7 +40,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.install_lines import installed_by
-from tests.integrations._processes import served
+from tests.integrations._processes import redis_server, served, started
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.readme import readme_frontend_snippets
 from tests.servers import ROOT, run_example
@@ -117,7 +117,7 @@ RUN_HERE = {
     DOCS_FASTAPI: "test_fastapi_dependency_snippet_binds_the_path_conversation",
     DOCS_FLASK: "test_flask_extension_snippet_streams_in_the_path_conversation",
     **{key: "test_django_snippets_serve_as_pasted" for key in DOCS_DJANGO},
-    DOCS_CELERY: "test_celery_snippet_task_runs_in_the_callers_session",
+    DOCS_CELERY: "test_celery_recipe_runs_the_documented_request_in_the_worker",
     DOCS_WEBSOCKETS: "test_websocket_snippet_rebinds_per_message",
     DOCS_THREADS: "test_threads_snippet_keeps_the_session_in_every_thread",
     DOCS_LOGGING: "test_logging_snippet_prints_the_session_on_each_line",
@@ -537,11 +537,62 @@ def test_django_install_lines_bring_the_servers_and_a_websocket_library() -> Non
     assert {"django", "channels", "uvicorn", "websockets"} <= asgi
 
 
+@pytest.mark.redis
+def test_celery_recipe_runs_the_documented_request_in_the_worker(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    """The recipe's two files, its worker and web commands against a Redis of the
+    test's own (``CELERY_BROKER_URL``), and its ``curl``: the worker's span is in
+    the request's session and turn, with the task's input and output."""
+    doc = "docs/integrations.md"
+    for index in (1, 2):
+        code = snippet(doc, CELERY, index).code
+        named_file = re.match(r"# (\w+\.py):", code)
+        assert named_file, f"block {index} of the recipe names no file"
+        (tmp_path / named_file.group(1)).write_text(code)
+    lines = section_shell_lines(doc, CELERY)
+    (redis,) = [argv for argv in lines if argv[:1] == ["redis-server"]]
+    # The worker the recipe starts beside the web side (the pool list below it aside).
+    (worker,) = [argv[:-1] for argv in lines if argv[:1] == ["celery"] and argv[-1] == "&"]
+    (web,) = [argv for argv in lines if argv[:1] == ["uvicorn"]]
+    (curl,) = section_curls(doc, CELERY)
+    broker = f"redis://127.0.0.1:{redis[redis.index('--port') + 1]}/0"
+    assert f'broker="{broker}"' in (tmp_path / "tasks.py").read_text()
+    text = json.loads(curl.data or "{}")["text"]
+
+    with redis_server(tmp_path / "redis.log") as test_broker:
+        env = {**env_for(receiver, secret_key, tmp_path), "CELERY_BROKER_URL": test_broker}
+        with (
+            started(["-m", *worker], env, tmp_path / "worker.log", cwd=tmp_path) as running,
+            served([*web, "--port", "{port}"], env, tmp_path / "web.log", cwd=tmp_path) as base,
+            httpx.Client() as user,
+        ):
+            reply = curl.send(user, base)
+            spans = receiver.wait_for(lambda spans: named(spans, "summarise"), timeout_s=60)
+
+    log = running.log()
+    assert reply.status_code == 200, reply.text
+    task_id = reply.json()["task_id"]
+    session_id = user.cookies["neatlogs_session"].rsplit(".", 2)[0]
+    assert len(named(spans, "summarise")) == 1, log
+    (task,) = named(spans, "summarise")
+    by_id = {span.span_id: span for span in spans}
+    turn = by_id[task.parent_span_id]  # the worker's span is inside the request's turn
+    assert (turn.name, turn.trace_id) == ("turn", task.trace_id)
+    assert session_of_span(task) == session_of_span(turn) == session_id
+    assert task.attributes["input.value"] == turn.attributes["input.value"] == text
+    assert task.attributes["output.value"] == "The refund is late"  # as the page says
+    assert turn.attributes["output.value"] == f"queued {task_id}"
+    assert task.resource["service.name"] == "support-bot-worker"
+    assert f"Task tasks.summarise[{task_id}] succeeded" in log
+
+
 def test_celery_snippet_task_runs_in_the_callers_session(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
-    # The whole recipe runs with Redis and a worker on each pool in
-    # tests/integrations/test_celery_recipe.py; here the module as pasted runs a task.
+    # The whole recipe runs with Redis and a worker below, and on each pool in
+    # tests/integrations/test_celery_recipe.py; here the module as pasted runs a
+    # task in-process, with no broker.
     probe = """
     import neatlogs_web
     from celery import signals
@@ -555,6 +606,7 @@ def test_celery_snippet_task_runs_in_the_callers_session(
     run_module(snippet(*DOCS_CELERY).code, probe, receiver, secret_key, tmp_path)
     (task,) = named(receiver.wait_for(lambda spans: named(spans, "summarise")), "summarise")
     assert session_of_span(task) == "conv-c"
+    assert task.attributes["output.value"] == "hello"
     assert task.resource["service.name"] == "support-bot-worker"
 
 

@@ -6,9 +6,10 @@ with the page's ``celery`` command for each pool, against a real Redis on a
 free loopback port (``CELERY_BROKER_URL``). Five users, each in a session of
 their own, enqueue a task; the five task spans must reach a real OTLP
 receiver, each in its user's session and in the trace of the turn that
-enqueued it. A worker set up the way the recipe used to say (``init()`` from
-a ``worker_process_init`` handler) runs untraced on the threads pool, and
-must say so, once, in its log.
+enqueued it, with the task's input and output (the page's own run, with its
+``curl``, is in ``tests/test_doc_snippets.py``). A worker set up the way the
+recipe used to say (``init()`` from a ``worker_process_init`` handler) runs
+untraced on the threads pool, and must say so, once, in its log.
 """
 
 from __future__ import annotations
@@ -225,6 +226,7 @@ def test_every_task_span_is_exported_in_its_session_and_turn(
         turn = by_id[(task.trace_id, task.parent_span_id)]
         assert (turn.name, turn.attributes["input.value"]) == ("turn", text)
         assert session_of(task) == session_of(turn) == sessions[text]
+        assert task.attributes["output.value"] == text  # one sentence: its own summary
         assert task.resource["service.name"] == "support-bot-worker"
         assert turn.resource["service.name"] == "support-bot"
     assert NOT_INITIALISED not in log
