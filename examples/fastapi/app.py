@@ -8,7 +8,10 @@ session of the handshake (cookie or signed header), answered with one message
 per word and a final ``[DONE] <n> words``.
 ``/`` serves a chat page (``static/``) that keeps each browser tab's signed
 session token in ``sessionStorage`` and sends it in the session header, with
-the helper the package ships (served at ``/neatlogs-session.js``).
+the helper the package ships (served at ``/neatlogs-session.js``). Under each
+answer, thumbs up / down judge that answer's turn (``feedback=True``: each
+reply names its turn in ``X-Neatlogs-Feedback-Token``, and
+``POST /neatlogs/feedback`` records the judgment in the turn's trace).
 
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 uvicorn app:app --app-dir examples/fastapi
 
@@ -27,6 +30,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Receive, Scope, Send
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
@@ -44,6 +48,7 @@ app.add_middleware(
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
     exclude_paths=["/", "/healthz", "/static/*", "/neatlogs-session.js"],
+    feedback=True,  # each reply names its turn; POST /neatlogs/feedback judges it
 )
 
 
@@ -93,11 +98,33 @@ async def reply(message: str) -> AsyncIterator[str]:
         yield f"data: [DONE] {count} words\n\n"
 
 
+class EventStream(StreamingResponse):
+    """Server-sent events whose headers go out with the first event.
+
+    The turn opens inside the stream, and the middleware can name only a turn
+    that began before the headers leave (the feedback token): holding them
+    until the first event lets this reply name its turn.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        start: Message | None = None
+
+        async def send_start_with_first_event(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if start is not None:
+                await send(start)
+                start = None
+            await send(message)
+
+        await super().__call__(scope, receive, send_start_with_first_event)
+
+
 def chat_response(body: ChatMessage, background: BackgroundTasks) -> StreamingResponse:
     background.add_task(summarise, body.message)
-    return StreamingResponse(
-        reply(body.message), media_type="text/event-stream", background=background
-    )
+    return EventStream(reply(body.message), media_type="text/event-stream", background=background)
 
 
 @app.post("/chat")

@@ -4,6 +4,9 @@ Same shape as the FastAPI example: one ``trace("turn")`` per message, a
 streamed reply (the generator runs after the view returned, still in the
 request's session), retrieval on a worker thread, and a follow-up task on a
 thread started by hand, both carried with ``with_current_session``.
+``/`` serves the FastAPI example's chat page (``../fastapi/static``: the two
+apps answer the same requests), with thumbs up / down under each answer
+(``feedback=True``; ``POST /neatlogs/feedback`` records the judgment).
 
     cd examples/flask
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 \
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from flask import Flask, Response, jsonify, request
 
 import neatlogs_web
+from neatlogs_web.frontend import script_view
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware
 
 neatlogs_web.init(
@@ -28,12 +34,15 @@ neatlogs_web.init(
     schedule_delay_ms=200,
 )
 
-app = Flask(__name__)
+PAGE = Path(__file__).resolve().parent.parent / "fastapi" / "static"
+app = Flask(__name__, static_folder=PAGE)
+app.add_url_rule("/neatlogs-session.js", view_func=script_view)
 app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
     app.wsgi_app,
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
-    exclude_paths=["/healthz"],
+    exclude_paths=["/", "/healthz", "/static/*", "/neatlogs-session.js"],
+    feedback=True,  # each reply names its turn; POST /neatlogs/feedback judges it
 )
 retrieval_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
 
@@ -72,9 +81,31 @@ def reply(message: str) -> Iterator[str]:
         yield f"data: [DONE] {count} words\n\n"
 
 
+class EventStream(Response):
+    """Server-sent events whose headers go out with the first event.
+
+    The turn opens inside the stream, and the middleware can name only a turn
+    that began before the headers leave (the feedback token): calling
+    ``start_response`` with the first event (as PEP 3333 allows) lets this
+    reply name its turn.
+    """
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        events, status, headers = self.get_wsgi_response(environ)
+
+        def start_with_first_event() -> Iterator[bytes]:
+            remaining = iter(events)
+            first = next(remaining, b"")
+            start_response(status, headers)
+            yield first
+            yield from remaining
+
+        return start_with_first_event()
+
+
 def chat_response() -> Response:
     message = str((request.get_json(silent=True) or {}).get("message", ""))
-    return Response(reply(message), mimetype="text/event-stream")
+    return EventStream(reply(message), mimetype="text/event-stream")
 
 
 @app.post("/chat")
@@ -92,6 +123,12 @@ def chat_in_conversation(conversation_id: str) -> Response:
 @app.get("/session")
 def current_session() -> Response:
     return jsonify(session_id=neatlogs_web.current_session_id())
+
+
+@app.get("/")
+def chat_page() -> Response:
+    """The chat page: each tab's session token in sessionStorage, thumbs under each answer."""
+    return app.send_static_file("index.html")
 
 
 @app.get("/healthz")

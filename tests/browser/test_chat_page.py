@@ -1,20 +1,23 @@
-"""The example's chat page in a real browser: one conversation per tab.
+"""The examples' chat page in a real browser: one conversation per tab, and
+thumbs up / down that judge the answer they sit under.
 
 Debian's chromium, driven by Playwright, opens the FastAPI example (run as a
 user starts it, exporting to a real receiver) in two tabs of one browser
 profile. The tabs share the cookie jar, but the page sends the token it keeps
 in ``sessionStorage`` in the session header, so each tab's turns land in its
-own session, also after a reload.
+own session, also after a reload. The Flask example serves the same page.
 """
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.otlp_receiver import OTLPReceiver
+from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import run_example
 
 EXAMPLE = ["uvicorn", "app:app", "--app-dir", "examples/fastapi", "--port", "{port}"]
+FLASK_EXAMPLE = ["waitress", "--listen=127.0.0.1:{port}", "--threads=8", "app:app"]
 
 
 def say(page: Page, message: str) -> None:
@@ -56,3 +59,47 @@ def test_two_tabs_are_two_sessions(browser: Browser) -> None:
     assert sessions["tab0"] != sessions["tab1"]
     # What each tab shows is the session its turns were traced in.
     assert shown == [next(iter(sessions["tab0"])), next(iter(sessions["tab1"]))]
+
+
+@pytest.mark.parametrize(
+    ("command", "env"),
+    [(EXAMPLE, {}), (FLASK_EXAMPLE, {"PYTHONPATH": "examples/flask"})],
+    ids=["fastapi", "flask"],
+)
+def test_thumbs_down_judges_the_answer_it_sits_under(
+    browser: Browser, command: list[str], env: dict[str, str]
+) -> None:
+    with OTLPReceiver() as receiver:
+        with run_example(command, {"NEATLOGS_ENDPOINT": receiver.url, **env}) as base:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(base + "/")
+            say(page, "first question")
+            say(page, "second question")
+            first, second = page.locator("#transcript .feedback").all()
+            first.get_by_role("button", name="Bad answer").click()
+            expect(first.get_by_role("status")).to_have_text("Thanks for your feedback!")
+            expect(first.get_by_role("button", name="Bad answer")).to_have_attribute(
+                "aria-pressed", "true"
+            )
+            # The tab forgets its session: its next request starts another one,
+            # which may not judge the first session's turns.
+            page.evaluate("sessionStorage.clear()")
+            second.get_by_role("button", name="Good answer").click()
+            expect(second.get_by_role("status")).to_have_text(
+                "Sorry, your vote was not recorded: the feedback token is of another session."
+            )
+            expect(second.get_by_role("button", name="Good answer")).to_be_enabled()
+            context.close()
+        # The example has stopped (SIGTERM): it flushed every span on the way out.
+        spans = receiver.spans
+
+    turns = {span.attributes.get("input.value"): span for span in spans if span.name == "turn"}
+    judged, asked_again = turns["first question"], turns["second question"]
+    feedback: list[ReceivedSpan] = [span for span in spans if span.name == "feedback"]
+    assert len(feedback) == 1, feedback  # the refused vote recorded nothing
+    (vote,) = feedback
+    assert vote.attributes["neatlogs.feedback.score"] == 0
+    assert (vote.trace_id, vote.parent_span_id) == (judged.trace_id, judged.span_id)
+    assert vote.trace_id != asked_again.trace_id
+    assert vote.attributes["session.id"] == judged.attributes["session.id"]
