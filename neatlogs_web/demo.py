@@ -4,7 +4,9 @@ Everything runs on 127.0.0.1: the collector and the FastAPI example start as
 subprocesses (exactly as a user would start them), then simulated users chat
 concurrently, each session found a different way (cookie, signed header,
 conversation id in the path), and the per-session summary is read back from
-the collector's JSON API.
+the collector's JSON API. About one answer in three gets a thumbs up or down
+(now and then with a comment), sent as a page would: the reply's feedback
+token to the app's ``POST /neatlogs/feedback``, in the same session.
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from typing import Any
 import httpx
 
 SESSION_HEADER = "X-Neatlogs-Session-Id"
+FEEDBACK_HEADER = "X-Neatlogs-Feedback-Token"
+FEEDBACK_PATH = "/neatlogs/feedback"
 MODES = ("cookie", "header", "conversation")
+_COMMENTS = ("spot on", "too vague", "that is not what I asked", "thanks, that helped")
 _MESSAGES = (
     "what is a session",
     "summarise my last order",
@@ -46,6 +51,10 @@ class SimulatedUser:
     session_id: str | None = None
     turns: int = 0
     failures: int = 0
+    #: Votes the app recorded: thumbs up, thumbs down, and how many had a comment.
+    up: int = 0
+    down: int = 0
+    comments: int = 0
     token: str | None = None
     conversation_id: str = ""
     errors: list[str] = field(default_factory=list)
@@ -129,14 +138,17 @@ def _process(argv: list[str], env: dict[str, str], health_url: str) -> Iterator[
                 process.wait()
 
 
-async def _chat(http: httpx.AsyncClient, user: SimulatedUser, message: str) -> None:
-    headers = {}
-    path = "/chat"
-    if user.mode == "header" and user.token:
-        headers[SESSION_HEADER] = user.token
-    if user.mode == "conversation":
-        path = f"/chat/{user.conversation_id}"
-    async with http.stream("POST", path, json={"message": message}, headers=headers) as response:
+def _session_headers(user: SimulatedUser) -> dict[str, str]:
+    """The signed session header, for a user who keeps its session that way."""
+    return {SESSION_HEADER: user.token} if user.mode == "header" and user.token else {}
+
+
+async def _chat(http: httpx.AsyncClient, user: SimulatedUser, message: str) -> str | None:
+    """One turn; the feedback token that names it, if the reply carried one."""
+    path = f"/chat/{user.conversation_id}" if user.mode == "conversation" else "/chat"
+    async with http.stream(
+        "POST", path, json={"message": message}, headers=_session_headers(user)
+    ) as response:
         response.raise_for_status()
         async for _ in response.aiter_lines():
             pass
@@ -149,6 +161,28 @@ async def _chat(http: httpx.AsyncClient, user: SimulatedUser, message: str) -> N
         http.cookies.clear()
     if user.mode == "conversation":
         user.session_id = user.conversation_id
+    feedback_token: str | None = response.headers.get(FEEDBACK_HEADER)
+    return feedback_token
+
+
+async def _judge(
+    http: httpx.AsyncClient, user: SimulatedUser, feedback_token: str, rng: random.Random
+) -> None:
+    """Thumbs up (two times in three) or down on a turn, now and then with a comment,
+    from the turn's session: its cookie, its header, or its conversation id."""
+    judgment: dict[str, str | int] = {"token": feedback_token, "score": int(rng.random() < 2 / 3)}
+    if rng.random() < 0.3:
+        judgment["comment"] = rng.choice(_COMMENTS)
+    params = {"conversation_id": user.conversation_id} if user.mode == "conversation" else {}
+    response = await http.post(
+        FEEDBACK_PATH, json=judgment, params=params, headers=_session_headers(user)
+    )
+    response.raise_for_status()
+    if judgment["score"]:
+        user.up += 1
+    else:
+        user.down += 1
+    user.comments += "comment" in judgment
 
 
 async def _run_user(base: str, user: SimulatedUser, deadline: float, turns: int) -> None:
@@ -157,8 +191,10 @@ async def _run_user(base: str, user: SimulatedUser, deadline: float, turns: int)
         while user.turns < turns and time.monotonic() < deadline:
             message = f"{rng.choice(_MESSAGES)} ({user.name} turn {user.turns + 1})"
             try:
-                await _chat(http, user, message)
+                feedback_token = await _chat(http, user, message)
                 user.turns += 1
+                if feedback_token is not None and rng.random() < 1 / 3:
+                    await _judge(http, user, feedback_token, rng)
             except httpx.HTTPError as exc:
                 user.failures += 1
                 user.errors.append(type(exc).__name__)
@@ -183,17 +219,23 @@ def _print_summary(users: list[SimulatedUser], sessions: dict[str, dict[str, Any
     # "sent": turns the user sent; the other columns: what the collector stored.
     print(
         f"{'user':<9} {'found by':<13} {'session':<26} "
-        f"{'sent':>5} {'turns':>5} {'traces':>6} {'spans':>6}"
+        f"{'sent':>5} {'turns':>5} {'traces':>6} {'spans':>6} {'votes':>7}"
     )
     for user in users:
         stored = sessions.get(user.session_id or "", {})
         print(
             f"{user.name:<9} {user.mode:<13} {(user.session_id or '-')[:26]:<26} "
             f"{user.turns:>5} {stored.get('turn_count', 0):>5} "
-            f"{stored.get('trace_count', 0):>6} {stored.get('span_count', 0):>6}"
+            f"{stored.get('trace_count', 0):>6} {stored.get('span_count', 0):>6} "
+            f"{f'+{user.up} -{user.down}':>7}"
         )
     failures = sum(user.failures for user in users)
     print(f"\n{len(users)} users, {sum(u.turns for u in users)} turns, {failures} failed requests")
+    up, down = sum(u.up for u in users), sum(u.down for u in users)
+    print(
+        f"{up + down} answers judged through {FEEDBACK_PATH}: {up} thumbs up, {down} down, "
+        f"{sum(u.comments for u in users)} with a comment (each a feedback span in its turn)"
+    )
 
 
 def run_demo(

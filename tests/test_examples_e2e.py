@@ -3,7 +3,8 @@
 The FastAPI example runs through `neatlogs-web demo` itself (collector, app
 and simulated users as subprocesses); the Flask example runs under waitress
 against a collector started here. Users find their session by cookie, by
-signed header and by conversation id in the path.
+signed header and by conversation id in the path, and judge some answers
+through the examples' feedback endpoint.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import signal
 import socket
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from neatlogs_web.cli import main
-from neatlogs_web.demo import simulate_users
+from neatlogs_web.demo import MODES, simulate_users
 from tests.collector.live import LiveCollector
+from tests.otlp_receiver import OTLPReceiver
 from tests.servers import ROOT, free_port, run_example
+
+FASTAPI_EXAMPLE = ["uvicorn", "app:app", "--app-dir", "examples/fastapi", "--port", "{port}"]
 
 
 def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,12 +49,40 @@ def test_demo_command_runs_collector_app_and_users(capsys: pytest.CaptureFixture
     assert status == 0, out
     assert "The collector stopped with the demo (--no-wait)" in out
     assert "6 users, 12 turns, 0 failed requests" in out
+    assert "answers judged through /neatlogs/feedback:" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("user-")]
     assert len(rows) == 6
     assert {row[1] for row in rows} == {"cookie", "header", "conversation"}
     # One trace per turn: FastAPI's request span carries the turn, and the
     # background summary runs inside that trace.
     assert all(row[3:6] == ["2", "2", "2"] for row in rows), rows
+
+
+def test_simulated_users_judge_answers_in_their_own_turns() -> None:
+    """The demo's votes are recorded: each a feedback span under the turn its
+    token names, in that turn's session, whichever way the user keeps it."""
+    with OTLPReceiver() as receiver:
+        env = {"NEATLOGS_ENDPOINT": receiver.url, "NEATLOGS_SECRET_KEY": "e2e"}
+        with run_example(FASTAPI_EXAMPLE, env) as base:
+            users = asyncio.run(simulate_users(base, users=6, turns=4, duration_s=60))
+        # The example has stopped (SIGTERM): it flushed every span on the way out.
+        spans = receiver.spans
+    assert all(user.failures == 0 and user.turns == 4 for user in users), users
+    assert {user.mode for user in users if user.up + user.down} == set(MODES)
+    assert sum(user.up for user in users) and sum(user.down for user in users)
+    assert sum(user.comments for user in users)
+    turns = {span.span_id: span for span in spans if span.name == "turn"}
+    votes: Counter[tuple[str, float]] = Counter()
+    for vote in (span for span in spans if span.name == "feedback"):
+        turn = turns[vote.parent_span_id]
+        assert vote.trace_id == turn.trace_id
+        assert vote.attributes["session.id"] == turn.attributes["session.id"]
+        votes[vote.attributes["session.id"], vote.attributes["neatlogs.feedback.score"]] += 1
+    expected = Counter(
+        {(user.session_id, 1.0): user.up for user in users}
+        | {(user.session_id, 0.0): user.down for user in users}
+    )
+    assert votes == +expected
 
 
 def test_flask_example_sessions_land_in_the_collector(tmp_path: Path) -> None:

@@ -41,6 +41,8 @@ app.wsgi_app = NeatlogsSessionMiddleware(  # type: ignore[method-assign]
     app.wsgi_app,
     secret_key=os.environ.get("NEATLOGS_SECRET_KEY", "example-only-secret-change-me"),
     conversation_paths=["/chat/{conversation_id}"],
+    # A conversation's turns are judged in it: POST /neatlogs/feedback?conversation_id=...
+    conversation_query="conversation_id",
     exclude_paths=["/", "/healthz", "/static/*", "/neatlogs-session.js"],
     feedback=True,  # each reply names its turn; POST /neatlogs/feedback judges it
 )
