@@ -2,12 +2,16 @@
 
 Spans are decoded with opentelemetry-proto, exactly as a backend would, and
 kept flattened for assertions. The receiver can also misbehave on purpose
-(status codes, delays) for fault tests.
+(status codes, delays) for fault tests. A POST to any path but an OTLP one
+(``.../v1/traces``) is a backend's JSON API as a stand-in (Langfuse's
+scores, Phoenix's span annotations): recorded in ``api_calls`` and answered
+with ``api_status`` after ``api_delay_s``.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,11 +48,21 @@ class ReceivedSpan:
     status_code: int
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """A JSON request to a path that is not OTLP's, decoded."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
 @dataclass
 class Received:
     spans: list[ReceivedSpan] = field(default_factory=list)
     requests: list[dict[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    api_calls: list[ApiCall] = field(default_factory=list)
 
 
 class OTLPReceiver:
@@ -61,6 +75,9 @@ class OTLPReceiver:
         self.delay_s = 0.0
         #: Sent as ``Retry-After`` with a non-200 status when set.
         self.retry_after: str | None = None
+        #: How the stand-in JSON API answers.
+        self.api_status = 200
+        self.api_delay_s = 0.0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -69,6 +86,9 @@ class OTLPReceiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if not self.path.endswith("/v1/traces"):
+                    self._answer_api_call(body)
+                    return
                 if receiver.delay_s:
                     time.sleep(receiver.delay_s)
                 if receiver.status != 200:
@@ -89,6 +109,18 @@ class OTLPReceiver:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _answer_api_call(self, body: bytes) -> None:
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                call = ApiCall(self.path, headers, json.loads(body))
+                with receiver.lock:
+                    receiver.received.api_calls.append(call)
+                time.sleep(receiver.api_delay_s)
+                self.send_response(receiver.api_status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
@@ -131,6 +163,11 @@ class OTLPReceiver:
     def spans(self) -> list[ReceivedSpan]:
         with self.lock:
             return list(self.received.spans)
+
+    @property
+    def api_calls(self) -> list[ApiCall]:
+        with self.lock:
+            return list(self.received.api_calls)
 
     def wait_for(self, predicate: Any, timeout_s: float = 10.0) -> list[ReceivedSpan]:
         """Wait until ``predicate(spans)`` holds; return the spans either way."""

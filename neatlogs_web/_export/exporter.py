@@ -2,8 +2,9 @@
 
 The wrapper filters what the neatlogs backend rejects (HTTP transport spans),
 adds a completion marker after each root (built as a plain ``ReadableSpan``,
-sent in the root's own request), and counts what settled, so ``flush`` can
-tell the truth.
+sent in the root's own request), hands the judgments of an exported batch
+to the backend's own API where it has one (``native_feedback``), and counts
+what settled, so ``flush`` can tell the truth.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 
+from neatlogs_web._export.backends import Backend, destination, traces_url
 from neatlogs_web._export.health import (
     UNKNOWN,
     ExportVoice,
@@ -34,6 +36,7 @@ from neatlogs_web._export.health import (
     quiet_while_exporting,
     trouble_of,
 )
+from neatlogs_web._export.native_feedback import NativeFeedback
 from neatlogs_web._export.stats import ExportStats
 
 COMPLETE_MARKER_NAME: Final = "neatlogs.trace.complete"
@@ -62,6 +65,8 @@ class ExportTarget:
     exporter: SpanExporter
     voice: ExportVoice
     watch: ExportWatch
+    #: Where judgments go too (Phoenix, Langfuse), after their batch was exported.
+    native: NativeFeedback | None = None
 
 
 def build_target(
@@ -70,8 +75,13 @@ def build_target(
     endpoint: str,
     api_key: str | None,
     timeout_s: float | None,
+    backend: Backend = "otlp",
 ) -> ExportTarget | None:
-    """The exporter ``init()`` asked for; ``None`` means export nothing."""
+    """The exporter ``init()`` asked for; ``None`` means export nothing.
+
+    Our OTLP exporter goes where ``backend`` takes spans at ``endpoint``, with
+    its credentials, and brings judgments to its own API where it has one.
+    """
     if isinstance(exporter, SpanExporter):
         name = type(exporter).__name__
         fix = f'Check {name}, or pass exporter="none" to init() to stop exporting.'
@@ -87,18 +97,23 @@ def build_target(
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-    url = traces_url(endpoint)
+    place = destination(backend, endpoint, api_key)
+    url = place.traces_url
     # The exporter and our deadline on it read the same timeout.
-    watch = ExportWatch(export_timeout(timeout_s))
+    timeout = export_timeout(timeout_s)
+    watch = ExportWatch(timeout)
     quiet_while_exporting(OTLPSpanExporter.__module__)
     otlp = OTLPSpanExporter(
         endpoint=url,
-        headers={"x-api-key": api_key} if api_key else None,
+        headers=place.headers,
         compression=Compression.Gzip,
-        timeout=watch.export_timeout_s,
+        timeout=timeout,
         session=watch.session(),
     )
-    return ExportTarget(otlp, ExportVoice(f"{url} (OTLP/HTTP)", _fix(url)), watch)
+    native = None
+    if place.feedback_url is not None:
+        native = NativeFeedback(backend, place.feedback_url, place.all_headers(), timeout_s=timeout)
+    return ExportTarget(otlp, ExportVoice(f"{url} (OTLP/HTTP)", _fix(url)), watch, native)
 
 
 def export_timeout(timeout_s: float | None) -> float:
@@ -126,16 +141,6 @@ def _fix(url: str) -> str:
             f"to your receiver, {off}"
         )
     return f"Check that the receiver is up, set NEATLOGS_ENDPOINT to the right one, {off}"
-
-
-def traces_url(endpoint: str) -> str:
-    """``{endpoint}/v1/traces``, accepting an endpoint that already ends in it."""
-    base = endpoint.rstrip("/")
-    if not base.startswith(("http://", "https://")):
-        raise ValueError(
-            f"endpoint {endpoint!r} must be an http:// or https:// URL, e.g. http://127.0.0.1:4318"
-        )
-    return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
 def is_transport_span(span: ReadableSpan) -> bool:
@@ -192,6 +197,7 @@ class PipelineExporter(SpanExporter):
         self.inner = target.exporter
         self.voice = target.voice
         self.watch = target.watch
+        self.native = target.native
         self.stats = ExportStats()
         self._drop_transport = drop_transport_spans
         self._markers = completion_markers
@@ -228,6 +234,10 @@ class PipelineExporter(SpanExporter):
             self.voice.succeeded()
             if outcome.trouble is not None:  # went through, yet the answer was not right
                 self.voice.answered_badly(outcome.trouble)
+            if self.native is not None and not self.watch.stopped:
+                # Before settling: a flush that returns has seen the judgments sent too.
+                sent, failed = self.native.send(batch, self.watch.deadline)
+                stats.judged(sent=sent, failed=failed)
             stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
         else:
             if not self.watch.stopped:  # after shutdown, lost_at_exit said it all
@@ -237,6 +247,8 @@ class PipelineExporter(SpanExporter):
 
     def shutdown(self) -> None:
         self.inner.shutdown()
+        if self.native is not None:
+            self.native.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.inner.force_flush(timeout_millis)

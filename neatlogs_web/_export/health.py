@@ -239,28 +239,30 @@ class ExportVoice:
     """Everything export says to the operator, rate-limited per kind of trouble.
 
     ``destination`` names where spans go; ``fix`` says what to change when
-    they cannot get there.
+    they cannot get there; ``unit`` names what is sent, when it is not spans.
     """
 
-    def __init__(self, destination: str, fix: str) -> None:
+    def __init__(self, destination: str, fix: str, *, unit: str = "spans") -> None:
         self.destination = destination
         self.fix = fix
+        self.unit = unit
         self._lock = threading.Lock()
         self._tallies: dict[str, _LossCount] = {}
         self._warned = False
         self._lost_since_ok = 0
 
     def started(self) -> None:
-        logger.info("neatlogs_web: spans go to %s", self.destination)
+        logger.info("neatlogs_web: %s go to %s", self.unit, self.destination)
 
     def failed(self, trouble: ExportFailure, spans: int) -> None:
         """Spans an export lost; the first loss of a kind is reported at once."""
         report = self._count(trouble.kind, spans)
         if report is not None:
             logger.warning(
-                "neatlogs_web could not export %d spans to %s: %s (%d lost in total this "
+                "neatlogs_web could not export %d %s to %s: %s (%d lost in total this "
                 "way; next report of it in a minute at the earliest). %s",
                 report[0],
+                self.unit,
                 self.destination,
                 trouble.what,
                 report[1],
@@ -314,9 +316,10 @@ class ExportVoice:
             lost, self._lost_since_ok = self._lost_since_ok, 0
         if warned:
             logger.info(
-                "neatlogs_web: export to %s works again (%d spans were lost while it failed)",
+                "neatlogs_web: export to %s works again (%d %s were lost while it failed)",
                 self.destination,
                 lost,
+                self.unit,
             )
 
     def _count(self, kind: str, spans: int) -> tuple[int, int] | None:

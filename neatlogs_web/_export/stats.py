@@ -37,6 +37,8 @@ class ExportStats:
         self.spans_filtered = 0
         self.markers_sent = 0
         self.export_failures = 0
+        self.native_feedback_sent = 0
+        self.native_feedback_failed = 0
         if hasattr(os, "register_at_fork"):
             forget = weakref.WeakMethod(self._forget_queued)
             os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
@@ -67,6 +69,12 @@ class ExportStats:
                 self.spans_failed += failed
                 self.export_failures += 1
             self._settled_or_failed.notify_all()
+
+    def judged(self, *, sent: int, failed: int) -> None:
+        """Judgments sent to the backend's own API (``native_feedback``), or not."""
+        with self._lock:
+            self.native_feedback_sent += sent
+            self.native_feedback_failed += failed
 
     def mark(self) -> tuple[int, int]:
         """What a flush started now waits for: ``(spans queued, failures so far)``."""
@@ -104,4 +112,6 @@ class ExportStats:
                 "spans_filtered": self.spans_filtered,
                 "markers_sent": self.markers_sent,
                 "export_failures": self.export_failures,
+                "native_feedback_sent": self.native_feedback_sent,
+                "native_feedback_failed": self.native_feedback_failed,
             }

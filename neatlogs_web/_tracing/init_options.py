@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.util.types import AttributeValue
 
 from neatlogs_web._export import exporter as export
+from neatlogs_web._export.backends import BACKENDS, Backend, detect_backend
 from neatlogs_web._option_names import check_option_names
 from neatlogs_web._session.binding import check_id
 from neatlogs_web._tracing.stamping import END_USER_KEY_PRESETS, SESSION_KEY_PRESETS
@@ -29,7 +30,6 @@ __all__ = ["DEFAULT_WORKFLOW", "InitConfig", "InitOptions"]
 DEFAULT_WORKFLOW: Final = "neatlogs-app"
 
 Exporter = SpanExporter | Literal["otlp", "console", "none"]
-Backend = Literal["neatlogs", "otlp"]
 RequestTraces = Literal["turns", "all"]
 
 
@@ -45,7 +45,8 @@ class InitConfig:
     auto_session: bool = False
     session_id: str | None = None
     exporter: Exporter | None = None
-    #: ``None``: ``"neatlogs"`` with an API key, else ``"otlp"``.
+    #: ``None``: ``"langfuse"`` for an endpoint at Langfuse's OTLP path, else
+    #: ``"neatlogs"`` with an API key, else ``"otlp"``.
     backend: Backend | None = None
     session_keys: str | Sequence[str] = "default"
     #: ``None``: like ``session_keys``, never ``user.id`` toward the neatlogs backend.
@@ -103,7 +104,7 @@ class InitConfig:
     def resolved_backend(self) -> Backend:
         if self.backend is not None:
             return self.backend
-        return "neatlogs" if self.resolved_api_key else "otlp"
+        return detect_backend(self.resolved_endpoint, self.resolved_api_key)
 
     @property
     def workflow(self) -> str:
@@ -143,8 +144,10 @@ def _check(config: InitConfig) -> None:
         raise ValueError("init() takes auto_session or session_id, not both: drop one")
     if config.session_id is not None:
         check_id("init(session_id=...)", config.session_id)
-    if config.backend not in (None, "neatlogs", "otlp"):
-        raise ValueError(f"backend must be 'neatlogs' or 'otlp', not {config.backend!r}")
+    if config.backend is not None and config.backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be 'neatlogs', 'otlp', 'phoenix' or 'langfuse', not {config.backend!r}"
+        )
     if config.request_traces not in ("turns", "all"):
         raise ValueError(f"request_traces must be 'turns' or 'all', not {config.request_traces!r}")
     if not (_is_number(config.sample_rate) and 0.0 <= config.sample_rate <= 1.0):

@@ -196,6 +196,7 @@ def _export_processor(config: InitConfig) -> BoundedBatchProcessor | None:
         endpoint=config.resolved_endpoint,
         api_key=config.resolved_api_key,
         timeout_s=config.export_timeout_s,
+        backend=config.resolved_backend,
     )
     if target is None:
         return None
