@@ -227,6 +227,13 @@ class PhoenixClient:
             if not cursor:
                 return spans
 
+    def span_annotations(self, project: str, span_ids: list[str]) -> list[dict[str, Any]]:
+        """The annotations of ``span_ids`` in a project (its REST API's records:
+        ``span_id``, ``name``, ``annotator_kind``, ``result``, ``identifier``, ...)."""
+        path = f"/v1/projects/{quote(project, safe='')}/span_annotations"
+        body = self._get(path, {"span_ids": span_ids, "limit": 1000}, missing_ok=True)
+        return [] if body is None else list(body["data"])
+
     def all_spans(self) -> list[Span]:
         """Every span of every project."""
         return [span for name in self.project_names() for span in self.spans(name)]
