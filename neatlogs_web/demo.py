@@ -216,7 +216,8 @@ async def simulate_users(
 
 def _print_summary(users: list[SimulatedUser], sessions: dict[str, dict[str, Any]]) -> None:
     print()
-    # "sent": turns the user sent; the other columns: what the collector stored.
+    # "sent": turns the user sent, "votes": its thumbs up and down; the other
+    # columns: what the collector stored.
     print(
         f"{'user':<9} {'found by':<13} {'session':<26} "
         f"{'sent':>5} {'turns':>5} {'traces':>6} {'spans':>6} {'votes':>7}"
@@ -234,7 +235,7 @@ def _print_summary(users: list[SimulatedUser], sessions: dict[str, dict[str, Any
     up, down = sum(u.up for u in users), sum(u.down for u in users)
     print(
         f"{up + down} answers judged through {FEEDBACK_PATH}: {up} thumbs up, {down} down, "
-        f"{sum(u.comments for u in users)} with a comment (each a feedback span in its turn)"
+        f"{sum(u.comments for u in users)} with a comment (each in its turn, on the page)"
     )
 
 
@@ -295,7 +296,7 @@ def run_demo(
         sessions = {entry["session_id"]: entry for entry in listing["sessions"]}
         _print_summary(simulated, sessions)
         if wait:
-            print(f"\nOpen {collector}/ to see each session as a timeline.")
+            print(f"\nOpen {collector}/ to see each session as a timeline, feedback on its turns.")
             print("The chat app has stopped; the collector keeps running until you press Ctrl-C.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
