@@ -130,8 +130,9 @@ def visit(base: str) -> tuple[Asked, Asked, Asked, dict[str, int]]:
     ):
         bobs = ask(bob, "bob's question")
         bob_asked_at = time.monotonic()
-        alices = ask(alice, "alice's question")
         mallorys = ask(mallory, "mallory's question")
+        # Judged at once: well within feedback_max_age (its timestamp counts whole seconds).
+        alices = ask(alice, "alice's question")
         answers = {
             "judged": alice.post(FEEDBACK, json={"token": alices.feedback_token, **JUDGMENT}),
             "foreign": mallory.post(FEEDBACK, json={"token": alices.feedback_token, "score": 0}),
