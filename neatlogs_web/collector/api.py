@@ -13,6 +13,7 @@ as `after`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .api_json import entry_json, session_json, span_json, trace_json
+from .api_json import entry_json, judgment_json, session_json, span_json, trace_json
 from .api_params import (
     BadQuery,
     check_length,
@@ -29,14 +30,17 @@ from .api_params import (
     read_cursor,
     read_flag,
     read_limit,
+    read_order,
     read_session_cursor,
     read_text,
+    read_thumb,
     read_time,
     read_workflow,
+    session_cursor,
 )
 from .limits import MAX_ANSWER_BYTES
 from .store import Store
-from .summaries import SessionFilter, SessionKey, SessionRow, TraceRow
+from .summaries import SessionFilter, SessionKey, SessionOrder, SessionRow, TraceRow
 
 RowT = TypeVar("RowT", SessionRow, TraceRow)
 ItemT = TypeVar("ItemT")
@@ -67,27 +71,32 @@ class Api:
         ]
 
     def list_sessions(self, request: Request) -> JSONResponse:
-        """Sessions by last activity, newest first, filtered by the query parameters:
-        `q` (search), `workflow`, `user`, `errors`, `since`, `until` and `turns` (only
-        sessions with a user turn; the answer then counts the others as
-        `without_turns`)."""
+        """Sessions by last activity, newest first, or with `sort=wait` by the longest
+        wait for an answer's first words; filtered by the query parameters: `q`
+        (search), `workflow`, `user`, `errors`, `feedback` (`negative` / `positive`:
+        judged so at least once), `since`, `until` and `turns` (only sessions with a
+        user turn; the answer then counts the others as `without_turns`)."""
         params = request.query_params
         try:
             limit = read_limit(params.get("limit"))
-            before = read_session_cursor(params.get("before"))
+            order = read_order(params)
+            before = read_session_cursor(params.get("before"), order)
             where = SessionFilter(
                 query=read_text(params, "q"),
                 workflow=read_text(params, "workflow"),
                 end_user=read_text(params, "user"),
                 with_turns=read_flag(params, "turns"),
                 errors=read_flag(params, "errors"),
+                feedback=read_thumb(params, "feedback"),
                 since_ns=read_time(params, "since"),
                 until_ns=read_time(params, "until"),
             )
         except BadQuery as exc:
             return _error(400, str(exc))
-        rows = self._store.sessions(limit=limit + 1, where=where, before=before)
-        page, cursor = _page(rows, limit, _session_key)
+        rows = self._store.sessions(limit=limit + 1, where=where, before=before, order=order)
+        page, cursor = _page(
+            rows, limit, lambda row: session_cursor(_session_key(row, order), order)
+        )
         answer: dict[str, Any] = {
             "sessions": [session_json(row) for row in page],
             "next": cursor,
@@ -129,13 +138,14 @@ class Api:
         found = self._store.session(key, limit=limit, after=after)
         if found is None:
             return _error(404, f"no session {session_id!r} in workflow {key.workflow!r}")
-        entries, left_out = _within_budget(found.entries, entry_json)
+        head = session_json(found.session)
+        to_json = functools.partial(entry_json, judgments=found.judgments)
+        entries, left_out = _within_budget(found.entries, to_json, _room_beside(head))
         next_key = found.next_key
         if left_out:
             # The page ends early; the next one starts after its last entry's turn.
             next_key = _trace_key(found.entries[len(entries) - 1].trace)
-        fields = {**session_json(found.session), "next": encode_cursor(next_key)}
-        return _answer(fields, "traces", entries)
+        return _answer({**head, "next": encode_cursor(next_key)}, "traces", entries)
 
     def get_facets(self, request: Request) -> JSONResponse:
         """The end users and workflows seen, for the page's filters."""
@@ -154,12 +164,15 @@ class Api:
         except BadQuery as exc:
             return _error(400, str(exc))
         rows = self._store.traces(limit=limit + 1, without_session=session == "none", before=before)
-        page, cursor = _page(rows, limit, _trace_key)
+        page, cursor = _page(rows, limit, lambda row: encode_cursor(_trace_key(row)))
         return JSONResponse({"traces": [trace_json(row) for row in page], "next": cursor})
 
     def get_trace(self, request: Request) -> Response:
-        """One trace with its spans by start time (the neatlogs completion marker left
-        out), as many as `MAX_ANSWER_BYTES` holds; `spans_omitted` counts the rest."""
+        """One trace with its spans by start time (the neatlogs completion marker and
+        feedback spans left out), as many as `MAX_ANSWER_BYTES` holds; `spans_omitted`
+        counts the rest. Its latest `judgments` come beside them, and
+        `neatlogs_trace_complete` says whether the neatlogs SDK's completion marker
+        arrived (sent with `backend="neatlogs"` only)."""
         trace_id: str = request.path_params["trace_id"].lower()
         try:
             check_length(trace_id, "trace id")
@@ -168,9 +181,14 @@ class Api:
         found = self._store.trace(trace_id, max_bytes=MAX_ANSWER_BYTES)
         if found is None:
             return _error(404, f"no trace {trace_id!r}")
-        row, spans = found
-        encoded, _ = _within_budget(spans, span_json)
-        fields = {**trace_json(row), "spans_omitted": row.span_count - len(encoded)}
+        row, spans, judgments = found
+        head = {
+            **trace_json(row),
+            "neatlogs_trace_complete": row.neatlogs_complete,
+            "judgments": [judgment_json(judgment) for judgment in judgments],
+        }
+        encoded, _ = _within_budget(spans, span_json, _room_beside(head))
+        fields = {**head, "spans_omitted": row.span_count - len(encoded)}
         return _answer(fields, "spans", encoded)
 
 
@@ -178,17 +196,26 @@ class Api:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+#: Room kept for what an answer adds after its items are encoded: a cursor, a count.
+_TAIL_BYTES = 1024
+
+
+def _room_beside(head: dict[str, Any]) -> int:
+    """What an answer's items may take beside ``head`` within `MAX_ANSWER_BYTES`."""
+    return MAX_ANSWER_BYTES - len(_ENCODER.encode(head).encode()) - _TAIL_BYTES
+
+
 def _within_budget(
-    items: Iterable[ItemT], to_json: Callable[[ItemT], dict[str, Any]]
+    items: Iterable[ItemT], to_json: Callable[[ItemT], dict[str, Any]], budget: int
 ) -> tuple[list[bytes], bool]:
-    """Each item's JSON, in order, while they fit in `MAX_ANSWER_BYTES` (the first
-    always does, so an answer is never empty); and whether items were left out."""
+    """Each item's JSON, in order, while they fit in ``budget`` bytes (the first always
+    does, so an answer is never empty); and whether items were left out."""
     encoded: list[bytes] = []
     size = 0
     for item in items:
         data = _ENCODER.encode(to_json(item)).encode()
         size += len(data) + 1  # and its comma
-        if encoded and size > MAX_ANSWER_BYTES:
+        if encoded and size > budget:
             return encoded, True
         encoded.append(data)
     return encoded, False
@@ -202,21 +229,21 @@ def _answer(fields: dict[str, Any], key: str, encoded: list[bytes]) -> Response:
 
 
 def _page(
-    rows: list[RowT],
-    limit: int,
-    key: Callable[[RowT], tuple[int, str] | tuple[int, str, str]],
+    rows: list[RowT], limit: int, cursor: Callable[[RowT], str | None]
 ) -> tuple[list[RowT], str | None]:
     """The first ``limit`` rows (fetched ``limit + 1``), and the ``next`` cursor: the
-    last row's ``key``, encoded, or ``None`` when this is the last page."""
+    last row's ``cursor``, or ``None`` when this is the last page."""
     page = rows[:limit]
     if len(rows) <= limit:
         return page, None
-    return page, encode_cursor(key(page[-1]))
+    return page, cursor(page[-1])
 
 
-def _session_key(row: SessionRow) -> tuple[int, str, str]:
-    """Where a sessions page (newest activity first) ends."""
-    return row.last_ns, *row.key
+def _session_key(row: SessionRow, order: SessionOrder) -> tuple[int, str, str]:
+    """Where a sessions page in this order ends (a session listed by its wait has one)."""
+    ns = row.last_ns if order == "recent" else row.wait_worst_ns
+    assert ns is not None
+    return ns, *row.key
 
 
 def _trace_key(row: TraceRow) -> tuple[int, str]:

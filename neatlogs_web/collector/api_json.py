@@ -2,7 +2,9 @@
 
 Times are RFC 3339 UTC with microseconds and durations milliseconds, so a script reads
 them without knowing nanoseconds; a span also says what it took in and gave back, read
-from whichever convention its sender used.
+from whichever convention its sender used. A turn says what the person felt: how long
+they waited (`response`, and `complete`: whether the answer was delivered whole) and
+what they thought of it (`feedback` counted, its `judgments` listed).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 from typing import Any
 
 from . import conversation, grouping
+from .felt import Judgment, ResponseFigures
 from .otlp import SPAN_KINDS, STATUS_CODES, Span
-from .summaries import SessionRow, TokenTotals, TraceRow
+from .summaries import FeedbackCounts, SessionRow, TokenTotals, TraceRow
 from .turns import Entry
 
 #: Background traces shown per turn; `parts_omitted` counts the others.
@@ -36,16 +39,36 @@ def session_json(row: SessionRow) -> dict[str, Any]:
         "end_user": row.end_user,
         "first_input": row.first_input,
         "last_output": row.last_output,
+        "time_to_first_chunk_ms": (
+            None
+            if row.wait_median_ns is None or row.wait_worst_ns is None
+            else {"median": _ms(row.wait_median_ns), "worst": _ms(row.wait_worst_ns)}
+        ),
+        "feedback": _feedback(row.feedback),
     }
 
 
-def entry_json(entry: Entry) -> dict[str, Any]:
-    """A row of a session's conversation: a turn, or a request no turn claims."""
+def entry_json(entry: Entry, judgments: dict[str, list[Judgment]]) -> dict[str, Any]:
+    """A row of a session's conversation: a turn, or a request no turn claims; with the
+    turn's latest `judgments` (by trace id), latest first."""
     answer = trace_json(entry.trace)
     answer["request"] = trace_json(entry.request) if entry.request is not None else None
     answer["parts"] = [trace_json(part) for part in entry.parts[:PARTS_LIMIT]]
     answer["parts_omitted"] = max(len(entry.parts) - PARTS_LIMIT, 0)
+    answer["judgments"] = [judgment_json(j) for j in judgments.get(entry.trace.trace_id, ())]
     return answer
+
+
+def judgment_json(judgment: Judgment) -> dict[str, Any]:
+    """A person's judgment of a turn; `thumb` is up or down by its score (null without one)."""
+    return {
+        "time": rfc3339(judgment.time_ns),
+        "thumb": judgment.thumb,
+        "score": judgment.score,
+        "label": judgment.label,
+        "comment": judgment.comment,
+        "span_id": judgment.span_id,
+    }
 
 
 def trace_json(row: TraceRow) -> dict[str, Any]:
@@ -62,7 +85,10 @@ def trace_json(row: TraceRow) -> dict[str, Any]:
         "span_count": row.span_count,
         "error_count": row.error_count,
         "tokens": _tokens(row.tokens),
-        "complete": row.complete,
+        # Whether the person got the whole answer: what a reader takes "complete" for.
+        "complete": row.response.complete if row.response is not None else None,
+        "response": _response(row.response),
+        "feedback": _feedback(row.feedback),
         "turn": row.turn,
         "input": row.input,
         "output": row.output,
@@ -132,6 +158,25 @@ def _name(names: tuple[str, ...], code: int) -> str:
 
 def _ms(ns: int) -> float:
     return round(ns / 1_000_000, 3)
+
+
+def _optional_ms(ns: int | None) -> float | None:
+    return None if ns is None else _ms(ns)
+
+
+def _response(figures: ResponseFigures | None) -> dict[str, Any] | None:
+    if figures is None:
+        return None
+    return {
+        "time_to_start_ms": _optional_ms(figures.time_to_start_ns),
+        "time_to_first_chunk_ms": _optional_ms(figures.time_to_first_chunk_ns),
+        "duration_ms": _optional_ms(figures.duration_ns),
+        "complete": figures.complete,
+    }
+
+
+def _feedback(counts: FeedbackCounts) -> dict[str, int]:
+    return {"up": counts.up, "down": counts.down, "count": counts.count}
 
 
 def _tokens(tokens: TokenTotals) -> dict[str, int | None] | None:

@@ -10,7 +10,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from .felt import Thumb
 from .limits import MAX_NAME
+from .summaries import SessionOrder
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -73,6 +75,28 @@ def read_flag(params: Any, name: str) -> bool:
     raise BadQuery(f"{name} must be 1 or 0")
 
 
+def read_order(params: Any) -> SessionOrder:
+    """The sessions list's `sort`: `recent` (the default) or `wait`."""
+    raw = params.get("sort") or "recent"
+    if raw == "recent":
+        return "recent"
+    if raw == "wait":
+        return "wait"
+    raise BadQuery("sort must be 'recent' or 'wait'")
+
+
+def read_thumb(params: Any, name: str) -> Thumb | None:
+    """A `negative` / `positive` parameter as the thumb it keeps; None when absent."""
+    raw = params.get(name) or None
+    if raw is None:
+        return None
+    if raw == "negative":
+        return "down"
+    if raw == "positive":
+        return "up"
+    raise BadQuery(f"{name} must be 'negative' or 'positive'")
+
+
 def read_time(params: Any, name: str) -> int | None:
     """An RFC 3339 time parameter as nanoseconds since the epoch."""
     raw = params.get(name)
@@ -90,7 +114,9 @@ def read_time(params: Any, name: str) -> int | None:
     return int(seconds * 1_000_000) * 1000
 
 
-def encode_cursor(key: tuple[int, str] | tuple[int, str, str] | None) -> str | None:
+def encode_cursor(
+    key: tuple[int, str] | tuple[int, str, str] | tuple[int, str, str, str] | None,
+) -> str | None:
     """A row key (a time, then names) as the opaque `next` value, or None."""
     if key is None:
         return None
@@ -106,12 +132,24 @@ def read_cursor(raw: str | None, name: str = "before") -> tuple[int, str] | None
     return ns, trace_id
 
 
-def read_session_cursor(raw: str | None) -> tuple[int, str, str] | None:
-    """The sessions list's `next` value taken back as `before`: the (last activity,
-    session id, workflow) it encodes; None if absent."""
+def session_cursor(key: tuple[int, str, str], order: SessionOrder) -> str | None:
+    """Where a sessions page ends, as its `next` value: the key in that order (a time,
+    the session id, its workflow), and the order unless it is the default one, so a
+    cursor is never taken back in another order."""
+    return encode_cursor(key if order == "recent" else (*key, order))
+
+
+def read_session_cursor(raw: str | None, order: SessionOrder) -> tuple[int, str, str] | None:
+    """The sessions list's `next` value taken back as `before`: the (last activity or
+    worst wait, session id, workflow) it encodes, in the list's order; None if absent."""
     if not raw:
         return None
-    ns, (session_id, workflow) = _read_key(raw, "before", 2)
+    if order == "recent":
+        ns, (session_id, workflow) = _read_key(raw, "before", 2)
+        return ns, session_id, workflow
+    ns, (session_id, workflow, named) = _read_key(raw, "before", 3)
+    if named != order:
+        raise BadQuery(f"before must be a 'next' value from a previous answer in sort={order}")
     return ns, session_id, workflow
 
 

@@ -11,8 +11,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from .felt import Judgment, ResponseFigures
 from .otlp import STATUS_ERROR, Span
-from .summaries import SessionRow, TokenTotals, TraceRow
+from .summaries import FeedbackCounts, SessionRow, TokenTotals, TraceRow
 
 #: The spans columns `span_from` reads, with the bodies of the span's resource and scope.
 SPAN_SELECT = (
@@ -44,6 +45,9 @@ def session_from(row: Sequence[Any]) -> SessionRow:
         end_user=row[11],
         first_input=row[12],
         last_output=row[13],
+        wait_median_ns=row[14],
+        wait_worst_ns=row[15],
+        feedback=FeedbackCounts(row[16], row[17], row[18]),
     )
 
 
@@ -63,14 +67,34 @@ def trace_from(row: Sequence[Any]) -> TraceRow:
         span_count=row[8],
         error_count=row[9],
         tokens=TokenTotals(row[10], row[11], row[12]),
-        complete=bool(row[13]),
+        neatlogs_complete=bool(row[13]),
         turn=row[14] > 0,
         link_trace=row[15],
         http_status=row[16],
         end_user=row[17],
         input=row[18],
         output=row[20],
+        response=_figures(row[22:26]),
+        feedback=FeedbackCounts(row[26], row[27], row[28]),
     )
+
+
+#: The `feedback` columns `judgment_from` reads.
+JUDGMENT_COLUMNS = "trace_id, span_id, turn_span_id, time_ns, score, label, comment"
+
+
+def judgment_from(row: Sequence[Any]) -> Judgment:
+    """A `feedback` row, selected as `JUDGMENT_COLUMNS`."""
+    return Judgment(*row)
+
+
+def _figures(columns: Sequence[Any]) -> ResponseFigures | None:
+    """A trace's felt-latency columns; None when none was measured."""
+    start, first_chunk, duration, complete = columns
+    if start is None and first_chunk is None and duration is None and complete is None:
+        return None
+    done = None if complete is None else bool(complete)
+    return ResponseFigures(start, first_chunk, duration, done)
 
 
 def span_from(row: Sequence[Any]) -> Span:

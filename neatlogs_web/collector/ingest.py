@@ -4,7 +4,7 @@ A span already stored (a retried export) or repeated within the batch is skipped
 first, so every count below adds only new spans and a retry changes nothing. The
 trace rows the batch touches are merged with what it adds; the sessions they belong
 to, each keyed by session id and workflow, are then summed again from their trace rows,
-one query each.
+one query each. A person's feedback becomes a row of its own beside its turn's trace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from .otlp import Span
-from .rows import INSERT_SPAN, INSERT_TERM, SharedBodies, search_terms, span_row
+from .rows import (
+    INSERT_FEEDBACK,
+    INSERT_SPAN,
+    INSERT_TERM,
+    SharedBodies,
+    feedback_row,
+    search_terms,
+    span_row,
+)
 from .schema import IN_CHUNK, TRACE_COLUMN_COUNT, TRACE_COLUMNS, chunks
 from .session_summary import DELETE_SESSION, SUM_SESSION
 from .summaries import SessionKey
@@ -32,7 +40,12 @@ class BatchWriter:
         fresh = _unstored(connection, spans)
         connection.executemany(INSERT_SPAN, self._span_rows(connection, fresh))
         connection.executemany(INSERT_TERM, search_terms(fresh))
-        sessions = _merge_traces(connection, trace_deltas(fresh))
+        deltas = trace_deltas(fresh)
+        connection.executemany(
+            INSERT_FEEDBACK,
+            [feedback_row(judgment) for delta in deltas.values() for judgment in delta.judgments],
+        )
+        sessions = _merge_traces(connection, deltas)
         connection.executemany(DELETE_SESSION, sessions)
         connection.executemany(SUM_SESSION, sessions)
         return len(fresh)

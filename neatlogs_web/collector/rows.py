@@ -1,5 +1,6 @@
-"""The rows a decoded span becomes: its `spans` row, its search terms, and the shared
-`resources` and `scopes` rows it refers to.
+"""The rows a decoded span becomes: its `spans` row, its search terms, the shared
+`resources` and `scopes` rows it refers to, and for a person's judgment its `feedback`
+row.
 
 A batch part's spans share one resource and one scope, and most exports repeat the
 last one's, so each distinct body is stored once and span rows refer to it by id.
@@ -12,7 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from . import grouping
+from . import felt, grouping
+from .felt import Judgment
 from .otlp import Span
 
 INSERT_SPAN = """
@@ -22,6 +24,11 @@ INSERT OR IGNORE INTO spans (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 INSERT_TERM = "INSERT OR IGNORE INTO span_terms VALUES (?, ?)"
+INSERT_FEEDBACK = """
+INSERT OR IGNORE INTO feedback (
+    trace_id, time_ns, span_id, turn_span_id, score, label, comment
+) VALUES (?, ?, ?, ?, ?, ?, ?)
+"""
 
 #: Longest attribute value the search finds; longer ones (documents, prompts) are
 #: found through the turn's input and output.
@@ -36,8 +43,9 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def span_row(span: Span, resource_id: int, scope_id: int) -> tuple[Any, ...]:
-    """The span's `spans` row, in `INSERT_SPAN` order; the SDK's completion marker is
-    kept, marked, and left out by the reads."""
+    """The span's `spans` row, in `INSERT_SPAN` order; a span that is no operation of
+    its trace (the SDK's completion marker, a person's feedback) is kept, marked, and
+    left out of the trace's spans by the reads."""
     return (
         span.trace_id,
         span.span_id,
@@ -53,7 +61,20 @@ def span_row(span: Span, resource_id: int, scope_id: int) -> tuple[Any, ...]:
         _dumps(span.links),
         resource_id,
         scope_id,
-        grouping.is_marker(span),
+        grouping.is_marker(span) or felt.is_feedback(span),
+    )
+
+
+def feedback_row(judgment: Judgment) -> tuple[Any, ...]:
+    """A judgment's `feedback` row, in `INSERT_FEEDBACK` order."""
+    return (
+        judgment.trace_id,
+        judgment.time_ns,
+        judgment.span_id,
+        judgment.turn_span_id,
+        judgment.score,
+        judgment.label,
+        judgment.comment,
     )
 
 

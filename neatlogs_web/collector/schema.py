@@ -15,12 +15,42 @@ from typing import TypeVar
 ItemT = TypeVar("ItemT")
 
 #: 3: sessions keyed by (session id, workflow), a trace's missing workflow stored as "".
-SCHEMA_VERSION = 3
+#: 4: what the person felt (felt-latency figures, feedback) on traces and sessions; a
+#: feedback span is a judgment of its turn, kept in `feedback`, no span of the trace.
+SCHEMA_VERSION = 4
 
-#: The tables versions 2 and 3 share: spans, their search terms and trace summaries.
-#: Since version 3 `traces.workflow` is written as "" when the resource names no
-#: workflow (`summaries.NO_WORKFLOW`), never NULL.
-SPAN_TABLES = """
+#: The trace columns version 4 added: the turn's felt-latency figures (nanoseconds from
+#: the request's arrival; `response_complete` 0 when the answer never ended, NULL when
+#: not measured) and its judgments counted.
+FELT_COLUMNS = """
+    time_to_start_ns INTEGER,
+    time_to_first_chunk_ns INTEGER,
+    response_duration_ns INTEGER,
+    response_complete INTEGER,
+    feedback_up INTEGER NOT NULL DEFAULT 0,
+    feedback_down INTEGER NOT NULL DEFAULT 0,
+    feedback_count INTEGER NOT NULL DEFAULT 0
+""".strip()
+
+#: A person's judgments of turns, one row per feedback span, a trace's latest first.
+FEEDBACK_TABLE = """
+CREATE TABLE feedback (
+    trace_id TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    span_id TEXT NOT NULL,
+    turn_span_id TEXT,
+    score REAL,
+    label TEXT,
+    comment TEXT,
+    PRIMARY KEY (trace_id, time_ns, span_id)
+) WITHOUT ROWID;
+"""
+
+#: Spans, their search terms and trace summaries. Since version 3 `traces.workflow` is
+#: written as "" when the resource names no workflow (`summaries.NO_WORKFLOW`), never
+#: NULL. `spans.marker` marks a span that is no operation of its trace (the neatlogs
+#: SDK's completion marker, a feedback span): kept, left out of the trace's spans.
+SPAN_TABLES = f"""
 CREATE TABLE resources (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
 CREATE TABLE scopes (id INTEGER PRIMARY KEY, body TEXT NOT NULL UNIQUE);
 CREATE TABLE spans (
@@ -63,7 +93,7 @@ CREATE TABLE traces (
     input_tokens INTEGER,
     output_tokens INTEGER,
     total_tokens INTEGER,
-    complete INTEGER NOT NULL,
+    neatlogs_complete INTEGER NOT NULL,
     app_spans INTEGER NOT NULL,
     link_trace TEXT,
     http_status INTEGER,
@@ -71,14 +101,16 @@ CREATE TABLE traces (
     input TEXT,
     input_key INTEGER,
     output TEXT,
-    output_key INTEGER
+    output_key INTEGER,
+    {FELT_COLUMNS}
 ) WITHOUT ROWID;
 CREATE INDEX traces_by_link ON traces (link_trace) WHERE link_trace IS NOT NULL;
 CREATE INDEX traces_by_start ON traces (start_ns, trace_id);
+{FEEDBACK_TABLE}
 """
 
-#: What this version adds to the tables above: a session's traces in time order, and
-#: the sessions table with its indexes (the list's orders and filters).
+#: The sessions table, its indexes (the list's orders and filters) and the index of a
+#: session's traces: what an upgrade builds again from the trace rows.
 SESSION_TABLES = """
 CREATE INDEX traces_by_session ON traces (session_id, workflow, start_ns, trace_id);
 CREATE TABLE sessions (
@@ -96,9 +128,16 @@ CREATE TABLE sessions (
     end_user TEXT,
     first_input TEXT,
     last_output TEXT,
+    wait_median_ns INTEGER,
+    wait_worst_ns INTEGER,
+    feedback_up INTEGER NOT NULL,
+    feedback_down INTEGER NOT NULL,
+    feedback_count INTEGER NOT NULL,
     PRIMARY KEY (session_id, workflow)
 ) WITHOUT ROWID;
 CREATE INDEX sessions_by_activity ON sessions (last_ns, session_id, workflow);
+CREATE INDEX sessions_by_wait ON sessions (wait_worst_ns, session_id, workflow)
+    WHERE wait_worst_ns IS NOT NULL;
 CREATE INDEX sessions_by_workflow ON sessions (workflow, last_ns, session_id);
 CREATE INDEX sessions_by_user ON sessions (end_user, last_ns, session_id, workflow);
 """
@@ -107,8 +146,10 @@ CREATE INDEX sessions_by_user ON sessions (end_user, last_ns, session_id, workfl
 #: and `decoders.trace_from` reads one.
 TRACE_COLUMNS = (
     "trace_id, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns,"
-    " span_count, error_count, input_tokens, output_tokens, total_tokens, complete,"
-    " app_spans, link_trace, http_status, end_user, input, input_key, output, output_key"
+    " span_count, error_count, input_tokens, output_tokens, total_tokens, neatlogs_complete,"
+    " app_spans, link_trace, http_status, end_user, input, input_key, output, output_key,"
+    " time_to_start_ns, time_to_first_chunk_ns, response_duration_ns, response_complete,"
+    " feedback_up, feedback_down, feedback_count"
 )
 TRACE_COLUMN_COUNT = TRACE_COLUMNS.count(",") + 1
 
@@ -116,7 +157,7 @@ TRACE_COLUMN_COUNT = TRACE_COLUMNS.count(",") + 1
 SESSION_COLUMNS = (
     "session_id, workflow, trace_count, span_count, error_count, first_ns, last_ns,"
     " input_tokens, output_tokens, total_tokens, turn_count, end_user, first_input,"
-    " last_output"
+    " last_output, wait_median_ns, wait_worst_ns, feedback_up, feedback_down, feedback_count"
 )
 
 #: Bound parameters per lookup query, well under SQLite's limit on any build.

@@ -1,5 +1,6 @@
 """A session's page read from the summaries: the session, a page of its traces folded
-into conversation entries, and the sessions an id names across workflows.
+into conversation entries with the judgments of their turns, and the sessions an id
+names across workflows.
 
 A session is its id within its workflow (`SessionKey`): every query here is bounded by
 both, so two apps' "conv-1" never share a turn, a request or a background trace.
@@ -10,10 +11,14 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .decoders import session_from, trace_from
+from .decoders import JUDGMENT_COLUMNS, judgment_from, session_from, trace_from
+from .felt import Judgment
 from .schema import SESSION_COLUMNS, TRACE_COLUMNS, chunks
 from .summaries import NO_WORKFLOW, SessionKey, SessionRow, TraceRow
 from .turns import SessionPage, fold
+
+#: Judgments shown per turn, latest first; the turn counts them all.
+JUDGMENTS_LIMIT = 20
 
 
 def sessions_named(
@@ -59,7 +64,30 @@ def session_page(
     entries = fold(traces, _relatives(connection, key, traces))
     last = traces[-1] if more else None
     next_key = (last.start_ns, last.trace_id) if last is not None else None
-    return SessionPage(session_from(row), entries, next_key)
+    judged = [entry.trace.trace_id for entry in entries if entry.trace.feedback.count]
+    judgments = judgments_of(connection, judged, limit=JUDGMENTS_LIMIT)
+    return SessionPage(session_from(row), entries, next_key, judgments)
+
+
+def judgments_of(
+    connection: sqlite3.Connection, trace_ids: list[str], *, limit: int
+) -> dict[str, list[Judgment]]:
+    """The latest ``limit`` judgments of each of these traces, latest first; the trace
+    rows count them all."""
+    found: dict[str, list[Judgment]] = {}
+    for chunk in chunks(trace_ids):
+        marks = ",".join("?" * len(chunk))
+        for raw in connection.execute(
+            f"SELECT {JUDGMENT_COLUMNS} FROM ("
+            f" SELECT {JUDGMENT_COLUMNS}, row_number() OVER ("
+            "  PARTITION BY trace_id ORDER BY time_ns DESC, span_id DESC) AS latest"
+            f" FROM feedback WHERE trace_id IN ({marks}))"
+            " WHERE latest <= ? ORDER BY trace_id, latest",
+            [*chunk, limit],
+        ):
+            judgment = judgment_from(raw)
+            found.setdefault(judgment.trace_id, []).append(judgment)
+    return found
 
 
 def _relatives(

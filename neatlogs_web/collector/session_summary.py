@@ -11,8 +11,9 @@ from .schema import SESSION_COLUMNS
 from .turns import FOLLOW_UP
 
 # Counts and times summed; the end user the last trace's; the first input and the last
-# output those of its turns. Correlated subqueries read `t`'s session key, which is
-# constant within a group.
+# output those of its turns; the median and the worst wait for the first words over its
+# turns that measured it; the judgments counted. Correlated subqueries read `t`'s
+# session key, which is constant within a group.
 _SUMS = f"""
 SELECT
     session_id,
@@ -31,7 +32,19 @@ SELECT
     (SELECT w.output FROM traces AS w
       WHERE w.session_id = t.session_id AND w.workflow = t.workflow
         AND w.span_count > 0 AND w.app_spans > 0 AND w.output IS NOT NULL
-      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1)
+      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1),
+    CASE WHEN count(CASE WHEN app_spans > 0 THEN time_to_first_chunk_ns END) > 0 THEN
+    (SELECT CAST(round(avg(wait)) AS INTEGER) FROM (
+        SELECT w.time_to_first_chunk_ns AS wait,
+            row_number() OVER (ORDER BY w.time_to_first_chunk_ns) AS rank,
+            count(*) OVER () AS waits
+        FROM traces AS w
+        WHERE w.session_id = t.session_id AND w.workflow = t.workflow
+          AND w.span_count > 0 AND w.app_spans > 0 AND w.time_to_first_chunk_ns IS NOT NULL)
+      WHERE rank BETWEEN (waits + 1) / 2 AND waits / 2 + 1)
+    END,
+    max(CASE WHEN app_spans > 0 THEN time_to_first_chunk_ns END),
+    sum(feedback_up), sum(feedback_down), sum(feedback_count)
 FROM traces AS t
 """
 

@@ -16,20 +16,22 @@ from pathlib import Path
 from typing import Any
 
 from .decoders import SPAN_SELECT, SPAN_TEXT_COLUMNS, session_from, span_from, trace_from
+from .felt import Judgment
 from .ingest import BatchWriter
 from .otlp import Batch, Span
 from .schema import SCHEMA_VERSION, SESSION_COLUMNS, TRACE_COLUMNS
-from .session_reads import session_page, sessions_named
+from .session_reads import JUDGMENTS_LIMIT, judgments_of, session_page, sessions_named
 from .summaries import (
     NO_WORKFLOW,
     SessionFilter,
     SessionKey,
+    SessionOrder,
     SessionRow,
     TraceRow,
     session_clauses,
 )
 from .turns import SessionPage
-from .versions import UPGRADABLE_VERSION, create_or_upgrade
+from .versions import UPGRADABLE_VERSIONS, create_or_upgrade
 
 
 class StoreError(RuntimeError):
@@ -108,21 +110,27 @@ class Store:
         limit: int,
         where: SessionFilter | None = None,
         before: tuple[int, str, str] | None = None,
+        order: SessionOrder = "recent",
     ) -> list[SessionRow]:
-        """Sessions by last activity, newest first, optionally filtered and paged.
+        """Sessions by last activity, newest first, or by their longest wait for the
+        first words of an answer, longest first (only sessions that measured one);
+        optionally filtered and paged.
 
         The query matches session ids, end users, span names and short attribute values
-        (substring, ASCII case-insensitive); `before` is the (last_ns, session_id,
-        workflow) of the last row of the previous page.
+        (substring, ASCII case-insensitive); `before` is the (last_ns or wait_worst_ns,
+        session_id, workflow) of the last row of the previous page.
         """
         clauses, params = session_clauses(where or SessionFilter())
+        column = "last_ns" if order == "recent" else "wait_worst_ns"
+        if order == "wait":
+            clauses.append("wait_worst_ns IS NOT NULL")
         if before is not None:
-            clauses.append("(last_ns, session_id, workflow) < (?, ?, ?)")
+            clauses.append(f"({column}, session_id, workflow) < (?, ?, ?)")
             params += list(before)
         sql = f"SELECT {SESSION_COLUMNS} FROM sessions"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY last_ns DESC, session_id DESC, workflow DESC LIMIT ?"
+        sql += f" ORDER BY {column} DESC, session_id DESC, workflow DESC LIMIT ?"
         params.append(limit)
         with self._reading() as connection:
             return [session_from(row) for row in connection.execute(sql, params)]
@@ -193,9 +201,12 @@ class Store:
         with self._reading() as connection:
             return [trace_from(row) for row in connection.execute(sql, params)]
 
-    def trace(self, trace_id: str, *, max_bytes: int) -> tuple[TraceRow, list[Span]] | None:
-        """A trace and its spans by start time (markers left out), or None if unknown;
-        reading stops at the span whose stored text passes `max_bytes` in all."""
+    def trace(
+        self, trace_id: str, *, max_bytes: int
+    ) -> tuple[TraceRow, list[Span], list[Judgment]] | None:
+        """A trace, its spans by start time (markers and feedback left out) and its
+        latest judgments, latest first; or None if unknown. Reading spans stops at the
+        span whose stored text passes `max_bytes` in all."""
         with self._reading() as connection:
             row = connection.execute(
                 f"SELECT {TRACE_COLUMNS} FROM traces WHERE trace_id = ? AND span_count > 0",
@@ -213,7 +224,8 @@ class Store:
                 size += sum(len(text) for text in span[SPAN_TEXT_COLUMNS])
                 if size > max_bytes:
                     break
-        return trace_from(row), spans
+            judgments = judgments_of(connection, [trace_id], limit=JUDGMENTS_LIMIT)
+        return trace_from(row), spans, judgments.get(trace_id, [])
 
     # -- connections -----------------------------------------------------------------
 
@@ -239,8 +251,8 @@ class Store:
             if not usable:
                 raise StoreError(
                     f"{self._path} is not a neatlogs-web collector database of schema version"
-                    f" {UPGRADABLE_VERSION} or {SCHEMA_VERSION}: pass another --db file,"
-                    " or delete this one"
+                    f" {', '.join(map(str, UPGRADABLE_VERSIONS))} or {SCHEMA_VERSION}: pass"
+                    " another --db file, or delete this one"
                 )
 
     @contextmanager

@@ -7,11 +7,18 @@ so it reads these summaries, kept at ingest, and only a trace's own page reads s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
+
+from .felt import ResponseFigures, Thumb
 
 #: The workflow of a trace whose resource names none: stored as "" so that a session's
 #: key, its index and its paging cursor never hold NULL; shown as null.
 NO_WORKFLOW = ""
+
+#: The sessions list's orders: by last activity, newest first; or by the longest wait
+#: for the first words of an answer (a session's worst), longest first, which lists only
+#: sessions whose turns measured it.
+SessionOrder = Literal["recent", "wait"]
 
 
 class SessionKey(NamedTuple):
@@ -32,6 +39,16 @@ class TokenTotals:
 
 
 @dataclass(frozen=True, slots=True)
+class FeedbackCounts:
+    """Judgments counted: thumbs up, thumbs down, and all (a label or comment alone is
+    neither up nor down)."""
+
+    up: int
+    down: int
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class SessionRow:
     """One session's summary, as kept in the `sessions` table."""
 
@@ -48,6 +65,10 @@ class SessionRow:
     end_user: str | None
     first_input: str | None
     last_output: str | None
+    #: The wait for the first words of an answer, over the turns that measured it.
+    wait_median_ns: int | None
+    wait_worst_ns: int | None
+    feedback: FeedbackCounts
 
     @property
     def key(self) -> SessionKey:
@@ -59,7 +80,8 @@ class SessionRow:
 # made building a session page's rows a third of its answer time. Read them only.
 @dataclass(slots=True)
 class TraceRow:
-    """One trace's summary; markers are in neither its counts nor its times."""
+    """One trace's summary; markers and feedback spans are in neither its counts nor its
+    times."""
 
     trace_id: str
     session_id: str | None
@@ -72,7 +94,8 @@ class TraceRow:
     span_count: int
     error_count: int
     tokens: TokenTotals
-    complete: bool
+    #: The neatlogs SDK's completion marker arrived (only sent to the neatlogs backend).
+    neatlogs_complete: bool
     #: False for a request: a trace whose spans all describe HTTP transport.
     turn: bool
     #: The trace the root span links to: a turn's request.
@@ -81,6 +104,9 @@ class TraceRow:
     end_user: str | None
     input: str | None
     output: str | None
+    #: What the person waited for, from the root span; None when it carries no figures.
+    response: ResponseFigures | None
+    feedback: FeedbackCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +120,8 @@ class SessionFilter:
     with_turns: bool = False
     #: Only sessions with at least one error.
     errors: bool = False
+    #: Only sessions with at least one judgment of this thumb.
+    feedback: Thumb | None = None
     #: Only sessions active at or after / at or before these times (ns since epoch).
     since_ns: int | None = None
     until_ns: int | None = None
@@ -118,6 +146,8 @@ def session_clauses(where: SessionFilter) -> tuple[list[str], list[Any]]:
         clauses.append("turn_count > 0")
     if where.errors:
         clauses.append("error_count > 0")
+    if where.feedback is not None:
+        clauses.append(f"feedback_{where.feedback} > 0")
     if where.since_ns is not None:
         clauses.append("last_ns >= ?")
         params.append(where.since_ns)

@@ -2,16 +2,19 @@
 
 A trace's spans arrive over several exports, in any order, and a retried export
 repeats them; the store adds only new spans, so a trace's row is its stored row
-merged with what the batch adds (`TraceDelta`), never rebuilt from its spans.
+merged with what the batch adds (`TraceDelta`), never rebuilt from its spans. A
+person's feedback on the turn, however late it comes, adds a judgment to the row and
+nothing else: no span, no time, no name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from . import conversation, grouping
+from . import conversation, felt, grouping
+from .felt import Judgment, ResponseFigures
 from .otlp import STATUS_ERROR, Span
 from .summaries import NO_WORKFLOW
 
@@ -19,8 +22,9 @@ from .summaries import NO_WORKFLOW
 TEXT_LIMIT = 2_000
 
 # A trace row before any span of the trace was stored, in `schema.TRACE_COLUMNS` order
-# after the trace id: no session, name or times, zero counts, not complete.
-_EMPTY_ROW = (None,) * 7 + (0, 0, None, None, None, 0, 0) + (None,) * 7
+# after the trace id: no session, name, times or figures, zero counts, no marker.
+_EMPTY_ROW = (None,) * 7 + (0, 0, None, None, None, 0, 0) + (None,) * 11 + (0, 0, 0)
+_NO_FIGURES = ResponseFigures(None, None, None, None)
 
 
 def trace_deltas(spans: Sequence[Span]) -> dict[str, TraceDelta]:
@@ -52,7 +56,7 @@ class TraceDelta:
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
-    complete: bool = False
+    neatlogs_complete: bool = False
     session_id: str | None = None
     workflow: str | None = None
     root: Span | None = None
@@ -63,15 +67,22 @@ class TraceDelta:
     input_key: int | None = None
     output: str | None = None
     output_key: int | None = None
+    judgments: list[Judgment] = field(default_factory=list)
+    feedback_up: int = 0
+    feedback_down: int = 0
 
     def add(self, span: Span, transport_scope: bool) -> None:
-        """Count a new span; the SDK's completion marker only says the trace is complete."""
+        """Count a new span; the SDK's completion marker only says the trace is complete,
+        a feedback span only judges the turn."""
         if self.session_id is None:
             self.session_id = grouping.session_of(span)
         if self.workflow is None:
             self.workflow = grouping.workflow_of(span.resource)
         if grouping.is_marker(span):
-            self.complete = True
+            self.neatlogs_complete = True
+            return
+        if felt.is_feedback(span):
+            self._judged(felt.judgment_of(span))
             return
         self.span_count += 1
         self.error_count += span.status_code == STATUS_ERROR
@@ -94,6 +105,11 @@ class TraceDelta:
             self.end_user = grouping.end_user_of(span)
         if conversation.may_converse(span):
             self._converse(span)
+
+    def _judged(self, judgment: Judgment) -> None:
+        self.judgments.append(judgment)
+        self.feedback_up += judgment.thumb == "up"
+        self.feedback_down += judgment.thumb == "down"
 
     def _converse(self, span: Span) -> None:
         """Keep the span's input and output when they beat the trace's so far.
@@ -125,6 +141,7 @@ class TraceDelta:
             old = (trace_id, *_EMPTY_ROW)
         (_, session_id, workflow, name, root_span_id, root_status, start_ns, end_ns) = old[:8]
         (link_trace, http_status, end_user, text_in, in_key, text_out, out_key) = old[15:22]
+        figures = old[22:26]
         root = self.root
         root_session = grouping.session_of(root) if root is not None else None
         # The root's session wins: it is what backends that read one span per trace show.
@@ -134,6 +151,7 @@ class TraceDelta:
             name, root_span_id, root_status = root.name, root.span_id, root.status_code
             link_trace = grouping.linked_trace_of(root)
             http_status = grouping.http_status_of(root)
+            figures = felt.response_figures(root.attributes) or _NO_FIGURES
         else:
             workflow = workflow or self.workflow
             earliest = self.earliest
@@ -162,7 +180,7 @@ class TraceDelta:
             _add(old[10], self.input_tokens),
             _add(old[11], self.output_tokens),
             _add(old[12], self.total_tokens),
-            int(bool(old[13]) or self.complete),
+            int(bool(old[13]) or self.neatlogs_complete),
             old[14] + self.app_spans,
             link_trace,
             http_status,
@@ -171,6 +189,10 @@ class TraceDelta:
             in_key,
             text_out,
             out_key,
+            *figures,
+            old[26] + self.feedback_up,
+            old[27] + self.feedback_down,
+            old[28] + len(self.judgments),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .felt import Judgment
 from .summaries import SessionRow, TraceRow
 
 #: SQL: trace `t` is background work of an earlier turn of its session.
@@ -39,11 +40,13 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class SessionPage:
     """A session and one page of its entries; `next_key` is where the next page starts
-    (the last trace read), or None on the last page."""
+    (the last trace read), or None on the last page. `judgments` are the latest of each
+    entry's turn, latest first, by trace id."""
 
     session: SessionRow
     entries: list[Entry]
     next_key: tuple[int, str] | None
+    judgments: dict[str, list[Judgment]]
 
 
 def fold(traces: list[TraceRow], relatives: list[TraceRow]) -> list[Entry]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,22 @@ def live_collector_factory(tmp_path: Path) -> Iterator[Callable[..., LiveCollect
     yield start
     for live in started:
         live.__exit__()
+
+
+@pytest.fixture
+def old_database(tmp_path: Path) -> Callable[[int], Path]:
+    """A collector database of an earlier schema version, restored in a file of its own
+    from its dump beside this file (``collector_v2.sql``, ...)."""
+
+    def restore(version: int) -> Path:
+        path = tmp_path / f"collector-v{version}.db"
+        dump = Path(__file__).with_name(f"collector_v{version}.sql")
+        with sqlite3.connect(path) as database:
+            database.executescript(dump.read_text())
+        database.close()
+        return path
+
+    return restore
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 import httpx
 import psutil
 import uvicorn
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from neatlogs_web.collector import Store, create_app
+from tests.collector import otlp_data as otlp
 from tests.servers import free_port
 
 ResultT = TypeVar("ResultT")
@@ -61,6 +63,18 @@ class LiveCollector:
 
     def get(self, path: str, **params: str) -> httpx.Response:
         return httpx.get(self.url + path, params=params, timeout=10)
+
+    def send(
+        self, *spans: Span, resource: dict[str, Any] | None = None, scope: str = "tests"
+    ) -> None:
+        """Export these spans in one OTLP/HTTP protobuf request, as an SDK's batch."""
+        response = httpx.post(
+            self.url + "/v1/traces",
+            content=otlp.protobuf(*spans, resource=resource, scope=scope),
+            headers={"Content-Type": "application/x-protobuf"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
 
 
 class CollectorProcess:

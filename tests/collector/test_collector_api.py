@@ -72,6 +72,8 @@ def test_session_list_shape(client: TestClient) -> None:
                 "end_user": None,
                 "first_input": None,
                 "last_output": None,
+                "time_to_first_chunk_ms": None,
+                "feedback": {"up": 0, "down": 0, "count": 0},
             }
         ],
         "next": None,
@@ -103,6 +105,9 @@ def test_session_detail_lists_traces_in_time_order(client: TestClient) -> None:
         "error_count",
         "tokens",
         "complete",
+        "response",
+        "feedback",
+        "judgments",
         "turn",
         "input",
         "output",

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,11 @@ import httpx
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from neatlogs_web.collector.schema import SCHEMA_VERSION
 from tests.collector import otlp_data as otlp
 from tests.collector.live import LiveCollector
 
 ROOT = Path(__file__).resolve().parents[2]
-V2_DUMP = Path(__file__).with_name("collector_v2.sql")
 
 #: An app as the quick starts write one: init() with its workflow, then turns of one
 #: conversation, each with its input and output.
@@ -172,13 +173,10 @@ def test_a_list_cursor_that_names_no_session_is_refused(
     assert "before" in answer.json()["error"]
 
 
-def test_a_database_of_the_previous_version_is_upgraded_to_sessions_per_workflow(
-    tmp_path: Path,
+def test_a_database_of_version_2_is_upgraded_to_sessions_per_workflow(
+    old_database: Callable[[int], Path],
 ) -> None:
-    path = tmp_path / "collector.db"
-    with sqlite3.connect(path) as old:
-        old.executescript(V2_DUMP.read_text())
-    old.close()
+    path = old_database(2)
 
     with LiveCollector(path) as live:
         assert listed(live) == [
@@ -207,5 +205,5 @@ def test_a_database_of_the_previous_version_is_upgraded_to_sessions_per_workflow
         assert listed(live)[0] == ("conv-1", "django-chat", 3)
 
     with sqlite3.connect(path) as upgraded:
-        assert upgraded.execute("PRAGMA user_version").fetchone() == (3,)
+        assert upgraded.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     upgraded.close()
