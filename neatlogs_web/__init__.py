@@ -14,7 +14,7 @@ from neatlogs_web._session.binding import (
 from neatlogs_web._session.feedback_tokens import FeedbackRefused, FeedbackTurn
 from neatlogs_web._session.rebinding import bind_conversation, bind_session, confirm_conversation
 from neatlogs_web._tracing.conventions import set_input, set_kind, set_output, set_usage
-from neatlogs_web._tracing.feedback import record_feedback
+from neatlogs_web._tracing.feedback import feedback_token, record_feedback
 from neatlogs_web._tracing.setup import flush, init, shutdown, stats
 from neatlogs_web._tracing.stamping import (
     END_USER_KEY_PRESETS,
@@ -36,6 +36,7 @@ __all__ = [
     "confirm_conversation",
     "current_end_user_id",
     "current_session_id",
+    "feedback_token",
     "flush",
     "init",
     "record_feedback",

@@ -108,6 +108,7 @@ DOCS_THREADS = ("docs/integrations.md", "Threads and tasks", 1)
 DOCS_LOGGING = ("docs/integrations.md", "Logging", 1)
 DOCS_BACKENDS = ("docs/integrations.md", "Backends and their session keys", 1)
 README_FEEDBACK = ("README.md", "Feedback", 1)
+README_FEEDBACK_IN_BODY = ("README.md", "Feedback", 2)
 
 # Every runnable block, and the test that runs it.
 RUN_HERE = {
@@ -123,6 +124,7 @@ RUN_HERE = {
     DOCS_LOGGING: "test_logging_snippet_prints_the_session_on_each_line",
     DOCS_BACKENDS: "test_backend_keys_snippet_stamps_both_backends_keys",
     README_FEEDBACK: "test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session",
+    README_FEEDBACK_IN_BODY: "test_feedback_in_body_snippet_names_the_turn_a_stream_opened",
 }
 RUN_BY_FRONTENDS_TEST = {("README.md", FRONTENDS, 1), ("README.md", FRONTENDS, 2)}
 # Blocks another module runs as pasted, with what they need around them: that
@@ -731,3 +733,23 @@ def test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session(
         assert session_of_span(feedback) == session_of_span(turn)
         judged[turn.attributes["input.value"]] = feedback.attributes["neatlogs.feedback.score"]
     assert judged == {"hello": 1.0, "again": 0.0}
+
+
+def test_feedback_in_body_snippet_names_the_turn_a_stream_opened(
+    receiver: OTLPReceiver, secret_key: str, tmp_path: Path
+) -> None:
+    code = snippet(*README_FEEDBACK_IN_BODY).code
+    with (
+        serve(code, UVICORN, receiver, secret_key, tmp_path) as base,
+        httpx.Client(base_url=base) as user,
+    ):
+        answer = user.post("/chat", params={"message": "hello"})
+        assert "x-neatlogs-feedback-token" not in answer.headers
+        token = answer.text.split("event: feedback\ndata: ", 1)[1].split("\n", 1)[0]
+        assert user.post("/neatlogs/feedback", json={"token": token, "score": 0}).status_code == 204
+    spans = receiver.wait_for(lambda spans: len(named(spans, "feedback")) >= 1)
+    ((feedback,),) = [named(spans, "feedback")]
+    (turn,) = [s for s in named(spans, "turn") if s.span_id == feedback.parent_span_id]
+    assert turn.attributes["input.value"] == "hello"
+    assert turn.trace_id == feedback.trace_id
+    assert session_of_span(feedback) == session_of_span(turn)

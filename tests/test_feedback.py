@@ -187,3 +187,73 @@ def test_odd_bodies_get_a_json_400_and_a_body_cut_short_records_nothing(
     assert (huge.status_code, huge.json()["error"]) == (400, "bad_request")
     spans_named(tracing, "turn", 2)
     assert [s for s in tracing.spans if s.name == "feedback"] == []
+
+
+def _streamed_and_socket_turns() -> Any:
+    """A chat whose turn opens inside its streamed body, after the headers went out,
+    and the same over a WebSocket: each names its turn in the answer itself."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def answer(question: str) -> Any:
+        with neatlogs_web.trace("turn", input=question):
+            yield "data: Hello\n\n"
+            yield f"event: feedback\ndata: {neatlogs_web.feedback_token()}\n\n"
+
+    async def chat(request: Request) -> StreamingResponse:
+        return StreamingResponse(answer(request.query_params["q"]), media_type="text/event-stream")
+
+    async def socket_chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for question in websocket.iter_text():
+            with neatlogs_web.trace("turn", input=question):
+                await websocket.send_json({"text": "Hello", "token": neatlogs_web.feedback_token()})
+
+    return Starlette(routes=[Route("/chat", chat), WebSocketRoute("/ws", socket_chat)])
+
+
+def test_an_answer_names_its_turn_in_its_body_when_its_headers_went_out_first(
+    tracing: OTLPReceiver,
+) -> None:
+    from websockets.sync.client import connect
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    assert neatlogs_web.feedback_token() is None  # outside a request
+    app = NeatlogsSessionMiddleware(_streamed_and_socket_turns(), secret_key="k", feedback=True)
+    with (
+        run_uvicorn(app) as base,
+        httpx.Client(base_url=base) as alice,
+        httpx.Client(base_url=base) as mallory,
+    ):
+        streamed = alice.get("/chat", params={"q": "streamed"})
+        assert TOKEN_HEADER not in streamed.headers  # the turn began after the headers
+        token = streamed.text.split("event: feedback\ndata: ")[1].split("\n")[0]
+        cookie = f"neatlogs_session={alice.cookies['neatlogs_session']}"
+        with connect(
+            base.replace("http", "ws", 1) + "/ws", additional_headers={"Cookie": cookie}
+        ) as ws:
+            ws.send("over a socket")
+            socket_token = json.loads(ws.recv(timeout=10))["token"]
+        mallory.get("/chat", params={"q": "mallory's"})
+        refused = mallory.post(ENDPOINT, json={"token": token, "score": 0})
+        assert refused.status_code == 403 and refused.json()["error"] == "wrong_session"
+        for judged, score in ((token, 0), (socket_token, 1)):
+            sent = alice.post(ENDPOINT, json={"token": judged, "score": score})
+            assert sent.status_code == 204, sent.text
+    turns = {s.attributes["input.value"]: s for s in spans_named(tracing, "turn", 3)}
+    feedback = spans_named(tracing, "feedback", 2)
+    assert len(feedback) == 2
+    judged = {
+        (s.trace_id, s.parent_span_id): s.attributes["neatlogs.feedback.score"] for s in feedback
+    }
+    assert judged == {
+        (turns["streamed"].trace_id, turns["streamed"].span_id): 0,
+        (turns["over a socket"].trace_id, turns["over a socket"].span_id): 1,
+    }
+    session = turns["streamed"].attributes["session.id"]
+    assert {s.attributes["session.id"] for s in feedback} == {session}
+    assert turns["over a socket"].attributes["session.id"] == session

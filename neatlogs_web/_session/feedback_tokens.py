@@ -31,6 +31,7 @@ __all__ = [
     "check_feedback_token",
     "end_feedback",
     "serve_feedback",
+    "serving_issuer",
 ]
 
 FEEDBACK_TOKEN_HEADER: Final = "X-Neatlogs-Feedback-Token"
@@ -124,6 +125,11 @@ def serve_feedback(tokens: FeedbackTokens) -> contextvars.Token[FeedbackTokens |
     keys and ``feedback_max_age`` check the tokens it receives. Undo with
     :func:`end_feedback`."""
     return _request_issuer.set(tokens)
+
+
+def serving_issuer() -> FeedbackTokens | None:
+    """The feedback tokens of the middleware serving the request in effect, if it issues any."""
+    return _request_issuer.get()
 
 
 def end_feedback(token: contextvars.Token[FeedbackTokens | None]) -> None:

@@ -23,15 +23,17 @@ from neatlogs_web._session.feedback_tokens import (
     FeedbackRefused,
     FeedbackTurn,
     check_feedback_token,
+    serving_issuer,
 )
 from neatlogs_web._tracing import setup
-from neatlogs_web._tracing.request_trace import RequestTrace
+from neatlogs_web._tracing.request_trace import RequestTrace, current_request_trace
 
 __all__ = [
     "FEEDBACK_COMMENT_KEY",
     "FEEDBACK_LABEL_KEY",
     "FEEDBACK_SCORE_KEY",
     "FEEDBACK_SPAN_NAME",
+    "feedback_token",
     "feedback_turn",
     "record_feedback",
 ]
@@ -45,15 +47,35 @@ MAX_COMMENT_LENGTH: Final = 4000
 
 
 def feedback_turn(trace: RequestTrace, session_id: str) -> FeedbackTurn | None:
-    """The request's latest turn, as a feedback token names it: none when no turn
-    ran yet, or when it was not recorded (sampled out, tracing not set up)."""
+    """The request's latest turn, as its response's feedback token names it: none
+    when no turn ran yet, or when it was not recorded (sampled out, tracing not set up)."""
+    binding = trace.binding  # rebound after routing: the turn's session
+    return _recorded_turn(trace, binding.session_id if binding is not None else session_id)
+
+
+def feedback_token() -> str | None:
+    """A feedback token for the request's latest turn, to send in the answer itself.
+
+    For an answer whose headers went out before its turn began (a streamed
+    body that opens the turn, as a chat reply does) or that has no headers (a
+    WebSocket reply): call it inside the turn's block and send the token with
+    the answer; the page sends it back with the judgment, as it would the
+    ``X-Neatlogs-Feedback-Token`` header's. It names the session bound now.
+    ``None`` outside a request, before its first turn, for a turn not
+    recorded, or unless the middleware was given ``feedback=True``.
+    """
+    issuer, request, session_id = serving_issuer(), current_request_trace(), current_session_id()
+    if issuer is None or request is None or session_id is None:
+        return None
+    turn = _recorded_turn(request, session_id)
+    return None if turn is None else issuer.issue(turn)
+
+
+def _recorded_turn(trace: RequestTrace, session_id: str) -> FeedbackTurn | None:
     turn = trace.last_turn
     if turn is None or not turn.is_valid or not turn.trace_flags.sampled:
         return None
-    binding = trace.binding  # rebound after routing: the turn's session
-    return FeedbackTurn(
-        binding.session_id if binding is not None else session_id, turn.trace_id, turn.span_id
-    )
+    return FeedbackTurn(session_id, turn.trace_id, turn.span_id)
 
 
 def record_feedback(

@@ -33,7 +33,12 @@
 //   await sessionFetch.feedback({ score: 0, comment: "wrong" }, { response }); // an earlier one
 //
 // The token names the latest turn known when the response started: a turn started
-// later, inside a streamed body, is not in its headers. Expose the header too.
+// later, inside a streamed body, is not in its headers. Such an answer sends
+// neatlogs_web.feedback_token() in its body (as a WebSocket reply does); pass it on:
+//
+//   await sessionFetch.feedback({ score: 1 }, { token, response });
+//
+// Cross-origin, expose the header too.
 
 export const SESSION_HEADER = "X-Neatlogs-Session-Id";
 export const FEEDBACK_HEADER = "X-Neatlogs-Feedback-Token";
@@ -107,6 +112,12 @@ export function createSessionFetch({
     return token && allowed.has(answered) ? { token, origin: answered } : null;
   }
 
+  /** The allowed origin that answered `response`, if any. */
+  function answeredBy(response) {
+    const origin = response?.url ? new URL(response.url).origin : null;
+    return allowed.has(origin) ? origin : null;
+  }
+
   /** The token this tab or browser sends, or null before the first response. */
   sessionFetch.token = () => store.get();
   /** The session id the token carries ("<id>.<timestamp>.<signature>"), or null. */
@@ -124,12 +135,17 @@ export function createSessionFetch({
     (response ? turnOf(response) : latestTurn)?.token ?? null;
   /**
    * Send a judgment ({ score, label, comment }) of the latest turn, or of the turn of
-   * an earlier `response` (or a `token` kept from one). Resolves to the endpoint's
+   * an earlier `response`, or of the turn a `token` names (one an answer sent in its
+   * body: the judgment goes to the origin of `response`, else of the latest turn,
+   * else the first allowed origin). Resolves to the endpoint's
    * Response: 204 recorded; 403 not this session's turn; 410 too old.
    */
   sessionFetch.feedback = async (judgment, { response, token } = {}) => {
-    const named = response ? turnOf(response) : latestTurn;
-    const turn = token ? { token, origin: named?.origin ?? latestTurn?.origin } : named;
+    const turn = token
+      ? { token, origin: answeredBy(response) ?? latestTurn?.origin ?? [...allowed][0] }
+      : response
+        ? turnOf(response)
+        : latestTurn;
     if (!turn?.token || !turn.origin) {
       throw new Error("no turn to give feedback on: no response named one yet");
     }

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 import neatlogs_web
@@ -37,6 +37,13 @@ window.chat = async (text) => {{
   responses.push(response);
   return (await response.json()).session_id;
 }};
+window.streamed = async (text) => {{
+  // The turn opens inside the streamed body: its token comes in the body.
+  const response = await sessionFetch("{api}/stream", {{ method: "POST", body: text }});
+  return (await response.text()).split("event: feedback\\ndata: ")[1].split("\\n")[0];
+}};
+window.judgeToken = async (score, token) =>
+  (await sessionFetch.feedback({{ score }}, {{ token }})).status;
 window.judge = async (score, earlier) => {{
   const turn = earlier === undefined ? {{}} : {{ response: responses[earlier] }};
   return (await sessionFetch.feedback({{ score }}, turn)).status;
@@ -64,9 +71,20 @@ def api(page_origin: str) -> Starlette:
         with neatlogs_web.trace("turn", input=(await request.body()).decode()):
             return JSONResponse({"session_id": neatlogs_web.current_session_id()})
 
+    async def stream(request: Request) -> StreamingResponse:
+        question = (await request.body()).decode()
+
+        async def answer() -> Any:
+            with neatlogs_web.trace("turn", input=question):
+                yield "data: Hello\n\n"
+                yield f"event: feedback\ndata: {neatlogs_web.feedback_token()}\n\n"
+
+        return StreamingResponse(answer(), media_type="text/event-stream")
+
     app = Starlette(
         routes=[
             Route("/chat", chat, methods=["POST"]),
+            Route("/stream", stream, methods=["POST"]),
             Route("/neatlogs-session.js", script_endpoint),
         ]
     )
@@ -117,3 +135,30 @@ def test_the_helper_judges_the_latest_turn_and_an_earlier_one(
         assert feedback.attributes["session.id"] == turn.attributes["session.id"] == session_id
         judged[turn.attributes["input.value"]] = feedback.attributes["neatlogs.feedback.score"]
     assert judged == {"second": 1.0, "first": 0.0}
+
+
+def test_the_helper_judges_a_turn_an_answer_named_in_its_body(
+    tracing: OTLPReceiver, browser: Browser, site: tuple[Path, str]
+) -> None:
+    root, origin = site
+    with run_uvicorn(api(origin)) as base:
+        (root / "page.js").write_text(PAGE_MODULE.format(api=base))
+        (root / "index.html").write_text(
+            '<!doctype html><meta charset="utf-8"><script type="module" src="page.js"></script>'
+        )
+        context = browser.new_context()
+        try:
+            tab = context.new_page()
+            tab.goto(f"{origin}/index.html")
+            tab.wait_for_function("typeof window.judgeToken === 'function'")
+            token = tab.evaluate("window.streamed('streamed')")
+            assert tab.evaluate("(token) => window.judgeToken(0, token)", token) == 204
+        finally:
+            context.close()
+    neatlogs_web.flush()
+    spans = tracing.wait_for(lambda s: any(x.name == "feedback" for x in s))
+    (feedback,) = [s for s in spans if s.name == "feedback"]
+    (turn,) = [s for s in spans if s.name == "turn"]
+    assert (feedback.trace_id, feedback.parent_span_id) == (turn.trace_id, turn.span_id)
+    assert turn.attributes["input.value"] == "streamed"
+    assert feedback.attributes["session.id"] == turn.attributes["session.id"]
