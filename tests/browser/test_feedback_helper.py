@@ -7,12 +7,13 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, Page
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -105,9 +106,9 @@ def api(page_origin: str) -> Starlette:
     return app
 
 
-def test_the_helper_judges_the_latest_turn_and_an_earlier_one(
-    tracing: OTLPReceiver, browser: Browser, site: tuple[Path, str]
-) -> None:
+@contextmanager
+def chat_tab(browser: Browser, site: tuple[Path, str]) -> Iterator[Page]:
+    """A tab of the page on ``site``, chatting with the API on another origin."""
     root, origin = site
     with run_uvicorn(api(origin)) as base:
         (root / "page.js").write_text(PAGE_MODULE.format(api=base))
@@ -119,12 +120,19 @@ def test_the_helper_judges_the_latest_turn_and_an_earlier_one(
             tab = context.new_page()
             tab.goto(f"{origin}/index.html")
             tab.wait_for_function("typeof window.judge === 'function'")
-            session_id = tab.evaluate("window.chat('first')")
-            assert tab.evaluate("window.chat('second')") == session_id
-            assert tab.evaluate("window.judge(1)") == 204  # the latest turn
-            assert tab.evaluate("window.judge(0, 0)") == 204  # the first, by its response
+            yield tab
         finally:
             context.close()
+
+
+def test_the_helper_judges_the_latest_turn_and_an_earlier_one(
+    tracing: OTLPReceiver, browser: Browser, site: tuple[Path, str]
+) -> None:
+    with chat_tab(browser, site) as tab:
+        session_id = tab.evaluate("window.chat('first')")
+        assert tab.evaluate("window.chat('second')") == session_id
+        assert tab.evaluate("window.judge(1)") == 204  # the latest turn
+        assert tab.evaluate("window.judge(0, 0)") == 204  # the first, by its response
     neatlogs_web.flush()
     spans = tracing.wait_for(lambda s: sum(x.name == "feedback" for x in s) >= 2)
     turns = {s.span_id: s for s in spans if s.name == "turn"}
@@ -140,21 +148,9 @@ def test_the_helper_judges_the_latest_turn_and_an_earlier_one(
 def test_the_helper_judges_a_turn_an_answer_named_in_its_body(
     tracing: OTLPReceiver, browser: Browser, site: tuple[Path, str]
 ) -> None:
-    root, origin = site
-    with run_uvicorn(api(origin)) as base:
-        (root / "page.js").write_text(PAGE_MODULE.format(api=base))
-        (root / "index.html").write_text(
-            '<!doctype html><meta charset="utf-8"><script type="module" src="page.js"></script>'
-        )
-        context = browser.new_context()
-        try:
-            tab = context.new_page()
-            tab.goto(f"{origin}/index.html")
-            tab.wait_for_function("typeof window.judgeToken === 'function'")
-            token = tab.evaluate("window.streamed('streamed')")
-            assert tab.evaluate("(token) => window.judgeToken(0, token)", token) == 204
-        finally:
-            context.close()
+    with chat_tab(browser, site) as tab:  # a new tab: no response named a turn yet
+        token = tab.evaluate("window.streamed('streamed')")
+        assert tab.evaluate("(token) => window.judgeToken(0, token)", token) == 204
     neatlogs_web.flush()
     spans = tracing.wait_for(lambda s: any(x.name == "feedback" for x in s))
     (feedback,) = [s for s in spans if s.name == "feedback"]
