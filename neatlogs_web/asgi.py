@@ -86,9 +86,7 @@ class NeatlogsSessionMiddleware:
             return
         self.resolver = resolver = flow.resolver
         #: What runs bound: the app, behind the feedback endpoint when there is one.
-        self._bound_app = with_feedback_endpoint(
-            app, resolver.response.feedback_tokens, config.feedback_path
-        )
+        self._bound_app = with_feedback_endpoint(app, resolver.response.feedback_tokens, config)
         # Request header -> the RequestInputs field it fills, for the sources in use.
         self._wanted = [(name.encode("latin-1"), field) for name, field in flow.header_fields()]
         # Headers whose presence means the cookie does not decide alone.

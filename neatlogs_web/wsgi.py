@@ -74,7 +74,7 @@ class NeatlogsSessionMiddleware:
         self.resolver = resolver = flow.resolver
         #: What runs bound: the app, behind the feedback endpoint when there is one.
         self._bound_app = with_feedback_endpoint_wsgi(
-            app, resolver.response.feedback_tokens, config.feedback_path
+            app, resolver.response.feedback_tokens, config
         )
         # Environ key -> the RequestInputs field it fills, for the sources in use.
         self._wanted = [(_environ_key(name), field) for name, field in flow.header_fields()]

@@ -179,14 +179,71 @@ def test_odd_bodies_get_a_json_400_and_a_body_cut_short_records_nothing(
         nested = b'{"x": ' + b"[" * 3000 + b"]" * 3000 + b', "token": "t"}'
         deep = alice.post(ENDPOINT, content=nested, headers={"content-type": "application/json"})
         huge = alice.post(ENDPOINT, json={"token": token, "score": 10**400})
+        # A lone surrogate is valid JSON, but no UTF-8: the exporter would drop it.
+        lone = alice.post(
+            ENDPOINT,
+            content=b'{"token": "%s", "comment": "\\ud800"}' % token.encode(),
+            headers={"content-type": "application/json"},
+        )
         cookie = "; ".join(f"{name}={value}" for name, value in alice.cookies.items())
         _send_cut_short(base, cookie, json.dumps({"token": token, "label": "partial"}).encode())
         time.sleep(0.3)  # the server has had the body, and the client left
         assert alice.get("/whoami").status_code == 200
     assert (deep.status_code, deep.json()["error"]) == (400, "bad_request")
     assert (huge.status_code, huge.json()["error"]) == (400, "bad_request")
+    assert (lone.status_code, lone.json()["error"]) == (400, "bad_request")
     spans_named(tracing, "turn", 2)
     assert [s for s in tracing.spans if s.name == "feedback"] == []
+
+
+def test_a_head_request_gets_a_bodiless_405_and_the_connection_stays_in_step(
+    tracing: OTLPReceiver, kind: str
+) -> None:
+    with serve(kind) as base:
+        host, port = base.removeprefix("http://").split(":")
+        requests = (
+            f"HEAD {ENDPOINT} HTTP/1.1\r\nHost: {host}\r\n\r\n"
+            f"GET /whoami HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(requests.encode("latin-1"))
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+    head, after = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 405")
+    assert after.startswith(b"HTTP/1.1 200")  # nothing of the 405's body in between
+
+
+def test_a_content_length_that_is_no_number_gets_a_400_not_an_error_page() -> None:
+    """``"²"`` is a digit to ``str.isdigit()``; werkzeug's server passes it on."""
+    from werkzeug.test import EnvironBuilder
+
+    app = make_wsgi_app(feedback=True)
+    environ = EnvironBuilder(path=ENDPOINT, method="POST", data=b"{}").get_environ()
+    environ["CONTENT_LENGTH"] = "\u00b2"
+    answered: list[str] = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.append(status)))
+    assert answered == ["400 Bad Request"]
+    assert json.loads(body)["error"] == "bad_request"
+
+
+def test_a_session_a_json_body_names_judges_its_turns_with_the_same_field(
+    tracing: OTLPReceiver, kind: str
+) -> None:
+    with (
+        serve(kind, conversation_json_field="conversation_id") as base,
+        httpx.Client(base_url=base) as client,
+    ):
+        asked = client.post("/json", json={"conversation_id": "conv-7", "text": "hello"})
+        assert asked.json()["session_id"] == "conv-7"
+        judged = client.post(
+            ENDPOINT,
+            json={"token": asked.headers[TOKEN_HEADER], "score": 1, "conversation_id": "conv-7"},
+        )
+        assert judged.status_code == 204, judged.text
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    assert feedback.attributes["session.id"] == "conv-7"
 
 
 def _streamed_and_socket_turns() -> Any:

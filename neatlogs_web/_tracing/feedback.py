@@ -125,10 +125,20 @@ def _feedback_attributes(
     ):
         if value is None:
             continue
-        if not isinstance(value, str) or len(value) > limit:
-            raise ValueError(f"{name} must be a string of at most {limit} characters")
+        if not isinstance(value, str) or len(value) > limit or not _is_unicode_text(value):
+            raise ValueError(f"{name} must be text of at most {limit} characters")
         attributes[key] = value
     return attributes
+
+
+def _is_unicode_text(value: str) -> bool:
+    """Whether ``value`` can be sent as UTF-8: a lone surrogate (``"\\ud800"``, valid
+    in JSON) cannot, and the exporter would drop the attribute."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _finite_score(score: object) -> float:

@@ -23,6 +23,7 @@ from neatlogs_web._session.feedback_tokens import (
     end_feedback,
     serve_feedback,
 )
+from neatlogs_web._session.options import SessionConfig
 from neatlogs_web._tracing.feedback import record_feedback
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ else:
 
 __all__ = [
     "FEEDBACK_BODY_LIMIT",
+    "accepted_fields",
     "answer_feedback",
     "with_feedback_endpoint",
     "with_feedback_endpoint_wsgi",
@@ -69,7 +71,13 @@ def _error(status: int, reason: str, detail: str) -> Answer:
     )
 
 
-def answer_feedback(method: str, body: bytes | None) -> Answer:
+def accepted_fields(conversation_json_field: str | None) -> frozenset[str]:
+    """The judgment's fields, and the conversation field a body may carry to name
+    its session (``conversation_json_field``), which the resolver read."""
+    return _FIELDS | {conversation_json_field} if conversation_json_field else _FIELDS
+
+
+def answer_feedback(method: str, body: bytes | None, fields: frozenset[str] = _FIELDS) -> Answer:
     """The endpoint's answer to a request (``body`` ``None``: over the limit)."""
     if method != "POST":
         reject("feedback", "method")
@@ -86,7 +94,7 @@ def answer_feedback(method: str, body: bytes | None) -> Answer:
     if not isinstance(judgment, dict) or not isinstance(judgment.get("token"), str):
         reject("feedback", "bad_request")
         return _error(400, "bad_request", 'send a JSON object with a "token" string')
-    unknown = judgment.keys() - _FIELDS
+    unknown = judgment.keys() - fields
     if unknown:
         reject("feedback", "bad_request")
         return _error(400, "bad_request", f"unknown field {sorted(unknown)[0]!r}")
@@ -112,10 +120,13 @@ class AsgiFeedbackRoute:
     """The app, run where :func:`record_feedback` checks tokens with this middleware's
     keys, and ``POST {path}`` answered by the feedback endpoint."""
 
-    def __init__(self, app: ASGIApp, tokens: FeedbackTokens, path: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, tokens: FeedbackTokens, path: str | None, fields: frozenset[str]
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.path = path
+        self.fields = fields
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         serving = serve_feedback(self.tokens)
@@ -133,8 +144,10 @@ class AsgiFeedbackRoute:
             body = await _read_asgi_body(receive) if method == "POST" else b""
         except _ClientLeft:
             return  # a body cut short records nothing, and nobody waits for an answer
-        status, headers, content = answer_feedback(method, body)
+        status, headers, content = answer_feedback(method, body, self.fields)
         headers.append(("Content-Length", str(len(content))))
+        if method == "HEAD":  # the length of the answer a GET would get, and no body
+            content = b""
         await send(
             {
                 "type": "http.response.start",
@@ -169,10 +182,17 @@ class WsgiFeedbackRoute:
     middleware's keys, and ``POST {path}`` answered by the feedback endpoint.
     (A body consumed after the app returned checks with every middleware's.)"""
 
-    def __init__(self, app: WSGIApplication, tokens: FeedbackTokens, path: str | None) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        tokens: FeedbackTokens,
+        path: str | None,
+        fields: frozenset[str],
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.path = path
+        self.fields = fields
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         serving = serve_feedback(self.tokens)
@@ -188,30 +208,45 @@ class WsgiFeedbackRoute:
         body: bytes | None = b""
         answer = None
         if method == "POST":
-            length = environ.get("CONTENT_LENGTH") or ""
+            length = _content_length(environ)
             # A body of unknown length (chunked) is not read: it could block on a slow client.
-            if length.isdigit() and int(length) > FEEDBACK_BODY_LIMIT:
+            if length is not None and length > FEEDBACK_BODY_LIMIT:
                 body = None
-            elif length.isdigit():
-                body = environ["wsgi.input"].read(int(length))
-                if len(body) < int(length):  # the client left before the end of its body
+            elif length is not None:
+                body = environ["wsgi.input"].read(length)
+                if len(body) < length:  # the client left before the end of its body
                     reject("feedback", "bad_request")
                     answer = _error(400, "bad_request", "the body ended before its length")
-        status, headers, content = answer or answer_feedback(method, body)
+        status, headers, content = answer or answer_feedback(method, body, self.fields)
         headers.append(("Content-Length", str(len(content))))
         start_response(f"{status} {_STATUS_TEXT[status]}", headers)
-        return [content]
+        # A HEAD answer has no body: a server that sends one anyway (waitress) would
+        # put it in front of the next response on the connection.
+        return [] if method == "HEAD" else [content]
+
+
+def _content_length(environ: WSGIEnvironment) -> int | None:
+    """The request's ``Content-Length``, if it is a plain ASCII number (``"²"`` is
+    a digit to ``str.isdigit()``, not to ``int()``)."""
+    length = environ.get("CONTENT_LENGTH") or ""
+    return int(length) if length.isascii() and length.isdigit() else None
 
 
 def with_feedback_endpoint(
-    app: ASGIApp, tokens: FeedbackTokens | None, path: str | None
+    app: ASGIApp, tokens: FeedbackTokens | None, config: SessionConfig
 ) -> ASGIApp:
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
-    return app if tokens is None else AsgiFeedbackRoute(app, tokens, path)
+    if tokens is None:
+        return app
+    fields = accepted_fields(config.conversation_json_field)
+    return AsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
 
 
 def with_feedback_endpoint_wsgi(
-    app: WSGIApplication, tokens: FeedbackTokens | None, path: str | None
+    app: WSGIApplication, tokens: FeedbackTokens | None, config: SessionConfig
 ) -> WSGIApplication:
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
-    return app if tokens is None else WsgiFeedbackRoute(app, tokens, path)
+    if tokens is None:
+        return app
+    fields = accepted_fields(config.conversation_json_field)
+    return WsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
