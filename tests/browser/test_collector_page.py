@@ -337,6 +337,75 @@ def test_a_session_reads_as_a_conversation_with_idle_gaps_compressed(
     assert all(bar["width"] > track["width"] * 0.1 for bar in bars if bar), (bars, track)
 
 
+def test_each_turn_shows_what_the_person_waited_for_and_their_thumbs(
+    chats: LiveCollector, page: Page
+) -> None:
+    page.goto(chats.url + "/#/workflows/support-bot/sessions/conv-7f3a")
+
+    turns = page.locator(".tl-row.turn")
+    expect(turns).to_have_count(3)
+    expect(turns.locator(".felt")).to_have_text(
+        [
+            "first words after 900 ms · answer took 2.4 s",
+            "first words after 1.8 s · answer took 2.5 s",
+            # Alice left: her request ended with her, 2.6 s in.
+            "first words after 2.1 s · left after 2.6 s",
+        ]
+    )
+    expect(turns.nth(2).locator(".felt")).to_have_class("felt cut-short")
+    header = page.locator(".view-header")
+    expect(header.locator(".waits")).to_have_text("first words 1.8 s · worst 2.1 s")
+    expect(header.locator(".feedback-counts .count-up")).to_have_text("1")
+    expect(header.locator(".feedback-counts .count-down")).to_have_text("2")
+
+    # Each judgment on the turn it judges, the latest first; none on the turn not judged.
+    expect(turns.nth(0).locator(".judgment")).to_have_count(1)
+    expect(turns.nth(0).locator(".judgment .thumb")).to_have_attribute("aria-label", "thumbs up")
+    expect(turns.nth(1).locator(".judgment")).to_have_count(0)
+    judged = turns.nth(2).locator(".judgment")
+    expect(judged).to_have_count(2)
+    expect(judged.locator('.thumb[aria-label="thumbs down"]')).to_have_count(2)
+    expect(judged.locator(".judgment-comment")).to_have_text(
+        ["asked for a human twice", "I am still locked out"]
+    )
+    expect(judged.nth(1).locator(".judgment-label")).to_have_text("unhelpful")
+    thumb = judged.first.locator(".thumb").bounding_box()
+    assert thumb is not None and thumb["width"] >= 10 and thumb["height"] >= 10
+    shoot(page, "collector-felt.png")
+
+    # The trace's own page says it too.
+    turns.nth(2).click()
+    expect(page.locator(".view-header .felt")).to_have_text(
+        "first words after 2.1 s · left before the end"
+    )
+    expect(page.locator(".view-header .judgment")).to_have_count(2)
+
+
+def test_the_list_sorts_by_the_longest_wait_and_keeps_thumbs_down(
+    chats: LiveCollector, page: Page
+) -> None:
+    page.goto(chats.url + "/")
+    items = page.locator(".session-item[data-session-id]")
+    alice_asked, bob_asked = "How do I reset my password?", "What are your opening hours?"
+    titles = items.locator(".session-title")
+    expect(titles).to_have_text([alice_asked, bob_asked, "Is the service down?"])  # latest first
+    alice = page.locator('[data-session-id="conv-7f3a"]')
+    expect(alice.locator(".waits")).to_have_text("first words 1.8 s · worst 2.1 s")
+    expect(alice.locator(".feedback-counts")).to_have_text("12")
+    expect(page.locator('[data-session-id="conv-old"] .waits')).to_have_count(0)
+
+    page.locator("#sort").select_option("wait")
+    # Bob waited longest (3.2 s); the old session measured nothing, so it has no place.
+    expect(titles).to_have_text([bob_asked, alice_asked])
+    page.locator("#f-negative").check()
+    expect(items).to_have_count(1)
+    expect(items.first).to_have_attribute("data-session-id", "conv-7f3a")
+    page.locator("#sort").select_option("recent")
+    expect(items).to_have_count(1)
+    page.locator("#f-negative").uncheck()
+    expect(items).to_have_count(3)
+
+
 def test_a_turn_shows_span_kinds_and_an_llm_calls_messages(
     chats: LiveCollector, page: Page
 ) -> None:

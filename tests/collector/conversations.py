@@ -5,8 +5,10 @@ request trace (`POST /chat/{conversation_id}`, scope `fastapi`, kind SERVER), th
 own trace linking to it, with retrieval, an LLM call and a tool under it, and sometimes
 a background trace that links to the same request. Turns carry their input and output
 in one of the conventions the collector reads: OpenInference, the GenAI conventions or
-the neatlogs SDK's own attribute names. Sessions of a request alone (`GET /whoami`, a
-health check) are there too.
+the neatlogs SDK's own attribute names. The middleware's felt-latency figures ride on
+the turn's root span and the request's, and a person's judgments of a turn come as
+`feedback` spans in the turn's trace, each in an export of its own, minutes later.
+Sessions of a request alone (`GET /whoami`, a health check) are there too.
 """
 
 from __future__ import annotations
@@ -19,10 +21,32 @@ from typing import Any
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from neatlogs_web._tracing.feedback import (
+    FEEDBACK_COMMENT_KEY,
+    FEEDBACK_LABEL_KEY,
+    FEEDBACK_SCORE_KEY,
+    FEEDBACK_SPAN_NAME,
+)
+from neatlogs_web._tracing.felt_latency import (
+    COMPLETE_KEY,
+    DURATION_KEY,
+    TIME_TO_FIRST_CHUNK_KEY,
+    TIME_TO_START_KEY,
+)
 from tests.collector import otlp_data as otlp
 
 Send = Callable[[bytes], None]
 RESOURCE = {"service.name": "support-api", "neatlogs.workflow_name": "support-bot"}
+
+
+@dataclass
+class Judged:
+    """A person's judgment of a turn, `after_s` seconds after it started."""
+
+    after_s: float
+    score: float | None = None
+    label: str | None = None
+    comment: str | None = None
 
 
 @dataclass
@@ -36,6 +60,9 @@ class Turn:
     error: str | None = None
     background: bool = False
     request: bool = True
+    #: Seconds to the first words, and to the end of the answer (None: the person left).
+    felt: tuple[float, float | None] | None = None
+    judgments: tuple[Judged, ...] = ()
 
 
 def send_turn(send: Send, session: str, user: str | None, turn: Turn, base_ns: int) -> str:
@@ -45,6 +72,7 @@ def send_turn(send: Send, session: str, user: str | None, turn: Turn, base_ns: i
     common: dict[str, Any] = {"session.id": session, "neatlogs.session.id": session}
     if user is not None:
         common["neatlogs.end_user.id"] = user
+    felt = felt_attributes(*turn.felt) if turn.felt is not None else {}
     if turn.request:
         send(
             otlp.protobuf(
@@ -61,6 +89,7 @@ def send_turn(send: Send, session: str, user: str | None, turn: Turn, base_ns: i
                         "http.request.method": "POST",
                         "http.route": "/chat/{conversation_id}",
                         "http.response.status_code": 200,
+                        **felt,
                     },
                 ),
                 resource=RESOURCE,
@@ -80,7 +109,7 @@ def send_turn(send: Send, session: str, user: str | None, turn: Turn, base_ns: i
             **kw,
         )
 
-    root_attributes = {**common, **_root_io(turn)}
+    root_attributes = {**common, **_root_io(turn), **felt}
     root_span = otlp.span(
         "turn",
         trace_id=trace_id,
@@ -125,7 +154,55 @@ def send_turn(send: Send, session: str, user: str | None, turn: Turn, base_ns: i
         )
         summary.links.add(trace_id=request_trace, span_id=request_span)
         send(otlp.protobuf(summary, resource=RESOURCE, scope="neatlogs_web"))
+    for judged in turn.judgments:
+        judgment = feedback_span(
+            judged, trace_id, root, turn_start_ms=start, base_ns=base_ns, attributes=common
+        )
+        send(otlp.protobuf(judgment, resource=RESOURCE, scope="neatlogs_web"))
     return trace_id.hex()
+
+
+def felt_attributes(
+    first_words: float, answered: float | None, *, start: float = 0.012
+) -> dict[str, Any]:
+    """The felt-latency figures the middleware puts on a turn and its request, in
+    seconds; an answer that never `answered` was cut short."""
+    figures: dict[str, Any] = {
+        TIME_TO_START_KEY: start,
+        TIME_TO_FIRST_CHUNK_KEY: first_words,
+        COMPLETE_KEY: answered is not None,
+    }
+    if answered is not None:
+        figures[DURATION_KEY] = answered
+    return figures
+
+
+def feedback_span(
+    judged: Judged,
+    trace_id: bytes,
+    turn_span_id: bytes,
+    *,
+    turn_start_ms: float,
+    base_ns: int = otlp.BASE_NS,
+    attributes: dict[str, Any],
+) -> Span:
+    """The `feedback` span `record_feedback()` records for a judgment of a turn, with
+    these `attributes` too (its session)."""
+    judgment = {
+        FEEDBACK_SCORE_KEY: judged.score,
+        FEEDBACK_LABEL_KEY: judged.label,
+        FEEDBACK_COMMENT_KEY: judged.comment,
+    }
+    attributes = {**attributes, **{k: v for k, v in judgment.items() if v is not None}}
+    return otlp.span(
+        FEEDBACK_SPAN_NAME,
+        trace_id=trace_id,
+        parent=turn_span_id,
+        start_ms=turn_start_ms + judged.after_s * 1000,
+        duration_ms=0,
+        base_ns=base_ns,
+        attributes=attributes,
+    )
 
 
 def _root_io(turn: Turn) -> dict[str, Any]:
@@ -219,12 +296,15 @@ ALICE_TURNS = [
         "How do I reset my password?",
         "Open Settings > Security and choose “Reset password”; a link is emailed to you.",
         background=True,
+        felt=(0.9, 2.4),
+        judgments=(Judged(40, score=1),),
     ),
     Turn(
         21,
         "The email never arrived.",
         "I re-sent it to a…@example.com. Check the spam folder; it comes from no-reply.",
         style="genai",
+        felt=(1.8, 2.5),
     ),
     # After a 5 min 39 s pause.
     Turn(
@@ -233,6 +313,11 @@ ALICE_TURNS = [
         "I can't unlock accounts myself, so I opened ticket #4812 for the support team.",
         style="neatlogs",
         error="upstream 503",
+        felt=(2.1, None),  # the answer never ended: alice left
+        judgments=(
+            Judged(30, score=0, label="unhelpful", comment="I am still locked out"),
+            Judged(50, score=0, comment="asked for a human twice"),
+        ),
     ),
 ]
 
@@ -246,7 +331,13 @@ def seed(send: Send, now_ns: int | None = None) -> int:
         send,
         "conv-91bc",
         "bob@example.com",
-        Turn(200, "What are your opening hours?", "We answer chats 8:00-20:00 CET, on weekdays."),
+        Turn(
+            200,
+            "What are your opening hours?",
+            "We answer chats 8:00-20:00 CET, on weekdays.",
+            felt=(3.2, 3.9),  # the slowest first words
+            judgments=(Judged(20, score=1, label="clear"),),
+        ),
         base,
     )
     send_request_only(send, "sess-whoami", "GET /whoami", 230, base)

@@ -22,21 +22,11 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from starlette.responses import StreamingResponse
 
 import neatlogs_web
-from neatlogs_web._tracing.feedback import (
-    FEEDBACK_COMMENT_KEY,
-    FEEDBACK_LABEL_KEY,
-    FEEDBACK_SCORE_KEY,
-    FEEDBACK_SPAN_NAME,
-)
-from neatlogs_web._tracing.felt_latency import (
-    COMPLETE_KEY,
-    DURATION_KEY,
-    TIME_TO_FIRST_CHUNK_KEY,
-    TIME_TO_START_KEY,
-)
+from neatlogs_web._tracing.feedback import FEEDBACK_SPAN_NAME
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.collector.schema import SCHEMA_VERSION
 from tests.collector import otlp_data as otlp
+from tests.collector.conversations import Judged, feedback_span, felt_attributes
 from tests.collector.live import LiveCollector
 from tests.pipeline import reset_global_tracer_provider
 from tests.servers import run_uvicorn
@@ -44,19 +34,9 @@ from tests.servers import run_uvicorn
 RESOURCE = {"service.name": "support-bot"}
 
 
-def figures(
-    first_chunk: float, duration: float | None = None, *, start: float = 0.05
-) -> dict[str, Any]:
-    """The felt-latency attributes of a turn, in seconds; without a duration the answer
-    was cut short."""
-    attributes: dict[str, Any] = {
-        TIME_TO_START_KEY: start,
-        TIME_TO_FIRST_CHUNK_KEY: first_chunk,
-        COMPLETE_KEY: duration is not None,
-    }
-    if duration is not None:
-        attributes[DURATION_KEY] = duration
-    return attributes
+def figures(first_chunk: float, duration: float | None = None) -> dict[str, Any]:
+    """A turn's felt-latency attributes, in seconds: 50 ms to the headers."""
+    return felt_attributes(first_chunk, duration, start=0.05)
 
 
 class Turn:
@@ -104,19 +84,13 @@ class Turn:
         self.collector.send(*self.spans, resource=RESOURCE, scope="neatlogs_web")
 
     def judge(self, at_s: float, **judgment: Any) -> None:
-        """A person's judgment of this turn, in an export of its own."""
-        keys = {"score": FEEDBACK_SCORE_KEY, "label": FEEDBACK_LABEL_KEY}
-        keys["comment"] = FEEDBACK_COMMENT_KEY
-        feedback = otlp.span(
-            FEEDBACK_SPAN_NAME,
-            trace_id=self.trace_id,
-            parent=self.span_id,
-            start_ms=at_s * 1000,
-            duration_ms=0,
-            attributes={
-                "session.id": self.session,
-                **{keys[name]: value for name, value in judgment.items()},
-            },
+        """A person's judgment of this turn, at `at_s`, in an export of its own."""
+        feedback = feedback_span(
+            Judged(at_s, **judgment),
+            self.trace_id,
+            self.span_id,
+            turn_start_ms=0,
+            attributes={"session.id": self.session},
         )
         self.collector.send(feedback, resource=RESOURCE, scope="neatlogs_web")
 
@@ -350,12 +324,12 @@ def test_a_database_of_version_3_is_upgraded_with_its_figures_and_judgments(
         assert listed(live, sort="wait") == ["conv-1"]
         assert session(live, "quiet")["time_to_first_chunk_ms"] is None
         # A judgment that comes after the upgrade joins the upgraded ones.
-        feedback = otlp.span(
-            FEEDBACK_SPAN_NAME,
-            trace_id=bytes.fromhex(body["traces"][0]["trace_id"]),
-            parent=otlp.new_span_id(),
-            start_ms=300_000,
-            attributes={"session.id": "conv-1", FEEDBACK_SCORE_KEY: 0.0},
+        feedback = feedback_span(
+            Judged(300, score=0.0),
+            bytes.fromhex(body["traces"][0]["trace_id"]),
+            bytes.fromhex("0000000000000002"),  # the turn's span, as the dump has it
+            turn_start_ms=0,
+            attributes={"session.id": "conv-1"},
         )
         live.send(feedback, resource={"service.name": "support-bot"}, scope="neatlogs_web")
         assert session(live, "conv-1")["feedback"] == {"up": 1, "down": 2, "count": 3}

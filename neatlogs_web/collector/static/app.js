@@ -178,6 +178,8 @@ function start() {
     ["f-workflow", "workflow", "value"],
     ["f-time", "time", "value"],
     ["f-errors", "errors", "checked"],
+    ["f-negative", "negative", "checked"],
+    ["sort", "sort", "value"],
     ["f-requests", "requests", "checked"],
   ];
   for (const [id, name, property] of filters) {
@@ -196,7 +198,5 @@ function start() {
   onRoute();
   schedule();
 }
-
-start();
 
 start();

@@ -1,6 +1,7 @@
 // The sessions list and its filters, and the choice an id shared by workflows offers.
 
 import { $, h } from "./dom.js";
+import { feedbackCounts, waitsLine } from "./felt.js";
 import { fmtAgo, fmtTokens, parseTime, plural } from "./format.js";
 import { sameSession, sessionHref } from "./routes.js";
 import { MAX_SESSIONS, state } from "./state.js";
@@ -13,6 +14,8 @@ export function listParams() {
   if (f.workflow) params.set("workflow", f.workflow);
   if (f.time) params.set("since", new Date(Date.now() - Number(f.time) * 1000).toISOString());
   if (f.errors) params.set("errors", "1");
+  if (f.negative) params.set("feedback", "negative");
+  if (f.sort !== "recent") params.set("sort", f.sort);
   // Sessions holding only requests (a health check, a page load) are left out unless asked.
   if (!f.requests) params.set("turns", "1");
   return params;
@@ -44,6 +47,8 @@ export function sessionItem(s, selected) {
     h("span", { class: "turns" }, noTurns ? `no turns · ${plural(s.trace_count, "request")}` : plural(s.turn_count, "turn")),
     fmtTokens(s.tokens),
     s.error_count ? h("span", { class: "badge error" }, plural(s.error_count, "error")) : null,
+    waitsLine(s.time_to_first_chunk_ms),
+    feedbackCounts(s.feedback),
   ].filter(Boolean);
   return h(
     "a",
@@ -67,8 +72,9 @@ export function renderList(list, hasOrphans) {
   const route = state.route || {};
   const items = list.sessions.map((s) => sessionItem(s, sameSession(route, s)));
   const f = state.filters;
-  const filtered = Boolean(state.query || f.user || f.workflow || f.time || f.errors);
-  if (hasOrphans && !filtered) {
+  const filtered = Boolean(state.query || f.user || f.workflow || f.time || f.errors || f.negative);
+  // The traces without a session head the plain list only: they have no wait to sort by.
+  if (hasOrphans && !filtered && f.sort === "recent") {
     const selected = route.kind === "no-session";
     items.unshift(
       h(
@@ -79,11 +85,7 @@ export function renderList(list, hasOrphans) {
       ),
     );
   }
-  if (!items.length) {
-    items.push(
-      h("p", { class: "empty" }, state.query ? `No session matches “${state.query}”.` : filtered ? "No session matches these filters." : "No sessions yet."),
-    );
-  }
+  if (!items.length) items.push(h("p", { class: "empty" }, emptyListMessage(filtered)));
   nav.replaceChildren(...items);
   $("more").hidden = !list.next || state.limit >= MAX_SESSIONS;
   const hidden = list.without_turns || 0;
@@ -91,6 +93,12 @@ export function renderList(list, hasOrphans) {
   $("requests-label").textContent = state.filters.requests
     ? "Show sessions without turns"
     : `Show ${plural(hidden, "session")} without turns`;
+}
+
+function emptyListMessage(filtered) {
+  if (state.query) return `No session matches “${state.query}”.`;
+  if (filtered) return "No session matches these filters.";
+  return state.filters.sort === "wait" ? "No session measured a wait for an answer yet." : "No sessions yet.";
 }
 
 // An id that names sessions of several workflows: one link each.

@@ -2,6 +2,7 @@
 
 import { compressedAxis, entryEnd } from "./axis.js";
 import { h, message, statsLine } from "./dom.js";
+import { feedbackCounts, feltLine, judgmentsBlock, waitsLine } from "./felt.js";
 import { fmtClock, fmtDuration, fmtOffset, fmtTokens, parseTime, plural } from "./format.js";
 import { traceHref } from "./routes.js";
 
@@ -34,6 +35,8 @@ export function renderSession(session, onMore) {
       session.error_count ? h("span", { class: "badge error" }, plural(session.error_count, "error")) : null,
       `${fmtDuration(session.duration_ms)} from ${fmtClock(start)}`,
       fmtTokens(session.tokens),
+      waitsLine(session.time_to_first_chunk_ms),
+      feedbackCounts(session.feedback),
     ]),
   );
   const rows = [];
@@ -100,6 +103,8 @@ export function turnRow(t, number, axis, sessionStart, sessionUser) {
       t.input !== null ? message("in", t.input) : null,
       t.output !== null ? message("out", t.output) : null,
       t.input === null && t.output === null ? h("span", { class: "msg-none" }, "no input or output recorded") : null,
+      feltLine(t),
+      judgmentsBlock(t.judgments, t.feedback.count),
     ),
     h("span", { class: "tl-track" }, bars),
     h("span", { class: "tl-duration" }, fmtDuration(t.duration_ms), h("span", { class: "chevron" }, "›")),

@@ -6,7 +6,8 @@ export const MAX_SESSIONS = 500;
 
 export const state = {
   query: "",
-  filters: { user: "", workflow: "", time: "", errors: false, requests: false },
+  // `sort`: "recent" (last activity) or "wait" (the longest wait for first words).
+  filters: { user: "", workflow: "", time: "", errors: false, negative: false, requests: false, sort: "recent" },
   facetsKey: "",
   limit: PAGE_SIZE,
   listKey: "",

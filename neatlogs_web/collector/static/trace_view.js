@@ -2,6 +2,7 @@
 
 import { barCell, timeline } from "./axis.js";
 import { h, message, statsLine } from "./dom.js";
+import { feedbackCounts, feltLine, judgmentsBlock } from "./felt.js";
 import { breakable, fmtClock, fmtDuration, fmtOffset, fmtTokens, fmtValue, parseTime, plural } from "./format.js";
 import { sessionHref, traceHref } from "./routes.js";
 
@@ -46,11 +47,13 @@ export function renderTrace(trace, selectedSpan) {
       trace.error_count ? h("span", { class: "badge error" }, plural(trace.error_count, "error")) : null,
       `${fmtDuration(trace.duration_ms)} at ${fmtClock(start)}`,
       fmtTokens(trace.tokens),
-      trace.complete ? "complete" : null,
+      feltLine(trace),
+      feedbackCounts(trace.feedback),
     ]),
     trace.input !== null || trace.output !== null
       ? h("div", { class: "trace-conv" }, trace.input !== null ? message("in", trace.input) : null, trace.output !== null ? message("out", trace.output) : null)
       : null,
+    judgmentsBlock(trace.judgments, trace.feedback.count),
   );
   const ordered = spanTree(trace.spans);
   const services = [];
