@@ -5,8 +5,9 @@ subprocesses (exactly as a user would start them), then simulated users chat
 concurrently, each session found a different way (cookie, signed header,
 conversation id in the path), and the per-session summary is read back from
 the collector's JSON API. About one answer in three gets a thumbs up or down
-(now and then with a comment), sent as a page would: the reply's feedback
-token to the app's ``POST /neatlogs/feedback``, in the same session.
+(now and then with a comment), sent as a page would: the feedback token the
+answer named its turn with (its ``feedback`` event) to the app's
+``POST /neatlogs/feedback``, in the same session.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import httpx
 
 SESSION_HEADER = "X-Neatlogs-Session-Id"
-FEEDBACK_HEADER = "X-Neatlogs-Feedback-Token"
+FEEDBACK_EVENT = "event: feedback"
 FEEDBACK_PATH = "/neatlogs/feedback"
 MODES = ("cookie", "header", "conversation")
 _COMMENTS = ("spot on", "too vague", "that is not what I asked", "thanks, that helped")
@@ -144,14 +145,19 @@ def _session_headers(user: SimulatedUser) -> dict[str, str]:
 
 
 async def _chat(http: httpx.AsyncClient, user: SimulatedUser, message: str) -> str | None:
-    """One turn; the feedback token that names it, if the reply carried one."""
+    """One turn; the feedback token that names it, if the answer sent one."""
     path = f"/chat/{user.conversation_id}" if user.mode == "conversation" else "/chat"
+    feedback_token = None
     async with http.stream(
         "POST", path, json={"message": message}, headers=_session_headers(user)
     ) as response:
         response.raise_for_status()
-        async for _ in response.aiter_lines():
-            pass
+        # The answer names its turn in an event of its own: its data is the token.
+        previous = ""
+        async for line in response.aiter_lines():
+            if previous == FEEDBACK_EVENT and line.startswith("data: "):
+                feedback_token = line.removeprefix("data: ")
+            previous = line
     token = response.headers.get(SESSION_HEADER)
     if token:
         user.token = token
@@ -161,7 +167,6 @@ async def _chat(http: httpx.AsyncClient, user: SimulatedUser, message: str) -> s
         http.cookies.clear()
     if user.mode == "conversation":
         user.session_id = user.conversation_id
-    feedback_token: str | None = response.headers.get(FEEDBACK_HEADER)
     return feedback_token
 
 

@@ -10,7 +10,7 @@ per word and a final ``[DONE] <n> words``.
 session token in ``sessionStorage`` and sends it in the session header, with
 the helper the package ships (served at ``/neatlogs-session.js``). Under each
 answer, thumbs up / down judge that answer's turn (``feedback=True``: each
-reply names its turn in ``X-Neatlogs-Feedback-Token``, and
+streamed answer names its turn in a ``feedback`` event, and
 ``POST /neatlogs/feedback`` records the judgment in the turn's trace).
 
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 uvicorn app:app --app-dir examples/fastapi
@@ -30,7 +30,6 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.types import Message, Receive, Scope, Send
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
@@ -87,46 +86,34 @@ def summarise(message: str) -> None:
         pass
 
 
-async def reply(message: str) -> AsyncIterator[str]:
+async def reply(message: str) -> AsyncIterator[tuple[str, str]]:
+    """One turn, as (event, data) pairs: the answer's words, then the turn's name."""
     with neatlogs_web.trace("turn", input=message):
         documents = await run_in_threadpool(retrieve, message)
         answer = []
         async for word in fake_llm(message, documents):
             answer.append(word)
-            yield f"data: {word}\n\n"
+            yield "message", word
         with neatlogs_web.trace("tool", kind="tool", tool="word_count"):
             count = len(message.split())
         neatlogs_web.set_output(" ".join(answer))
-        yield f"data: [DONE] {count} words\n\n"
+        # The headers went out before the turn began: the answer names its turn.
+        token = neatlogs_web.feedback_token()
+        if token is not None:
+            yield "feedback", token
+        yield "message", f"[DONE] {count} words"
 
 
-class EventStream(StreamingResponse):
-    """Server-sent events whose headers go out with the first event.
-
-    The turn opens inside the stream, and the middleware can name only a turn
-    that began before the headers leave (the feedback token): holding them
-    until the first event lets this reply name its turn.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start: Message | None = None
-
-        async def send_start_with_first_event(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                start = message
-                return
-            if start is not None:
-                await send(start)
-                start = None
-            await send(message)
-
-        await super().__call__(scope, receive, send_start_with_first_event)
+async def server_sent_events(message: str) -> AsyncIterator[str]:
+    async for event, data in reply(message):
+        yield f"data: {data}\n\n" if event == "message" else f"event: {event}\ndata: {data}\n\n"
 
 
 def chat_response(body: ChatMessage, background: BackgroundTasks) -> StreamingResponse:
     background.add_task(summarise, body.message)
-    return EventStream(reply(body.message), media_type="text/event-stream", background=background)
+    return StreamingResponse(
+        server_sent_events(body.message), media_type="text/event-stream", background=background
+    )
 
 
 @app.post("/chat")
@@ -145,11 +132,15 @@ async def chat_in_conversation(
 
 @app.websocket("/ws")
 async def chat_socket(websocket: WebSocket) -> None:
-    """Turns over a WebSocket: the handshake's session covers every message."""
+    """Turns over a WebSocket: the handshake's session covers every message.
+
+    It sends the answer's words only; the Django example's socket also names
+    each turn, for thumbs under its answers."""
     await websocket.accept()
     async for message in websocket.iter_text():
-        async for event in reply(message):
-            await websocket.send_text(event.removeprefix("data: ").rstrip("\n"))
+        async for event, data in reply(message):
+            if event == "message":
+                await websocket.send_text(data)
 
 
 @app.get("/session")

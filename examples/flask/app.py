@@ -6,7 +6,8 @@ request's session), retrieval on a worker thread, and a follow-up task on a
 thread started by hand, both carried with ``with_current_session``.
 ``/`` serves the FastAPI example's chat page (``../fastapi/static``: the two
 apps answer the same requests), with thumbs up / down under each answer
-(``feedback=True``; ``POST /neatlogs/feedback`` records the judgment).
+(``feedback=True``: each streamed answer names its turn in a ``feedback``
+event, and ``POST /neatlogs/feedback`` records the judgment).
 
     cd examples/flask
     NEATLOGS_ENDPOINT=http://127.0.0.1:4318 \
@@ -17,10 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from wsgiref.types import StartResponse, WSGIEnvironment
 
 from flask import Flask, Response, jsonify, request
 
@@ -62,6 +62,7 @@ def summarise(message: str) -> None:
 
 
 def reply(message: str) -> Iterator[str]:
+    """One turn as server-sent events: the answer's words, then the turn's name."""
     with neatlogs_web.trace("turn", input=message):
         documents = retrieval_pool.submit(
             neatlogs_web.with_current_session(retrieve), message
@@ -80,34 +81,16 @@ def reply(message: str) -> Iterator[str]:
         threading.Thread(
             target=neatlogs_web.with_current_session(summarise), args=(message,)
         ).start()
+        # The headers went out before the turn began: the answer names its turn.
+        token = neatlogs_web.feedback_token()
+        if token is not None:
+            yield f"event: feedback\ndata: {token}\n\n"
         yield f"data: [DONE] {count} words\n\n"
-
-
-class EventStream(Response):
-    """Server-sent events whose headers go out with the first event.
-
-    The turn opens inside the stream, and the middleware can name only a turn
-    that began before the headers leave (the feedback token): calling
-    ``start_response`` with the first event (as PEP 3333 allows) lets this
-    reply name its turn.
-    """
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        events, status, headers = self.get_wsgi_response(environ)
-
-        def start_with_first_event() -> Iterator[bytes]:
-            remaining = iter(events)
-            first = next(remaining, b"")
-            start_response(status, headers)
-            yield first
-            yield from remaining
-
-        return start_with_first_event()
 
 
 def chat_response() -> Response:
     message = str((request.get_json(silent=True) or {}).get("message", ""))
-    return EventStream(reply(message), mimetype="text/event-stream")
+    return Response(reply(message), mimetype="text/event-stream")
 
 
 @app.post("/chat")

@@ -1,7 +1,9 @@
 """``examples/django`` runs as its README says, and its turns land in their conversations.
 
-Each turn carries what was asked and what was answered; a streamed reply is
-served without Django's warning about the wrong kind of iterator; nothing is
+Each turn carries what was asked and what was answered; a socket reply names
+its turn (the feedback token) for a judgment over HTTP in the turn's
+conversation; a streamed reply is served without Django's warning about the
+wrong kind of iterator; nothing is
 lost when the server stops right after the last turn. The README's install
 line brings everything the ASGI server needs for the chat page's WebSocket.
 
@@ -69,6 +71,12 @@ def test_the_django_example_traces_each_turn_in_its_conversation(
                 socket.send(json.dumps({"text": "elsewhere", "conversation_id": "conv-3"}))
                 other = _reply(socket)
             assert {reply["session"] for reply in other} == {"conv-3"}
+            judgment = {"token": other[-1]["feedback"], "score": 1}
+            feedback = f"{base}/neatlogs/feedback"
+            refused = httpx.post(feedback, params={"conversation_id": "conv-2"}, json=judgment)
+            assert refused.json()["error"] == "wrong_session"
+            judged = httpx.post(feedback, params={"conversation_id": "conv-3"}, json=judgment)
+            assert judged.status_code == 204, judged.text
             sessions |= {reply["session"] for reply in connection}
             turns = 5
     # Stopped with SIGTERM right after the last turn: the spans still queued were
@@ -92,6 +100,14 @@ def test_the_django_example_traces_each_turn_in_its_conversation(
     if asgi:
         expected |= {"conv-2": ["over the socket"], "conv-3": ["elsewhere"]}
     assert {session: sorted(inputs) for session, inputs in by_session.items()} == expected
+    votes = [span for span in spans if span.name == "feedback"]
+    if asgi:  # the judgment of the turn in conv-3, under it
+        (elsewhere,) = [span for span in _turns(spans) if span.attributes["session.id"] == "conv-3"]
+        assert [(vote.trace_id, vote.parent_span_id) for vote in votes] == [
+            (elsewhere.trace_id, elsewhere.span_id)
+        ]
+    else:
+        assert votes == []
 
 
 def test_the_django_example_install_line_brings_a_websocket_library() -> None:

@@ -1,5 +1,8 @@
 """The chat over a Channels WebSocket: the connection's conversation is its
-session; a message naming another conversation is handled in that one."""
+session; a message naming another conversation is handled in that one.
+
+A reply has no headers to name its turn in: its last message carries the
+turn's feedback token, for the thumbs the page puts under the answer."""
 
 from __future__ import annotations
 
@@ -31,4 +34,5 @@ class ChatConsumer(NeatlogsConsumerMixin, AsyncWebsocketConsumer):  # type: igno
                 answer += word
                 await self.send(json.dumps({"session": session_id, "token": word}))
             neatlogs_web.set_output(answer.strip())
-            await self.send(json.dumps({"session": session_id, "done": True}))
+            feedback = neatlogs_web.feedback_token()  # None unless settings say feedback
+            await self.send(json.dumps({"session": session_id, "done": True, "feedback": feedback}))

@@ -33,5 +33,9 @@ DATABASES: dict[str, object] = {}
 USE_TZ = True
 
 NEATLOGS = {
-    "exclude_paths": ["/healthz"],
+    "exclude_paths": ["/healthz", "/neatlogs-session.js"],
+    # Each socket reply names its turn; POST /neatlogs/feedback judges it, in the
+    # conversation named by ?conversation_id= (the socket's session).
+    "feedback": True,
+    "conversation_query": "conversation_id",
 }

@@ -17,6 +17,7 @@ from django.shortcuts import render
 
 import neatlogs_web
 from chatsite.llm import complete, retrieve
+from neatlogs_web.frontend import SCRIPT
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -25,6 +26,12 @@ def index(request: HttpRequest) -> HttpResponse:
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
+
+
+def session_script(request: HttpRequest) -> HttpResponse:
+    """The page's helper for the feedback endpoint, shipped with the package (a
+    small file, read whole: a file response would be a sync stream under ASGI)."""
+    return HttpResponse(SCRIPT.read_bytes(), content_type="text/javascript")
 
 
 def chat(request: HttpRequest, conversation_id: str) -> JsonResponse:

@@ -4,11 +4,11 @@
 import { createSessionFetch } from "/neatlogs-session.js";
 
 // "omit": this app also reads its cookie, which every tab shares; the header is per tab.
-// Each reply also names its turn (X-Neatlogs-Feedback-Token): the thumbs under an
-// answer send a judgment of that turn, with the response that carried it.
+// Each answer also names its turn, in a "feedback" event: the thumbs under an
+// answer send a judgment of that turn, with the token that event carried.
 const sessionFetch = createSessionFetch({ storage: "tab", credentials: "omit" });
 
-// Server-sent events over POST: read the body stream, one "data:" line per event.
+// Server-sent events over POST: read the body stream, one { event, data } per event.
 async function* events(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -18,11 +18,13 @@ async function* events(response) {
     buffer += value;
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const event = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      for (const line of event.split("\n")) {
-        if (line.startsWith("data: ")) yield line.slice(6);
+      const fields = { event: "message", data: "" };
+      for (const line of buffer.slice(0, end).split("\n")) {
+        const colon = line.indexOf(": ");
+        if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
       }
+      buffer = buffer.slice(end + 2);
+      yield fields;
     }
   }
 }
@@ -39,9 +41,8 @@ function addLine(className, text) {
   return line;
 }
 
-// Thumbs up / down under an answer: they judge the turn of `response`, not the latest one.
-function addFeedback(reply, response) {
-  if (!sessionFetch.feedbackToken(response)) return; // this reply named no turn
+// Thumbs up / down under an answer: they judge the turn `token` names, not the latest one.
+function addFeedback(reply, token, response) {
   const bar = document.createElement("p");
   bar.className = "feedback";
   const status = document.createElement("span");
@@ -64,7 +65,7 @@ function addFeedback(reply, response) {
     buttons.forEach((button) => (button.disabled = true));
     status.textContent = "Sending…";
     try {
-      const answer = await sessionFetch.feedback({ score }, { response });
+      const answer = await sessionFetch.feedback({ score }, { token, response });
       if (answer.ok) {
         chosen.setAttribute("aria-pressed", "true");
         status.textContent = "Thanks for your feedback!";
@@ -97,9 +98,12 @@ document.getElementById("composer").addEventListener("submit", async (event) => 
     body: JSON.stringify({ message }),
   });
   showSession();
-  for await (const data of events(response)) {
-    if (data.startsWith("[DONE]")) {
-      addFeedback(reply, response);
+  let token = null; // the answer names its turn before it is done, unless feedback is off
+  for await (const { event: kind, data } of events(response)) {
+    if (kind === "feedback") {
+      token = data;
+    } else if (data.startsWith("[DONE]")) {
+      if (token) addFeedback(reply, token, response);
       reply.dataset.done = "true";
     } else {
       reply.textContent += (reply.textContent ? " " : "") + data;
