@@ -19,9 +19,11 @@ ItemT = TypeVar("ItemT")
 #: feedback span is a judgment of its turn, kept in `feedback`, no span of the trace.
 SCHEMA_VERSION = 4
 
-#: The trace columns version 4 added: the turn's felt-latency figures (nanoseconds from
-#: the request's arrival; `response_complete` 0 when the answer never ended, NULL when
-#: not measured) and its judgments counted.
+#: The trace columns version 4 added: the root span's felt-latency figures (nanoseconds
+#: from the request's arrival; `response_complete` 0 when the answer never ended, NULL
+#: when not measured), the trace's judgments counted, and `turn_wait_ns`: its time to the
+#: first chunk when it is a turn (not a framework's request trace, which carries the
+#: same figures), what a session's waits are taken over.
 FELT_COLUMNS = """
     time_to_start_ns INTEGER,
     time_to_first_chunk_ns INTEGER,
@@ -29,7 +31,8 @@ FELT_COLUMNS = """
     response_complete INTEGER,
     feedback_up INTEGER NOT NULL DEFAULT 0,
     feedback_down INTEGER NOT NULL DEFAULT 0,
-    feedback_count INTEGER NOT NULL DEFAULT 0
+    feedback_count INTEGER NOT NULL DEFAULT 0,
+    turn_wait_ns INTEGER
 """.strip()
 
 #: A person's judgments of turns, one row per feedback span, a trace's latest first.
@@ -109,10 +112,13 @@ CREATE INDEX traces_by_start ON traces (start_ns, trace_id);
 {FEEDBACK_TABLE}
 """
 
-#: The sessions table, its indexes (the list's orders and filters) and the index of a
-#: session's traces: what an upgrade builds again from the trace rows.
+#: The sessions table, its indexes (the list's orders and filters) and the indexes of a
+#: session's traces (in time order, by wait): what an upgrade builds again from the
+#: trace rows.
 SESSION_TABLES = """
 CREATE INDEX traces_by_session ON traces (session_id, workflow, start_ns, trace_id);
+CREATE INDEX traces_by_wait ON traces (session_id, workflow, turn_wait_ns)
+    WHERE turn_wait_ns IS NOT NULL;
 CREATE TABLE sessions (
     session_id TEXT NOT NULL,
     workflow TEXT NOT NULL,
@@ -149,7 +155,7 @@ TRACE_COLUMNS = (
     " span_count, error_count, input_tokens, output_tokens, total_tokens, neatlogs_complete,"
     " app_spans, link_trace, http_status, end_user, input, input_key, output, output_key,"
     " time_to_start_ns, time_to_first_chunk_ns, response_duration_ns, response_complete,"
-    " feedback_up, feedback_down, feedback_count"
+    " feedback_up, feedback_down, feedback_count, turn_wait_ns"
 )
 TRACE_COLUMN_COUNT = TRACE_COLUMNS.count(",") + 1
 

@@ -11,59 +11,65 @@ from .schema import SESSION_COLUMNS
 from .turns import FOLLOW_UP
 
 # Counts and times summed; the end user the last trace's; the first input and the last
-# output those of its turns; the median and the worst wait for the first words over its
-# turns that measured it; the judgments counted. Correlated subqueries read `t`'s
-# session key, which is constant within a group.
+# output those of its turns; the judgments counted; the worst wait for the first words
+# and how many turns measured one. Correlated subqueries read `t`'s session key, which
+# is constant within a group.
 _SUMS = f"""
 SELECT
     session_id,
     workflow,
-    count(*), sum(span_count), sum(error_count), min(start_ns), max(end_ns),
-    sum(input_tokens), sum(output_tokens), sum(total_tokens),
-    sum(app_spans > 0) - sum(CASE WHEN {FOLLOW_UP} THEN 1 ELSE 0 END),
+    count(*) AS trace_count, sum(span_count) AS span_count,
+    sum(error_count) AS error_count, min(start_ns) AS first_ns, max(end_ns) AS last_ns,
+    sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+    sum(total_tokens) AS total_tokens,
+    sum(app_spans > 0) - sum(CASE WHEN {FOLLOW_UP} THEN 1 ELSE 0 END) AS turn_count,
     (SELECT w.end_user FROM traces AS w
       WHERE w.session_id = t.session_id AND w.workflow = t.workflow
         AND w.span_count > 0 AND w.end_user IS NOT NULL
-      ORDER BY w.start_ns DESC LIMIT 1),
+      ORDER BY w.start_ns DESC LIMIT 1) AS end_user,
     (SELECT w.input FROM traces AS w
       WHERE w.session_id = t.session_id AND w.workflow = t.workflow
         AND w.span_count > 0 AND w.app_spans > 0 AND w.input IS NOT NULL
-      ORDER BY w.start_ns, w.trace_id LIMIT 1),
+      ORDER BY w.start_ns, w.trace_id LIMIT 1) AS first_input,
     (SELECT w.output FROM traces AS w
       WHERE w.session_id = t.session_id AND w.workflow = t.workflow
         AND w.span_count > 0 AND w.app_spans > 0 AND w.output IS NOT NULL
-      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1),
-    CASE WHEN count(CASE WHEN app_spans > 0 THEN time_to_first_chunk_ns END) > 0 THEN
-    (SELECT CAST(round(avg(wait)) AS INTEGER) FROM (
-        SELECT w.time_to_first_chunk_ns AS wait,
-            row_number() OVER (ORDER BY w.time_to_first_chunk_ns) AS rank,
-            count(*) OVER () AS waits
-        FROM traces AS w
-        WHERE w.session_id = t.session_id AND w.workflow = t.workflow
-          AND w.span_count > 0 AND w.app_spans > 0 AND w.time_to_first_chunk_ns IS NOT NULL)
-      WHERE rank BETWEEN (waits + 1) / 2 AND waits / 2 + 1)
-    END,
-    max(CASE WHEN app_spans > 0 THEN time_to_first_chunk_ns END),
-    sum(feedback_up), sum(feedback_down), sum(feedback_count)
+      ORDER BY w.start_ns DESC, w.trace_id DESC LIMIT 1) AS last_output,
+    max(turn_wait_ns) AS wait_worst_ns,
+    count(turn_wait_ns) AS waits,
+    sum(feedback_up) AS feedback_up, sum(feedback_down) AS feedback_down,
+    sum(feedback_count) AS feedback_count
 FROM traces AS t
 """
 
-#: One session's row from its traces; parameters: session id, workflow. Nothing is
-#: written when no trace of the session holds a span.
-SUM_SESSION = f"""
-INSERT INTO sessions ({SESSION_COLUMNS})
-{_SUMS}
-WHERE session_id = ? AND workflow = ? AND span_count > 0
-GROUP BY session_id, workflow
+# The median of a session's turns' waits, from `s`, a row of `_SUMS`: the middle one or
+# two of them, read in order from the session's wait index.
+_MEDIAN_WAIT = """
+(SELECT CAST(round(avg(wait)) AS INTEGER) FROM (
+    SELECT w.turn_wait_ns AS wait, row_number() OVER (ORDER BY w.turn_wait_ns) AS rank
+    FROM traces AS w
+    WHERE w.session_id = s.session_id AND w.workflow = s.workflow
+      AND w.turn_wait_ns IS NOT NULL)
+  WHERE rank BETWEEN (s.waits + 1) / 2 AND s.waits / 2 + 1)
 """
 
-#: Every session's row from the traces: what an upgraded database starts from.
-SUM_EVERY_SESSION = f"""
+
+def _summed(where: str) -> str:
+    """The sessions rows `_SUMS` gives for the traces `where` keeps, with their median
+    wait, ready to insert."""
+    columns = SESSION_COLUMNS.replace("wait_median_ns", _MEDIAN_WAIT)
+    return f"""
 INSERT INTO sessions ({SESSION_COLUMNS})
-{_SUMS}
-WHERE session_id IS NOT NULL AND span_count > 0
-GROUP BY session_id, workflow
+SELECT {columns} FROM ({_SUMS} WHERE {where} GROUP BY session_id, workflow) AS s
 """
+
+
+#: One session's row from its traces; parameters: session id, workflow. Nothing is
+#: written when no trace of the session holds a span.
+SUM_SESSION = _summed("session_id = ? AND workflow = ? AND span_count > 0")
+
+#: Every session's row from the traces: what an upgraded database starts from.
+SUM_EVERY_SESSION = _summed("session_id IS NOT NULL AND span_count > 0")
 
 #: Removes a session's row before `SUM_SESSION` writes it again.
 DELETE_SESSION = "DELETE FROM sessions WHERE session_id = ? AND workflow = ?"

@@ -38,7 +38,7 @@ class TokenTotals:
     total: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, as TraceRow below
 class FeedbackCounts:
     """Judgments counted: thumbs up, thumbs down, and all (a label or comment alone is
     neither up nor down)."""

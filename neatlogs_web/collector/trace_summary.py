@@ -23,7 +23,7 @@ TEXT_LIMIT = 2_000
 
 # A trace row before any span of the trace was stored, in `schema.TRACE_COLUMNS` order
 # after the trace id: no session, name, times or figures, zero counts, no marker.
-_EMPTY_ROW = (None,) * 7 + (0, 0, None, None, None, 0, 0) + (None,) * 11 + (0, 0, 0)
+_EMPTY_ROW = (None,) * 7 + (0, 0, None, None, None, 0, 0) + (None,) * 11 + (0, 0, 0, None)
 _NO_FIGURES = ResponseFigures(None, None, None, None)
 
 
@@ -166,6 +166,7 @@ class TraceDelta:
             text_in, in_key = self.input, self.input_key
         if self.output_key is not None and (out_key is None or self.output_key > out_key):
             text_out, out_key = self.output, self.output_key
+        app_spans = old[14] + self.app_spans
         return (
             trace_id,
             session_id,
@@ -181,7 +182,7 @@ class TraceDelta:
             _add(old[11], self.output_tokens),
             _add(old[12], self.total_tokens),
             int(bool(old[13]) or self.neatlogs_complete),
-            old[14] + self.app_spans,
+            app_spans,
             link_trace,
             http_status,
             end_user or self.end_user,
@@ -193,6 +194,7 @@ class TraceDelta:
             old[26] + self.feedback_up,
             old[27] + self.feedback_down,
             old[28] + len(self.judgments),
+            figures[1] if app_spans else None,  # a turn's wait, not a request's
         )
 
 

@@ -70,6 +70,10 @@ def _upgrade(connection: sqlite3.Connection, version: int) -> None:
         connection.executescript(f"BEGIN IMMEDIATE; {script}")
         _read_response_figures(connection)
         _read_judgments(connection)
+        connection.execute(
+            "UPDATE traces SET turn_wait_ns = time_to_first_chunk_ns"
+            " WHERE app_spans > 0 AND time_to_first_chunk_ns IS NOT NULL"
+        )
         connection.execute(SUM_EVERY_SESSION)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("COMMIT")
