@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, Unpack
 
 from neatlogs_web._session.binding import SessionBinding, bind, unbind
 from neatlogs_web._session.counters import reject
+from neatlogs_web._session.feedback_tokens import FeedbackTokens, end_feedback, serve_feedback
 from neatlogs_web._session.options import SessionConfig, SessionOptions, check_end_user
 from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.signing import SecretKeys
@@ -117,7 +118,8 @@ class NeatlogsSessionMiddleware:
         if isinstance(result, list | tuple) and request.held_turn is None:
             # No close(), no code left to run later and no turn waiting for the answer.
             return result
-        return _BoundResponse(result, binding, _Answer(self.flow, request, times))
+        feedback_tokens = self.resolver.response.feedback_tokens
+        return _BoundResponse(result, binding, _Answer(self.flow, request, times), feedback_tokens)
 
     def _binds_nothing(self, environ: WSGIEnvironment) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
@@ -249,14 +251,20 @@ class _BoundResponse:
     the parts, ``close()`` (or the body's end of life) that the answer is out.
     """
 
-    __slots__ = ("_answer", "_binding", "_iterable")
+    __slots__ = ("_answer", "_binding", "_feedback_tokens", "_iterable")
 
     def __init__(
-        self, iterable: Iterable[bytes], binding: SessionBinding | None, answer: _Answer
+        self,
+        iterable: Iterable[bytes],
+        binding: SessionBinding | None,
+        answer: _Answer,
+        feedback_tokens: FeedbackTokens | None,
     ) -> None:
         self._iterable = iterable
         self._binding = binding
         self._answer = answer
+        #: The middleware's, so that a turn the body opens can name itself (feedback_token()).
+        self._feedback_tokens = feedback_tokens
 
     def __iter__(self) -> Iterator[bytes]:
         # iter() and each next() of the app's iterator run bound; the binding is
@@ -293,11 +301,15 @@ class _BoundResponse:
 
     @contextlib.contextmanager
     def _bound(self) -> Iterator[None]:
-        """The request's session and trace, for one step of its body."""
+        """The request's session, trace and feedback tokens, for one step of its body."""
         binding_token = bind(self._binding)
         trace_token = resume_request(self._answer.request)
+        tokens = self._feedback_tokens
+        serving = serve_feedback(tokens) if tokens is not None else None
         try:
             yield
         finally:
+            if serving is not None:
+                end_feedback(serving)
             pause_request(trace_token)
             unbind(binding_token)

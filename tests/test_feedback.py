@@ -314,3 +314,66 @@ def test_an_answer_names_its_turn_in_its_body_when_its_headers_went_out_first(
     session = turns["streamed"].attributes["session.id"]
     assert {s.attributes["session.id"] for s in feedback} == {session}
     assert turns["over a socket"].attributes["session.id"] == session
+
+
+def test_a_wsgi_body_that_opens_its_turn_names_it(tracing: OTLPReceiver) -> None:
+    """The server pulls a WSGI body after the app returned: each step runs where the
+    middleware's tokens are, as the app did."""
+    from flask import Flask, Response
+
+    from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
+
+    app = Flask(__name__)
+
+    @app.get("/chat")
+    def chat() -> Response:
+        def answer() -> Iterator[str]:
+            with neatlogs_web.trace("turn", input="streamed"):
+                yield "data: Hello\n\n"
+                yield f"event: feedback\ndata: {neatlogs_web.feedback_token()}\n\n"
+
+        return Response(answer(), mimetype="text/event-stream")
+
+    app.wsgi_app = WsgiSessions(app.wsgi_app, secret_key="k", feedback=True)  # type: ignore[method-assign]
+    with run_waitress(app) as base, httpx.Client(base_url=base) as alice:
+        streamed = alice.get("/chat")
+        token = streamed.text.split("event: feedback\ndata: ")[1].split("\n")[0]
+        judged = alice.post(ENDPOINT, json={"token": token, "score": 1})
+        assert judged.status_code == 204, (token, judged.text)
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    (turn,) = spans_named(tracing, "turn", 1)
+    assert (feedback.trace_id, feedback.parent_span_id) == (turn.trace_id, turn.span_id)
+
+
+def test_a_token_names_the_session_its_turn_carries(tracing: OTLPReceiver) -> None:
+    """A turn the app runs in another session (``with session(...)``) is judged from
+    that session, as its token says, not from the one the request came with."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    async def chat(request: Request) -> PlainTextResponse:
+        with neatlogs_web.session("conv-42"), neatlogs_web.trace("turn", input="in conv-42"):
+            return PlainTextResponse("hello")
+
+    app = NeatlogsSessionMiddleware(
+        Starlette(routes=[Route("/chat", chat)]),
+        secret_key="k",
+        feedback=True,
+        conversation_query="conversation_id",
+    )
+    with run_uvicorn(app) as base, httpx.Client(base_url=base) as alice:
+        token = alice.get("/chat").headers[TOKEN_HEADER]
+        from_cookie = alice.post(ENDPOINT, json={"token": token, "score": 0})
+        in_conversation = alice.post(
+            ENDPOINT, params={"conversation_id": "conv-42"}, json={"token": token, "score": 1}
+        )
+    assert (from_cookie.status_code, from_cookie.json()["error"]) == (403, "wrong_session")
+    assert in_conversation.status_code == 204
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    (turn,) = spans_named(tracing, "turn", 1)
+    assert feedback.attributes["session.id"] == turn.attributes["session.id"] == "conv-42"
+    assert feedback.attributes["neatlogs.feedback.score"] == 1

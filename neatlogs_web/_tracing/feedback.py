@@ -46,11 +46,14 @@ MAX_LABEL_LENGTH: Final = 100
 MAX_COMMENT_LENGTH: Final = 4000
 
 
-def feedback_turn(trace: RequestTrace, session_id: str) -> FeedbackTurn | None:
-    """The request's latest turn, as its response's feedback token names it: none
-    when no turn ran yet, or when it was not recorded (sampled out, tracing not set up)."""
-    binding = trace.binding  # rebound after routing: the turn's session
-    return _recorded_turn(trace, binding.session_id if binding is not None else session_id)
+def feedback_turn(trace: RequestTrace) -> FeedbackTurn | None:
+    """The request's latest turn, in the session it carries, as a feedback token
+    names it: none when no turn ran yet, when it carries no session, or when it
+    was not recorded (sampled out, tracing not set up)."""
+    turn, session_id = trace.last_turn, trace.last_turn_session_id
+    if turn is None or session_id is None or not turn.is_valid or not turn.trace_flags.sampled:
+        return None
+    return FeedbackTurn(session_id, turn.trace_id, turn.span_id)
 
 
 def feedback_token() -> str | None:
@@ -60,22 +63,13 @@ def feedback_token() -> str | None:
     body that opens the turn, as a chat reply does) or that has no headers (a
     WebSocket reply): call it inside the turn's block and send the token with
     the answer; the page sends it back with the judgment, as it would the
-    ``X-Neatlogs-Feedback-Token`` header's. It names the session bound now.
-    ``None`` outside a request, before its first turn, for a turn not
-    recorded, or unless the middleware was given ``feedback=True``.
+    ``X-Neatlogs-Feedback-Token`` header's. ``None`` outside a request, before
+    its first turn, for a turn not recorded, or unless the middleware was
+    given ``feedback=True``.
     """
-    issuer, request, session_id = serving_issuer(), current_request_trace(), current_session_id()
-    if issuer is None or request is None or session_id is None:
-        return None
-    turn = _recorded_turn(request, session_id)
-    return None if turn is None else issuer.issue(turn)
-
-
-def _recorded_turn(trace: RequestTrace, session_id: str) -> FeedbackTurn | None:
-    turn = trace.last_turn
-    if turn is None or not turn.is_valid or not turn.trace_flags.sampled:
-        return None
-    return FeedbackTurn(session_id, turn.trace_id, turn.span_id)
+    issuer, request = serving_issuer(), current_request_trace()
+    turn = feedback_turn(request) if request is not None else None
+    return None if issuer is None or turn is None else issuer.issue(turn)
 
 
 def record_feedback(

@@ -27,11 +27,14 @@ that ends after the answer is out (a background task's) is not held. A
 request without a turn records nothing: it is no conversation.
 
 On a WebSocket each message is a turn: the person waits from the message's
-arrival to the first reply, and to the last reply of that turn. The figures
-are taken as the message's turn ends, from the replies sent while it ran
-(send the answer inside the turn's block), and go on the turn as it ends;
-``complete`` says whether a reply went out and the turn ended without an
-error. ``time_to_start`` has no meaning there and is left out.
+arrival to the first reply, and to the last reply of that turn
+(:class:`MessageWait`). The app receiving a message notes when in the
+receiving code's context, so a task started to handle it carries that
+moment; a reply counts for the turn whose block the sending code runs in,
+so turns handled side by side on one connection, and messages sent outside
+any turn (a heartbeat), keep apart. The figures go on the turn as its block
+ends: send the answer inside it. ``complete`` says whether a reply went out
+and the turn ended without an error; ``time_to_start`` has no meaning there.
 
 The names are ours, not the GenAI semantic conventions'
 ``gen_ai.response.time_to_first_chunk``: that one is a model's answer as its
@@ -43,8 +46,10 @@ on the model call's span.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any, Final
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "DURATION_KEY",
     "TIME_TO_FIRST_CHUNK_KEY",
     "TIME_TO_START_KEY",
+    "MessageWait",
     "ResponseTimes",
 ]
 
@@ -60,15 +66,21 @@ TIME_TO_START_KEY: Final = "neatlogs.response.time_to_start"
 DURATION_KEY: Final = "neatlogs.response.duration"
 COMPLETE_KEY: Final = "neatlogs.response.complete"
 
+#: When the WebSocket message the code in effect handles arrived.
+_message_arrived: Final[ContextVar[int | None]] = ContextVar(
+    "neatlogs_web_message_arrived", default=None
+)
+
 
 class ResponseTimes:
-    """Moments of one response, in ``time.time_ns()`` (span timestamps' clock),
-    noted by the adapter as each part of the response goes out."""
+    """Moments of one response, noted by the adapter as each part of it goes out.
+    In ``time.monotonic_ns()``: the figures are intervals, which the wall clock's
+    adjustments would stretch or shrink."""
 
     __slots__ = ("arrived", "ended", "first_chunk", "started")
 
     def __init__(self) -> None:
-        self.arrived = time.time_ns()
+        self.arrived = time.monotonic_ns()
         #: The status and headers went out.
         self.started: int | None = None
         #: The first non-empty part of the body went out: the first words.
@@ -81,50 +93,96 @@ class ResponseTimes:
         was. Whether it is the answer's last part."""
         kind = message["type"]
         if kind == "http.response.body":
-            now = time.time_ns()
+            now = time.monotonic_ns()
             if self.first_chunk is None and message.get("body"):
                 self.first_chunk = now
             if not message.get("more_body", False):
                 self.ended = now
                 return True
         elif kind == "http.response.start":
-            self.started = time.time_ns()
-        elif kind == "websocket.send":  # a reply: the first words, or more of them
-            self.ended = time.time_ns()
-            self.first_chunk = self.first_chunk or self.ended
+            self.started = time.monotonic_ns()
+        elif kind == "websocket.send":
+            wait = _message_wait.get()
+            if wait is not None:  # a reply, sent inside a message's turn
+                wait.note_reply()
         elif kind == "http.response.pathsend":  # a whole file, sent by the server
-            self.first_chunk = self.ended = time.time_ns()
+            self.first_chunk = self.ended = time.monotonic_ns()
             return True
         return False
 
     def note_receiving(self, message: Mapping[str, Any]) -> None:
-        """An ASGI message came from the server: a WebSocket message starts a new
-        wait, for the replies to it."""
+        """An ASGI message came from the server: a WebSocket message starts a wait,
+        for the replies to it, in the receiving code's context."""
         if message["type"] == "websocket.receive":
-            self.arrived = time.time_ns()
-            self.started = self.first_chunk = self.ended = None
+            _message_arrived.set(time.monotonic_ns())
 
     def note_words_written(self) -> None:
         """The server wrote the first non-empty part of a WSGI body (the status
         and headers went out just before it, PEP 3333)."""
         if self.first_chunk is None:
-            self.first_chunk = time.time_ns()
+            self.first_chunk = time.monotonic_ns()
             self.started = self.started or self.first_chunk
 
     def note_body_complete(self) -> None:
         """The server wrote all of a WSGI body and closed it."""
-        self.ended = time.time_ns()
+        self.ended = time.monotonic_ns()
         self.started = self.started or self.ended
 
-    def attributes(self, *, failed: bool = False) -> dict[str, float | bool]:
-        """The figures, in seconds from arrival, for what happened; an answer whose
-        turn ``failed`` is not complete."""
-        figures: dict[str, float | bool] = {COMPLETE_KEY: self.ended is not None and not failed}
-        for key, moment in (
-            (TIME_TO_START_KEY, self.started),
-            (TIME_TO_FIRST_CHUNK_KEY, self.first_chunk),
-            (DURATION_KEY, self.ended),
-        ):
-            if moment is not None:
-                figures[key] = (moment - self.arrived) / 1e9
+    def attributes(self) -> dict[str, float | bool]:
+        """The figures, in seconds from arrival, for what happened."""
+        return _figures(self.arrived, self.started, self.first_chunk, self.ended)
+
+
+class MessageWait:
+    """One WebSocket message's wait: from its arrival to the first and the last
+    reply sent while its turn's block ran. In effect from :meth:`begin` to :meth:`end`."""
+
+    __slots__ = ("arrived", "first_reply", "last_reply", "token")
+
+    def __init__(self, arrived: int) -> None:
+        self.arrived = arrived
+        self.first_reply: int | None = None
+        self.last_reply: int | None = None
+        self.token: Token[MessageWait | None] | None = None
+
+    @classmethod
+    def begin(cls, connected: int) -> MessageWait:
+        """The wait of the message the code in effect handles (or, before the first
+        message, since the connection was ``connected``), made current."""
+        wait = cls(_message_arrived.get() or connected)
+        wait.token = _message_wait.set(wait)
+        return wait
+
+    def note_reply(self) -> None:
+        self.last_reply = time.monotonic_ns()
+        self.first_reply = self.first_reply or self.last_reply
+
+    def end(self, *, failed: bool) -> dict[str, float | bool]:
+        """No longer current; the figures, not complete when the turn ``failed``."""
+        # Ended in another context (a generator closed elsewhere): nothing to undo.
+        with contextlib.suppress(ValueError):
+            if self.token is not None:
+                _message_wait.reset(self.token)
+        figures = _figures(self.arrived, None, self.first_reply, self.last_reply)
+        figures[COMPLETE_KEY] = figures[COMPLETE_KEY] and not failed
         return figures
+
+
+_message_wait: Final[ContextVar[MessageWait | None]] = ContextVar(
+    "neatlogs_web_message_wait", default=None
+)
+
+
+def _figures(
+    arrived: int, started: int | None, first_chunk: int | None, ended: int | None
+) -> dict[str, float | bool]:
+    """The figures, in seconds from ``arrived``, for the moments that happened."""
+    figures: dict[str, float | bool] = {COMPLETE_KEY: ended is not None}
+    for key, moment in (
+        (TIME_TO_START_KEY, started),
+        (TIME_TO_FIRST_CHUNK_KEY, first_chunk),
+        (DURATION_KEY, ended),
+    ):
+        if moment is not None:
+            figures[key] = (moment - arrived) / 1e9
+    return figures

@@ -62,11 +62,13 @@ class RequestTrace:
     """What tracing knows of one request: its framework span and its turns."""
 
     __slots__ = (
+        "answered_turn",
         "awaits_span",
         "binding",
         "context",
         "held_turn",
         "last_turn",
+        "last_turn_session_id",
         "span",
         "span_is_turn",
         "times",
@@ -96,26 +98,37 @@ class RequestTrace:
         self.turns_are_roots = False
         #: The latest turn started in the request: the root span of its trace.
         self.last_turn: SpanContext | None = None
+        #: The session the latest turn carries.
+        self.last_turn_session_id: str | None = None
         #: When the request arrived and its response went out, for an adapter that
         #: notes them (felt latency); ``None`` when none does.
         self.times = times
         #: The latest turn, ended but held until the answer is out (its end time as
         #: its block ended), so that it can still carry the felt latency.
         self.held_turn: tuple[Span, int] | None = None
+        #: The latest turn as the answer went out, and the figures for it, should
+        #: its block still be running (one that encloses the whole exchange).
+        self.answered_turn: tuple[SpanContext, Mapping[str, AttributeValue]] | None = None
 
     @property
     def last_trace_id(self) -> int | None:
         """The trace id of the latest turn started in the request."""
         return None if self.last_turn is None else self.last_turn.trace_id
 
-    def note_turn(self, span: Span) -> None:
-        """A turn started in the request: the response names the latest one."""
+    def note_turn(self, span: Span, session_id: str | None) -> None:
+        """A turn started in the request, in ``session_id``: the response names the latest one."""
         self.last_turn = span.get_span_context()
+        self.last_turn_session_id = session_id
 
     def hold_turn(self, span: Span) -> bool:
         """Whether the turn ``span``, whose block just ended, is held open until the
-        answer is out (see :meth:`release_turn`) rather than ended now: the request's
-        latest turn, while its answer is still going out. Only one is held."""
+        answer is out (see :meth:`end_held_turn`) rather than ended now: the request's
+        latest turn, while its answer is still going out. Only one is held. A
+        turn whose block outlasted the answer gets the answer's figures now."""
+        answered = self.answered_turn
+        if answered is not None and span.get_span_context() == answered[0]:
+            span.set_attributes(answered[1])
+            return False
         times = self.times
         if (
             times is None
@@ -129,11 +142,12 @@ class RequestTrace:
         self.held_turn = (span, time.time_ns())
         return True
 
-    def note_message_answered(self, span: Span, *, failed: bool) -> None:
-        """A WebSocket message's turn ends: the wait from the message to the replies
-        sent while it ran goes on it (``_tracing.felt_latency``)."""
-        if self.times is not None and self.turns_are_roots and span.is_recording():
-            span.set_attributes(self.times.attributes(failed=failed))
+    def answer_out(self, figures: Mapping[str, AttributeValue]) -> None:
+        """The answer is out: ``figures`` go on the latest turn, held or, should its
+        block still run, as it ends."""
+        if self.last_turn is not None:
+            self.answered_turn = (self.last_turn, figures)
+        self.end_held_turn(figures)
 
     def end_held_turn(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:
         """End the held turn, if any, at the moment its block ended, ``attributes`` set first."""

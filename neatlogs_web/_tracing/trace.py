@@ -28,9 +28,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from neatlogs_web._session.binding import collecting_garbage, current_request_binding
+from neatlogs_web._session.binding import (
+    collecting_garbage,
+    current_request_binding,
+    current_session_id,
+)
 from neatlogs_web._tracing import setup
 from neatlogs_web._tracing.conventions import SpanKind, check_kind, set_input, set_kind
+from neatlogs_web._tracing.felt_latency import MessageWait
 from neatlogs_web._tracing.request_trace import (
     RequestTrace,
     current_request_trace,
@@ -69,6 +74,7 @@ class trace:
         "_attributes",
         "_input",
         "_kind",
+        "_message_wait",
         "_name",
         "_request",
         "_request_span",
@@ -94,6 +100,8 @@ class trace:
         self._token: object = None
         #: The request a top-level turn started in, which may hold it open (felt latency).
         self._request: RequestTrace | None = None
+        #: A WebSocket message's turn: the wait for its replies.
+        self._message_wait: MessageWait | None = None
 
     def __enter__(self) -> Span:
         pipeline = setup.active_pipeline()
@@ -138,8 +146,10 @@ class trace:
             inner = turn_context(inner)
             if request is not None:
                 # Lets the middleware tell the client which trace this turn was.
-                request.note_turn(span)
+                request.note_turn(span, current_session_id())
                 self._request = request
+                if request.turns_are_roots and request.times is not None:
+                    self._message_wait = MessageWait.begin(request.times.arrived)
         self._token = otel_context.attach(inner)
         return span
 
@@ -169,9 +179,9 @@ class trace:
         # (the person left: cancelled, or its generator closed) is held: its
         # answer will never be complete, and it says so.
         failed = isinstance(exc, Exception)
+        if self._message_wait is not None:  # a WebSocket message's turn
+            span.set_attributes(self._message_wait.end(failed=failed))
         request = self._request
-        if request is not None:
-            request.note_message_answered(span, failed=failed)
         held = not failed and request is not None and request.hold_turn(span)
         if not held:
             span.end()

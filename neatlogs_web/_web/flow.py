@@ -106,7 +106,7 @@ class RequestFlow(Generic[RequestT]):
         if times is None or trace.last_turn is None or trace.turns_are_roots:
             return
         figures = times.attributes()
-        trace.end_held_turn(figures)
+        trace.answer_out(figures)
         carrier = trace.recording_span() if trace.span_is_turn else None
         if carrier is not None:
             carrier.set_attributes(figures)
@@ -116,9 +116,5 @@ class RequestFlow(Generic[RequestT]):
     ) -> list[tuple[str, str]]:
         """Headers the response gets: ``Set-Cookie``, the echoed token, the turn's trace id."""
         response = self.resolver.response
-        turn = (
-            feedback_turn(trace, resolution.session_id)
-            if response.feedback_tokens is not None
-            else None
-        )
+        turn = feedback_turn(trace) if response.feedback_tokens is not None else None
         return response.headers(resolution, trace.last_trace_id, turn)

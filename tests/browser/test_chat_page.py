@@ -91,20 +91,11 @@ def assert_one_thumbs_down_on_the_first_turn(spans: list[ReceivedSpan]) -> None:
     assert vote.attributes["session.id"] == judged.attributes["session.id"]
 
 
-# A WSGI body runs without the middleware's feedback issuer bound, so
-# neatlogs_web.feedback_token() is None there and the Flask answer names no turn.
-FLASK_BODY_NAMES_NO_TURN = pytest.mark.xfail(
-    strict=True, reason="feedback_token() is None inside a WSGI streamed body"
-)
-
-
 @pytest.mark.parametrize(
     ("command", "env"),
     [
         (EXAMPLE, {}),
-        pytest.param(
-            FLASK_EXAMPLE, {"PYTHONPATH": "examples/flask"}, marks=FLASK_BODY_NAMES_NO_TURN
-        ),
+        (FLASK_EXAMPLE, {"PYTHONPATH": "examples/flask"}),
     ],
     ids=["fastapi", "flask"],
 )
