@@ -243,7 +243,7 @@ class Store:
         with self._lock:
             try:
                 usable = create_or_upgrade(self._writer)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:  # ValueError: a stored span's JSON
                 raise StoreError(
                     f"{self._path} could not be upgraded to schema version {SCHEMA_VERSION}"
                     f" ({exc}); it is unchanged: pass another --db file, or delete this one"

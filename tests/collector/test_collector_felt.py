@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from starlette.responses import StreamingResponse
@@ -24,6 +25,7 @@ from starlette.responses import StreamingResponse
 import neatlogs_web
 from neatlogs_web._tracing.feedback import FEEDBACK_SPAN_NAME
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from neatlogs_web.collector import Store, StoreError
 from neatlogs_web.collector.schema import SCHEMA_VERSION
 from tests.collector import otlp_data as otlp
 from tests.collector.conversations import Judged, feedback_span, felt_attributes
@@ -337,6 +339,27 @@ def test_a_database_of_version_3_is_upgraded_with_its_figures_and_judgments(
     with sqlite3.connect(path) as upgraded:
         assert upgraded.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     upgraded.close()
+
+
+def test_an_upgrade_that_fails_leaves_the_file_as_it_was(
+    old_database: Callable[[int], Path],
+) -> None:
+    path = old_database(3)
+    with sqlite3.connect(path) as broken:  # a root span's attributes cut short
+        cut = '{"neatlogs.response.duration": 2.'
+        broken.execute("UPDATE spans SET attributes = ? WHERE name = 'turn'", (cut,))
+    broken.close()
+
+    with pytest.raises(StoreError, match=r"could not be upgraded .* it is unchanged"):
+        Store(path)
+
+    with sqlite3.connect(path) as same:
+        assert same.execute("PRAGMA user_version").fetchone() == (3,)
+        columns = {row[1] for row in same.execute("PRAGMA table_info(traces)")}
+        assert "complete" in columns and "neatlogs_complete" not in columns
+        assert same.execute("SELECT count(*) FROM sessions").fetchone() == (2,)
+        assert same.execute("SELECT count(*) FROM spans WHERE marker").fetchone() == (0,)
+    same.close()
 
 
 # ---------------------------------------------------------------- a real app
