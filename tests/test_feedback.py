@@ -3,6 +3,7 @@ judgment on that turn of that session, and nothing else does."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -179,6 +180,7 @@ def test_odd_bodies_get_a_json_400_and_a_body_cut_short_records_nothing(
         nested = b'{"x": ' + b"[" * 3000 + b"]" * 3000 + b', "token": "t"}'
         deep = alice.post(ENDPOINT, content=nested, headers={"content-type": "application/json"})
         huge = alice.post(ENDPOINT, json={"token": token, "score": 10**400})
+        empty = alice.post(ENDPOINT, json={"token": token, "label": ""})
         # A lone surrogate is valid JSON, but no UTF-8: the exporter would drop it.
         lone = alice.post(
             ENDPOINT,
@@ -192,6 +194,7 @@ def test_odd_bodies_get_a_json_400_and_a_body_cut_short_records_nothing(
     assert (deep.status_code, deep.json()["error"]) == (400, "bad_request")
     assert (huge.status_code, huge.json()["error"]) == (400, "bad_request")
     assert (lone.status_code, lone.json()["error"]) == (400, "bad_request")
+    assert (empty.status_code, empty.json()["error"]) == (400, "bad_request")
     spans_named(tracing, "turn", 2)
     assert [s for s in tracing.spans if s.name == "feedback"] == []
 
@@ -377,3 +380,47 @@ def test_a_token_names_the_session_its_turn_carries(tracing: OTLPReceiver) -> No
     (turn,) = spans_named(tracing, "turn", 1)
     assert feedback.attributes["session.id"] == turn.attributes["session.id"] == "conv-42"
     assert feedback.attributes["neatlogs.feedback.score"] == 1
+
+
+def test_turns_run_side_by_side_each_name_their_own(tracing: OTLPReceiver) -> None:
+    """A WebSocket's messages handled in tasks of their own: the token a turn asks
+    for names that turn, though another began since."""
+    from starlette.applications import Starlette
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+    from websockets.sync.client import connect
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def answer(text: str) -> None:
+            with neatlogs_web.trace("turn", input=text):
+                await asyncio.sleep(0.4 if text == "slow" else 0)
+                await websocket.send_json({"text": text, "token": neatlogs_web.feedback_token()})
+
+        async for text in websocket.iter_text():
+            tasks.add(asyncio.create_task(answer(text)))
+        await asyncio.gather(*tasks)
+
+    app = NeatlogsSessionMiddleware(
+        Starlette(routes=[WebSocketRoute("/ws", chat)]), secret_key="k", feedback=True
+    )
+    with run_uvicorn(app) as base, httpx.Client(base_url=base) as alice:
+        alice.get("/ws-cookie")  # a 404 that sets the tab's session cookie
+        cookie = f"neatlogs_session={alice.cookies['neatlogs_session']}"
+        url = base.replace("http", "ws", 1) + "/ws"
+        with connect(url, additional_headers={"Cookie": cookie}) as socket:
+            socket.send("slow")
+            time.sleep(0.1)  # the quick one's turn begins while the slow one's runs
+            socket.send("quick")
+            replies = [json.loads(socket.recv(timeout=10)) for _ in range(2)]
+        for reply in replies:
+            judged = alice.post(ENDPOINT, json={"token": reply["token"], "label": reply["text"]})
+            assert judged.status_code == 204, judged.text
+    turns = {s.span_id: s for s in spans_named(tracing, "turn", 2)}
+    for feedback in spans_named(tracing, "feedback", 2):
+        turn = turns[feedback.parent_span_id]
+        assert turn.attributes["input.value"] == feedback.attributes["neatlogs.feedback.label"]

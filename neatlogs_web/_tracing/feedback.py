@@ -26,7 +26,12 @@ from neatlogs_web._session.feedback_tokens import (
     serving_issuer,
 )
 from neatlogs_web._tracing import setup
-from neatlogs_web._tracing.request_trace import RequestTrace, current_request_trace
+from neatlogs_web._tracing.request_trace import (
+    RequestTrace,
+    Turn,
+    current_request_trace,
+    turn_in_effect,
+)
 
 __all__ = [
     "FEEDBACK_COMMENT_KEY",
@@ -47,17 +52,13 @@ MAX_COMMENT_LENGTH: Final = 4000
 
 
 def feedback_turn(trace: RequestTrace) -> FeedbackTurn | None:
-    """The request's latest turn, in the session it carries, as a feedback token
-    names it: none when no turn ran yet, when it carries no session, or when it
-    was not recorded (sampled out, tracing not set up)."""
-    turn, session_id = trace.last_turn, trace.last_turn_session_id
-    if turn is None or session_id is None or not turn.is_valid or not turn.trace_flags.sampled:
-        return None
-    return FeedbackTurn(session_id, turn.trace_id, turn.span_id)
+    """The request's latest turn, as its response's feedback token names it."""
+    return _named(trace.last_turn)
 
 
 def feedback_token() -> str | None:
-    """A feedback token for the request's latest turn, to send in the answer itself.
+    """A feedback token for the turn whose block the caller runs in (else the
+    request's latest turn), to send in the answer itself.
 
     For an answer whose headers went out before its turn began (a streamed
     body that opens the turn, as a chat reply does) or that has no headers (a
@@ -68,8 +69,21 @@ def feedback_token() -> str | None:
     given ``feedback=True``.
     """
     issuer, request = serving_issuer(), current_request_trace()
-    turn = feedback_turn(request) if request is not None else None
-    return None if issuer is None or turn is None else issuer.issue(turn)
+    if issuer is None or request is None:
+        return None
+    turn = _named(turn_in_effect() or request.last_turn)
+    return None if turn is None else issuer.issue(turn)
+
+
+def _named(turn: Turn | None) -> FeedbackTurn | None:
+    """``turn`` as a feedback token names it: none when it carries no session or
+    was not recorded (sampled out, tracing not set up)."""
+    if turn is None or turn.session_id is None:
+        return None
+    span = turn.span
+    if not span.is_valid or not span.trace_flags.sampled:
+        return None
+    return FeedbackTurn(turn.session_id, span.trace_id, span.span_id)
 
 
 def record_feedback(
@@ -119,8 +133,8 @@ def _feedback_attributes(
     ):
         if value is None:
             continue
-        if not isinstance(value, str) or len(value) > limit or not _is_unicode_text(value):
-            raise ValueError(f"{name} must be text of at most {limit} characters")
+        if not isinstance(value, str) or not 0 < len(value) <= limit or not _is_unicode_text(value):
+            raise ValueError(f"{name} must be text of 1 to {limit} characters")
         attributes[key] = value
     return attributes
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
-from typing import Final
+from typing import Final, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
@@ -39,6 +39,7 @@ from neatlogs_web._tracing.felt_latency import ResponseTimes
 
 __all__ = [
     "RequestTrace",
+    "Turn",
     "current_request_trace",
     "end_request",
     "in_turn",
@@ -46,11 +47,20 @@ __all__ = [
     "resume_request",
     "start_request",
     "turn_context",
+    "turn_in_effect",
 ]
 
 # Marks a context as inside a trace() block: only a trace() span makes a
 # trace() nested; a framework's span does not.
 _IN_TURN_KEY: Final = otel_context.create_key("neatlogs_web.in_turn")
+
+
+class Turn(NamedTuple):
+    """A turn as its request and its block know it: the root span of its trace, and
+    the session it carries."""
+
+    span: SpanContext
+    session_id: str | None
 
 
 _current: Final[ContextVar[RequestTrace | None]] = ContextVar(
@@ -68,7 +78,6 @@ class RequestTrace:
         "context",
         "held_turn",
         "last_turn",
-        "last_turn_session_id",
         "span",
         "span_is_turn",
         "times",
@@ -96,10 +105,8 @@ class RequestTrace:
         #: A WebSocket connection: each message's turn is a trace of its own, linked
         #: to the connection's span, rather than one more part of the first turn.
         self.turns_are_roots = False
-        #: The latest turn started in the request: the root span of its trace.
-        self.last_turn: SpanContext | None = None
-        #: The session the latest turn carries.
-        self.last_turn_session_id: str | None = None
+        #: The latest turn started in the request.
+        self.last_turn: Turn | None = None
         #: When the request arrived and its response went out, for an adapter that
         #: notes them (felt latency); ``None`` when none does.
         self.times = times
@@ -113,12 +120,11 @@ class RequestTrace:
     @property
     def last_trace_id(self) -> int | None:
         """The trace id of the latest turn started in the request."""
-        return None if self.last_turn is None else self.last_turn.trace_id
+        return None if self.last_turn is None else self.last_turn.span.trace_id
 
-    def note_turn(self, span: Span, session_id: str | None) -> None:
-        """A turn started in the request, in ``session_id``: the response names the latest one."""
-        self.last_turn = span.get_span_context()
-        self.last_turn_session_id = session_id
+    def note_turn(self, turn: Turn) -> None:
+        """A turn started in the request: the response names the latest one."""
+        self.last_turn = turn
 
     def hold_turn(self, span: Span) -> bool:
         """Whether the turn ``span``, whose block just ended, is held open until the
@@ -134,7 +140,8 @@ class RequestTrace:
             times is None
             or times.ended is not None
             or self.turns_are_roots
-            or span.get_span_context() != self.last_turn
+            or self.last_turn is None
+            or span.get_span_context() != self.last_turn.span
             or not span.is_recording()
         ):
             return False
@@ -146,7 +153,7 @@ class RequestTrace:
         """The answer is out: ``figures`` go on the latest turn, held or, should its
         block still run, as it ends."""
         if self.last_turn is not None:
-            self.answered_turn = (self.last_turn, figures)
+            self.answered_turn = (self.last_turn.span, figures)
         self.end_held_turn(figures)
 
     def end_held_turn(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:
@@ -233,6 +240,13 @@ def in_turn(context: Context) -> bool:
     return context.get(_IN_TURN_KEY) is not None
 
 
-def turn_context(context: Context) -> Context:
-    """``context``, marked as inside a ``trace()`` block."""
-    return otel_context.set_value(_IN_TURN_KEY, True, context)
+def turn_context(context: Context, turn: Turn) -> Context:
+    """``context``, marked as inside the block of ``turn`` (a top-level ``trace()``)."""
+    return otel_context.set_value(_IN_TURN_KEY, turn, context)
+
+
+def turn_in_effect() -> Turn | None:
+    """The turn whose block the caller runs in, if any: with turns run side by side
+    (a WebSocket's messages in tasks of their own), each block's own."""
+    turn = otel_context.get_value(_IN_TURN_KEY)
+    return turn if isinstance(turn, Turn) else None

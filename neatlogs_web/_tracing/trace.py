@@ -38,6 +38,7 @@ from neatlogs_web._tracing.conventions import SpanKind, check_kind, set_input, s
 from neatlogs_web._tracing.felt_latency import MessageWait
 from neatlogs_web._tracing.request_trace import (
     RequestTrace,
+    Turn,
     current_request_trace,
     in_turn,
     turn_context,
@@ -143,10 +144,11 @@ class trace:
             set_input(self._input, span)
         inner = otel_trace.set_span_in_context(span, current)
         if top_level:  # nested, the marker is already in the context
-            inner = turn_context(inner)
+            turn = Turn(span.get_span_context(), current_session_id())
+            inner = turn_context(inner, turn)
             if request is not None:
                 # Lets the middleware tell the client which trace this turn was.
-                request.note_turn(span, current_session_id())
+                request.note_turn(turn)
                 self._request = request
                 if request.turns_are_roots and request.times is not None:
                     self._message_wait = MessageWait.begin(request.times.arrived)
