@@ -12,7 +12,7 @@ rating both read; a label or comment without a score is neither.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, NamedTuple
 
@@ -40,9 +40,11 @@ THUMBS_UP_AT: Final = 0.5
 Thumb = Literal["up", "down"]
 
 _FEEDBACK_KEYS = frozenset({FEEDBACK_SCORE_KEY, FEEDBACK_LABEL_KEY, FEEDBACK_COMMENT_KEY})
-_RESPONSE_KEYS = frozenset({TIME_TO_START_KEY, TIME_TO_FIRST_CHUNK_KEY, DURATION_KEY, COMPLETE_KEY})
-# Seconds past this are no wait anyone sat through (and would overflow nanoseconds).
-_MAX_SECONDS = 10**9
+_WAIT_KEYS = (TIME_TO_START_KEY, TIME_TO_FIRST_CHUNK_KEY, DURATION_KEY)
+_RESPONSE_KEYS = frozenset({*_WAIT_KEYS, COMPLETE_KEY})
+#: A wait of more than a day is no wait anyone sat through: a sender's mistake (a
+#: timestamp, the wrong unit), ignored like a figure of the wrong type.
+MAX_WAIT_SECONDS: Final = 86_400
 
 
 class ResponseFigures(NamedTuple):
@@ -83,7 +85,7 @@ def thumb_of(score: float) -> Thumb:
 
 def response_figures(attributes: Mapping[str, Any]) -> ResponseFigures | None:
     """The felt-latency figures among a turn's root span's attributes, or None if it
-    carries none; a value of the wrong type reads as not measured."""
+    carries none; an unreadable value (`unreadable_figures`) reads as not measured."""
     if attributes.keys().isdisjoint(_RESPONSE_KEYS):
         return None
     complete = attributes.get(COMPLETE_KEY)
@@ -93,6 +95,21 @@ def response_figures(attributes: Mapping[str, Any]) -> ResponseFigures | None:
         _nanoseconds(attributes.get(DURATION_KEY)),
         complete if isinstance(complete, bool) else None,
     )
+
+
+def unreadable_figures(spans: Iterable[Span]) -> int:
+    """How many felt-latency figures on these spans `response_figures` leaves out: a
+    wait that is no number of seconds from 0 to `MAX_WAIT_SECONDS`, a `complete` that is
+    no bool. The sender is told, since its turns show no such figure."""
+    count = 0
+    for span in spans:
+        attributes = span.attributes
+        if attributes.keys().isdisjoint(_RESPONSE_KEYS):
+            continue  # most spans: no figures
+        for key in _WAIT_KEYS:
+            count += key in attributes and _nanoseconds(attributes[key]) is None
+        count += not isinstance(attributes.get(COMPLETE_KEY, False), bool)
+    return count
 
 
 def is_feedback(span: Span) -> bool:
@@ -125,7 +142,7 @@ def _score(value: Any) -> float | None:
 def _nanoseconds(seconds: Any) -> int | None:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return None
-    if not 0 <= seconds < _MAX_SECONDS:  # NaN fails too
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails too
         return None
     return round(seconds * 1_000_000_000)
 

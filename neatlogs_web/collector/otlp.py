@@ -100,7 +100,8 @@ class Span:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """The spans of one request that can be stored, and what was wrong with the others."""
+    """The spans of one request that can be stored, and what was wrong with the others
+    or with what the stored ones carry."""
 
     spans: list[Span]
     rejected: int
@@ -168,9 +169,10 @@ def decode(body: bytes, fmt: Format, *, max_spans: int | None = None) -> Batch:
 
 
 def encode_response(batch: Batch, fmt: Format) -> bytes:
-    """The success body OTLP asks for, with `partial_success` when spans were rejected."""
+    """The success body OTLP asks for, with `partial_success` when spans were rejected
+    or, with none rejected, when the batch has a warning (`reason`)."""
     response = ExportTraceServiceResponse()
-    if batch.rejected:
+    if batch.rejected or batch.reason:
         response.partial_success.rejected_spans = batch.rejected
         response.partial_success.error_message = batch.reason
     if fmt == "protobuf":

@@ -13,13 +13,14 @@ import hmac
 import logging
 import sqlite3
 import zlib
+from dataclasses import replace
 
 from google.rpc.status_pb2 import Status
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from . import otlp
+from . import felt, otlp
 from .store import Store
 
 logger = logging.getLogger(__name__)
@@ -144,7 +145,15 @@ class TraceReceiver:
     def _ingest(self, body: bytes, fmt: otlp.Format) -> otlp.Batch:
         batch = otlp.decode(body, fmt, max_spans=self._max_spans)
         self._store.ingest(batch)
-        return batch
+        unreadable = felt.unreadable_figures(batch.spans)
+        if not unreadable:
+            return batch
+        # The spans are stored; what the sender learns is which figures no turn shows.
+        warning = (
+            f"{unreadable} felt-latency figure(s) were no wait of 0 to"
+            f" {felt.MAX_WAIT_SECONDS} seconds (or no bool for complete) and were ignored"
+        )
+        return replace(batch, reason="; ".join(filter(None, (batch.reason, warning))))
 
 
 def _error(status_code: int, message: str, fmt: otlp.Format | None) -> Response:

@@ -4,7 +4,8 @@ A trace's spans arrive over several exports, in any order, and a retried export
 repeats them; the store adds only new spans, so a trace's row is its stored row
 merged with what the batch adds (`TraceDelta`), never rebuilt from its spans. A
 person's feedback on the turn, however late it comes, adds a judgment to the row and
-nothing else: no span, no time, no name.
+nothing else: no span, no time, no name, and never the session or workflow it is
+filed under.
 """
 
 from __future__ import annotations
@@ -74,15 +75,17 @@ class TraceDelta:
     def add(self, span: Span, transport_scope: bool) -> None:
         """Count a new span; the SDK's completion marker only says the trace is complete,
         a feedback span only judges the turn."""
+        if felt.is_feedback(span):
+            # Its session and workflow are the sender's, who may judge from another tab
+            # or app: only the turn's own spans say where the turn is filed.
+            self._judged(felt.judgment_of(span))
+            return
         if self.session_id is None:
             self.session_id = grouping.session_of(span)
         if self.workflow is None:
             self.workflow = grouping.workflow_of(span.resource)
         if grouping.is_marker(span):
             self.neatlogs_complete = True
-            return
-        if felt.is_feedback(span):
-            self._judged(felt.judgment_of(span))
             return
         self.span_count += 1
         self.error_count += span.status_code == STATUS_ERROR

@@ -66,8 +66,9 @@ class LiveCollector:
 
     def send(
         self, *spans: Span, resource: dict[str, Any] | None = None, scope: str = "tests"
-    ) -> None:
-        """Export these spans in one OTLP/HTTP protobuf request, as an SDK's batch."""
+    ) -> httpx.Response:
+        """Export these spans in one OTLP/HTTP protobuf request, as an SDK's batch; the
+        collector's answer."""
         response = httpx.post(
             self.url + "/v1/traces",
             content=otlp.protobuf(*spans, resource=resource, scope=scope),
@@ -75,6 +76,7 @@ class LiveCollector:
             timeout=10,
         )
         assert response.status_code == 200, response.text
+        return response
 
 
 class CollectorProcess:
