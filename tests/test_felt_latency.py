@@ -28,6 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
+from websockets.sync.client import connect
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
@@ -368,8 +369,6 @@ def _websocket_chat() -> Any:
 def test_each_websocket_message_shows_the_wait_for_its_own_replies(
     tracing: OTLPReceiver,
 ) -> None:
-    from websockets.sync.client import connect
-
     app = NeatlogsSessionMiddleware(_websocket_chat(), secret_key="felt")
     waited: dict[str, tuple[float, float]] = {}
     with run_uvicorn(app) as base, connect(base.replace("http", "ws", 1) + "/chat") as socket:
@@ -434,8 +433,6 @@ def _websocket_side_by_side() -> Any:
 def test_websocket_messages_handled_side_by_side_each_show_their_own_wait(
     tracing: OTLPReceiver,
 ) -> None:
-    from websockets.sync.client import connect
-
     app = NeatlogsSessionMiddleware(_websocket_side_by_side(), secret_key="felt")
     seen: dict[str, float] = {}
     with run_uvicorn(app) as base, connect(base.replace("http", "ws", 1) + "/chat") as socket:
@@ -488,3 +485,29 @@ def test_a_turn_whose_block_encloses_the_whole_answer_carries_its_figures(
     (turn,) = [s.attributes for s in spans if s.name == "turn"]
     assert FIRST_WORDS_S - TIMER_SLACK_S <= turn[FIRST_CHUNK_KEY] <= turn[DURATION_KEY] <= waited
     assert turn[COMPLETE_KEY] is True
+
+
+def test_a_message_received_in_a_task_of_its_own_is_timed_from_its_arrival(
+    tracing: OTLPReceiver,
+) -> None:
+    """Django Channels receives each message in a task of its own, so the consumer
+    never sees that task's context: the connection's latest message is the one."""
+
+    async def consumer(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        while (message := await asyncio.ensure_future(receive()))["type"] != "websocket.disconnect":
+            with neatlogs_web.trace("turn", input=message["text"]):
+                await send({"type": "websocket.send", "text": "Hello"})
+
+    app = NeatlogsSessionMiddleware(consumer, secret_key="felt")
+    with run_uvicorn(app) as base, connect(base.replace("http", "ws", 1) + "/") as socket:
+        time.sleep(0.5)  # the person reads the page before asking
+        sent = time.perf_counter()
+        socket.send("late")
+        assert socket.recv(timeout=10) == "Hello"
+        waited = time.perf_counter() - sent
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: any(s.name == "turn" for s in got))
+    (turn,) = [s.attributes for s in spans if s.name == "turn"]
+    assert 0 <= turn[FIRST_CHUNK_KEY] <= turn[DURATION_KEY] <= waited

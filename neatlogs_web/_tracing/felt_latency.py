@@ -30,7 +30,8 @@ On a WebSocket each message is a turn: the person waits from the message's
 arrival to the first reply, and to the last reply of that turn
 (:class:`MessageWait`). The app receiving a message notes when in the
 receiving code's context, so a task started to handle it carries that
-moment; a reply counts for the turn whose block the sending code runs in,
+moment (where the framework receives in a task of its own, the connection's
+latest message is the one); a reply counts for the turn whose block the sending code runs in,
 so turns handled side by side on one connection, and messages sent outside
 any turn (a heartbeat), keep apart. The figures go on the turn as its block
 ends: send the answer inside it. ``complete`` says whether a reply went out
@@ -77,7 +78,7 @@ class ResponseTimes:
     In ``time.monotonic_ns()``: the figures are intervals, which the wall clock's
     adjustments would stretch or shrink."""
 
-    __slots__ = ("arrived", "ended", "first_chunk", "started")
+    __slots__ = ("arrived", "ended", "first_chunk", "last_message", "started")
 
     def __init__(self) -> None:
         self.arrived = time.monotonic_ns()
@@ -87,6 +88,8 @@ class ResponseTimes:
         self.first_chunk: int | None = None
         #: The last part of the body went out: the answer is complete.
         self.ended: int | None = None
+        #: A WebSocket's latest message arrived, in whichever task received it.
+        self.last_message: int | None = None
 
     def note_sending(self, message: Mapping[str, Any]) -> bool:
         """An ASGI response message is handed to the server: its moment, by what it
@@ -112,9 +115,10 @@ class ResponseTimes:
 
     def note_receiving(self, message: Mapping[str, Any]) -> None:
         """An ASGI message came from the server: a WebSocket message starts a wait,
-        for the replies to it, in the receiving code's context."""
+        for the replies to it, in the receiving code's context (and the connection's)."""
         if message["type"] == "websocket.receive":
-            _message_arrived.set(time.monotonic_ns())
+            self.last_message = time.monotonic_ns()
+            _message_arrived.set(self.last_message)
 
     def note_words_written(self) -> None:
         """The server wrote the first non-empty part of a WSGI body (the status
@@ -146,10 +150,12 @@ class MessageWait:
         self.token: Token[MessageWait | None] | None = None
 
     @classmethod
-    def begin(cls, connected: int) -> MessageWait:
-        """The wait of the message the code in effect handles (or, before the first
-        message, since the connection was ``connected``), made current."""
-        wait = cls(_message_arrived.get() or connected)
+    def begin(cls, connection: ResponseTimes) -> MessageWait:
+        """The wait of the message the code in effect handles, made current: the one
+        its context received, else the connection's latest (a framework that receives
+        in a task of its own, as Django Channels does), else since it connected."""
+        arrived = _message_arrived.get() or connection.last_message or connection.arrived
+        wait = cls(arrived)
         wait.token = _message_wait.set(wait)
         return wait
 

@@ -151,7 +151,7 @@ class trace:
                 request.note_turn(turn)
                 self._request = request
                 if request.turns_are_roots and request.times is not None:
-                    self._message_wait = MessageWait.begin(request.times.arrived)
+                    self._message_wait = MessageWait.begin(request.times)
         self._token = otel_context.attach(inner)
         return span
 
