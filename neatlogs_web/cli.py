@@ -87,12 +87,23 @@ def _serve(args: argparse.Namespace) -> int:
             create_app,
             default_db_path,
         )
+        from .collector.ports import PortTaken, check_port_free
     except ImportError as exc:
         print(
             f"neatlogs-web serve needs the collector extra ({exc.name} is missing):"
             " pip install 'neatlogs-web[collector]'",
             file=sys.stderr,
         )
+        return 2
+    try:
+        check_port_free(
+            args.host,
+            args.port,
+            "neatlogs-web serve --port {port}, and send to it with"
+            " NEATLOGS_ENDPOINT=http://127.0.0.1:{port}",
+        )
+    except PortTaken as taken:
+        print(f"neatlogs-web serve: {taken}", file=sys.stderr)
         return 2
     db = args.db or str(default_db_path())
     try:

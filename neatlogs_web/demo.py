@@ -28,11 +28,14 @@ from typing import Any
 
 import httpx
 
+from .collector.ports import check_port_free
+
 SESSION_HEADER = "X-Neatlogs-Session-Id"
 FEEDBACK_EVENT = "event: feedback"
 FEEDBACK_PATH = "/neatlogs/feedback"
 MODES = ("cookie", "header", "conversation")
-_COMMENTS = ("spot on", "too vague", "that is not what I asked", "thanks, that helped")
+#: What a person says with a thumbs down, and with a thumbs up.
+_COMMENTS = (("too vague", "that is not what I asked"), ("spot on", "thanks, that helped"))
 _MESSAGES = (
     "what is a session",
     "summarise my last order",
@@ -77,27 +80,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class PortTaken(RuntimeError):
-    """The collector's port is another program's; the message says how to pick another."""
-
-    def __init__(self, port: int) -> None:
-        other = 4400 if port != 4400 else 4401
-        super().__init__(
-            f"port {port} is taken by another program: stop it, or give the collector "
-            f"another port: neatlogs-web demo --port {other} (make demo PORT={other})"
-        )
-
-
-def _check_port_free(port: int) -> None:
-    """The collector's port must be ours: otherwise the app would export to
-    whatever already listens there."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            raise PortTaken(port) from None
 
 
 def _stop_on_sigterm() -> None:
@@ -177,7 +159,7 @@ async def _judge(
     from the turn's session: its cookie, its header, or its conversation id."""
     judgment: dict[str, str | int] = {"token": feedback_token, "score": int(rng.random() < 2 / 3)}
     if rng.random() < 0.3:
-        judgment["comment"] = rng.choice(_COMMENTS)
+        judgment["comment"] = rng.choice(_COMMENTS[int(judgment["score"])])
     params = {"conversation_id": user.conversation_id} if user.mode == "conversation" else {}
     response = await http.post(
         FEEDBACK_PATH, json=judgment, params=params, headers=_session_headers(user)
@@ -282,7 +264,9 @@ def run_demo(
         "warning",
     ]
     app_env = {"NEATLOGS_ENDPOINT": collector, "NEATLOGS_SECRET_KEY": "demo-only-secret"}
-    _check_port_free(collector_port)
+    check_port_free(
+        "127.0.0.1", collector_port, "neatlogs-web demo --port {port} (make demo PORT={port})"
+    )
     _stop_on_sigterm()
     print(f"collector  {collector}   (session timeline page)")
     with _process(collector_argv, {}, collector + "/api/sessions"):

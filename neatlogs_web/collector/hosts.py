@@ -46,10 +46,12 @@ class HostCheck:
         return server is not None and name == name_of(str(server[0]))
 
     def _refuse(self, host: str, scope: Scope) -> Response:
+        server = scope.get("server")
+        port = f":{server[1]}" if server is not None and server[1] is not None else ""
         message = (
             f"this collector does not answer for Host {host[:100]!r}: open it at"
-            " http://127.0.0.1:PORT/ or http://localhost:PORT/, or start it with"
-            " --host set to the name you use"
+            f" http://127.0.0.1{port}/ or http://localhost{port}/, or start it with"
+            f" --allow-host {name_of(host)[:100] or 'NAME'} to answer for that name"
         )
         path: str = scope.get("path", "")
         if path.startswith(("/api/", "/v1/")):

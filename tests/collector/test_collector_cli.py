@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -61,6 +62,20 @@ def test_serve_refuses_a_foreign_database(
     assert "neatlogs-web serve:" in capsys.readouterr().err
 
 
+def test_serve_says_when_its_port_is_taken_before_saying_where_it_listens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--db", str(tmp_path / "c.db")]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""  # no page address for a collector that is not there
+    assert f"port {port} is taken by another program" in printed.err
+    assert "neatlogs-web serve --port 4400" in printed.err
+
+
 def test_bad_flags_exit_with_usage(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--max-body-bytes", "0"])
@@ -96,7 +111,11 @@ def test_serve_answers_an_allowed_host_name_and_refuses_others(tmp_path: Path) -
             except httpx.TransportError:
                 time.sleep(0.05)
         assert httpx.get(url, headers={"host": f"collector:{port}"}).status_code == 200
-        assert httpx.get(url, headers={"host": "evil.example"}).status_code == 403
+        refused = httpx.get(url, headers={"host": "evil.example"})
+        assert refused.status_code == 403
+        # It says where the collector does answer, and which flag adds a name.
+        assert f"http://127.0.0.1:{port}/" in refused.json()["error"]
+        assert "--allow-host evil.example" in refused.json()["error"]
     finally:
         process.terminate()
         process.wait(10)
