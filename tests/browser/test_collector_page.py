@@ -354,7 +354,7 @@ def test_each_turn_shows_what_the_person_waited_for_and_their_thumbs(
     )
     expect(turns.nth(2).locator(".felt")).to_have_class("felt cut-short")
     header = page.locator(".view-header")
-    expect(header.locator(".waits")).to_have_text("first words 1.8 s · worst 2.1 s")
+    expect(header.locator(".waits")).to_have_text("first words: median 1.8 s · worst 2.1 s")
     expect(header.locator(".feedback-counts .count-up")).to_have_text("1")
     expect(header.locator(".feedback-counts .count-down")).to_have_text("2")
 
@@ -390,7 +390,7 @@ def test_the_list_sorts_by_the_longest_wait_and_keeps_thumbs_down(
     titles = items.locator(".session-title")
     expect(titles).to_have_text([alice_asked, bob_asked, "Is the service down?"])  # latest first
     alice = page.locator('[data-session-id="conv-7f3a"]')
-    expect(alice.locator(".waits")).to_have_text("first words 1.8 s · worst 2.1 s")
+    expect(alice.locator(".waits")).to_have_text("first words: median 1.8 s · worst 2.1 s")
     expect(alice.locator(".feedback-counts")).to_have_text("12")
     expect(page.locator('[data-session-id="conv-old"] .waits')).to_have_count(0)
 

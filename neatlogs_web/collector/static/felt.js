@@ -43,13 +43,13 @@ function requestDuration(turn) {
   return turn.http_status !== null ? turn.duration_ms : null;
 }
 
-// A session's wait for first words over its turns: "first words 1.2 s · worst 4.5 s".
+// A session's wait for first words over its turns: "first words: median 1.2 s · worst 4.5 s".
 export function waitsLine(waits) {
   if (!waits) return null;
   return h(
     "span",
     { class: "waits", title: "wait for the first words of an answer: median and worst over the turns" },
-    `first words ${fmtWait(waits.median)} · worst ${fmtWait(waits.worst)}`,
+    `first words: median ${fmtWait(waits.median)} · worst ${fmtWait(waits.worst)}`,
   );
 }
 
