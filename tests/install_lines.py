@@ -17,15 +17,40 @@ from packaging.utils import canonicalize_name
 THIS_PACKAGE = "neatlogs-web"
 
 
+def _requirement_words(command: str) -> list[str]:
+    """``-e ".[fastapi]" uvicorn`` as ``[".[fastapi]", "uvicorn"]``: options dropped."""
+    return [word for word in shlex.split(command, comments=True) if not word.startswith("-")]
+
+
 def pip_install_arguments(text: str) -> list[list[str]]:
-    """The requirement arguments of each line of ``text`` that is a ``pip install``."""
+    """The requirement arguments of each line of ``text`` that is a ``pip install``
+    (after a ``$`` prompt, too)."""
     found = []
     for line in text.splitlines():
-        match = re.match(r"\s*(?:\S*/)?pip install (.*)", line)
+        match = re.match(r"\s*(?:\$\s+)?(?:\S*/)?pip install (.*)", line)
         if match:
-            words = shlex.split(match.group(1), comments=True)
-            found.append([word for word in words if not word.startswith("-")])
+            found.append(_requirement_words(match.group(1)))
     return found
+
+
+def inline_pip_install_arguments(text: str) -> list[list[str]]:
+    """The requirement arguments of each ``pip install`` in inline code (`...`)."""
+    return [_requirement_words(command) for command in re.findall(r"`pip install ([^`]+)`", text)]
+
+
+def extras_of_this_package(arguments: list[str]) -> set[str]:
+    """The extras the arguments name for this package, from the clone or by name."""
+    extras: set[str] = set()
+    for argument in arguments:
+        requirement = _as_requirement(argument)
+        if canonicalize_name(requirement.name) == THIS_PACKAGE:
+            extras |= requirement.extras
+    return extras
+
+
+def from_the_clone(argument: str) -> bool:
+    """Whether ``argument`` installs this package from the clone (``.``, ``.[extras]``)."""
+    return re.fullmatch(r"\.(\[.*\])?", argument) is not None
 
 
 def _as_requirement(argument: str) -> Requirement:

@@ -3,8 +3,11 @@
 Each block is found by the heading it sits under and its place there. An app
 is written to ``app.py`` and served as a user serves it (uvicorn, waitress) on
 127.0.0.1; requests go over the wire and the spans it exports are read back
-from a real OTLP receiver. A module is run by a fresh interpreter, followed by
-a few lines of the test's own (``probe``) that use what it defined. The
+from a real OTLP receiver. A section's ``curl`` lines are those requests, sent
+as they say; lines that pass a token from one to the next are run by bash, as
+pasted. A module is run by a fresh interpreter, followed by a few lines of the
+test's own (``probe``) that use what it defined. Install lines are read for
+what they bring, and must install the package from the clone. The
 README's frontend section is served in Chromium by
 ``tests/browser/test_frontends.py`` and ``test_readme_page.py``. The Django
 blocks are laid out as the project files their first lines name and served
@@ -32,14 +35,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
 from websockets.sync.client import connect
 
-from tests.install_lines import installed_by
+from tests.install_lines import (
+    THIS_PACKAGE,
+    extras_of_this_package,
+    from_the_clone,
+    inline_pip_install_arguments,
+    installed_by,
+    pip_install_arguments,
+)
 from tests.integrations._processes import redis_server, served, started
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.readme import readme_frontend_snippets
@@ -228,6 +240,7 @@ def run_module(
 class Curl:
     """One ``curl`` line of a doc, as the request it sends."""
 
+    method: str
     url: str
     headers: dict[str, str]
     data: str | None
@@ -239,15 +252,35 @@ class Curl:
         url = re.sub(r"^http://127\.0\.0\.1:8000", base, self.url)
         if not self.cookie_jar:
             client.cookies.clear()
-        method = "POST" if self.data is not None else "GET"
-        return client.request(method, url, headers=self.headers, content=self.data)
+        return client.request(self.method, url, headers=self.headers, content=self.data)
+
+
+def section_blocks(doc: str, section: str, language: str = "sh") -> list[str]:
+    """The ``language`` blocks under the heading ``section`` (of any level), its
+    subsections' included, up to the next heading of its level or above."""
+    lines = (ROOT / doc).read_text().splitlines()
+    blocks, level, number = [], 0, 0
+    while number < len(lines):
+        line = lines[number]
+        if line.startswith("```"):
+            end = next(i for i in range(number + 1, len(lines)) if lines[i].startswith("```"))
+            if level and line.strip() == f"```{language}":
+                blocks.append("\n".join(lines[number + 1 : end]) + "\n")
+            number = end + 1
+            continue
+        heading = re.match(r"(#+) (.*)", line)
+        if heading and level and len(heading.group(1)) <= level:
+            break
+        if heading and not level and heading.group(2).strip() == section:
+            level = len(heading.group(1))
+        number += 1
+    assert level, f"no section {section!r} in {doc}"
+    return blocks
 
 
 def section_shell_lines(doc: str, section: str) -> list[list[str]]:
     """Every line of the ```sh blocks under ``section``, as argv."""
-    text = (ROOT / doc).read_text()
-    body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"^```sh\n(.*?)^```$", body, re.S | re.M)
+    blocks = section_blocks(doc, section)
     return [shlex.split(line, comments=True) for block in blocks for line in block.splitlines()]
 
 
@@ -256,10 +289,12 @@ def section_curls(doc: str, section: str) -> list[Curl]:
     for argv in section_shell_lines(doc, section):
         if argv[:1] != ["curl"]:
             continue
-        headers, data, jar, url = {}, None, False, ""
+        method, headers, data, jar, url = None, {}, None, False, ""
         words = iter(argv[1:])
         for word in words:
-            if word == "-H":
+            if word == "-X":
+                method = next(words)
+            elif word == "-H":
                 name, value = next(words).split(":", 1)
                 headers[name.strip()] = value.strip()
             elif word == "-d":
@@ -267,12 +302,13 @@ def section_curls(doc: str, section: str) -> list[Curl]:
             elif word in ("-b", "-c"):
                 next(words)
                 jar = True
-            elif word == "-N":  # unbuffered output: how httpx reads anyway
+            elif word in ("-N", "-s", "-i"):  # unbuffered, quiet, headers shown: output only
                 continue
             else:
                 assert not word.startswith("-"), f"a curl option the test does not read: {word}"
                 url = word
-        curls.append(Curl(url, headers, data, jar))
+        method = method or ("POST" if data is not None else "GET")
+        curls.append(Curl(method, url, headers, data, jar))
     assert curls, f"{section} shows no request to send"
     return curls
 
@@ -354,12 +390,44 @@ def test_readme_flask_quick_start_traces_the_turn_in_the_cookie_session(
 def test_quick_start_install_lines_bring_the_server_and_the_collector(
     section: str, needed: set[str]
 ) -> None:
-    (line,) = [
-        argv[2:]
-        for argv in section_shell_lines("README.md", section)
-        if argv[:2] == ["pip", "install"]
-    ]
+    (line,) = pip_install_arguments("".join(section_blocks("README.md", section)))
     assert needed <= installed_by(line), line
+
+
+# Every doc a newcomer pastes install lines from.
+INSTALL_DOCS = [
+    "README.md",
+    *sorted(
+        str(path.relative_to(ROOT))
+        for path in [*ROOT.glob("docs/*.md"), *ROOT.glob("examples/*/README.md")]
+    ),
+]
+
+
+def test_every_install_line_installs_this_package_from_the_clone() -> None:
+    """The package is not released yet, so a line that names it finds no
+    distribution: each line installs it from the clone, with extras it has. Only
+    the README's Install section names the released form, as what it will be."""
+    extras = set(metadata.metadata(THIS_PACKAGE).get_all("Provides-Extra") or [])
+    readme = (ROOT / "README.md").read_text()
+    install = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
+    by_name, unknown_extras, from_clone = [], [], 0
+    for doc in INSTALL_DOCS:
+        text = (ROOT / doc).read_text().replace(install, "")
+        for arguments in pip_install_arguments(text) + inline_pip_install_arguments(text):
+            clone = [argument for argument in arguments if from_the_clone(argument)]
+            named = [Requirement(a).name for a in arguments if a not in clone]
+            from_clone += len(clone)
+            if THIS_PACKAGE in named:
+                by_name.append((doc, arguments))
+            unknown_extras += [(doc, x) for x in extras_of_this_package(arguments) - extras]
+    assert by_name == [], "install lines that name the unreleased package"
+    assert unknown_extras == [], "extras the package does not have"
+    assert from_clone >= 10, from_clone
+    assert all(from_the_clone(a) for line in pip_install_arguments(install) for a in line)
+    assert {THIS_PACKAGE} == {
+        Requirement(a).name for line in inline_pip_install_arguments(install) for a in line
+    }, "the Install section says what the released form will be"
 
 
 # -- docs/integrations.md -------------------------------------------------------------
@@ -529,11 +597,7 @@ def test_django_snippets_serve_as_pasted(
 
 
 def test_django_install_lines_bring_the_servers_and_a_websocket_library() -> None:
-    lines = [
-        argv[2:]
-        for argv in section_shell_lines("docs/integrations.md", DJANGO)
-        if argv[:2] == ["pip", "install"]
-    ]
+    lines = pip_install_arguments("".join(section_blocks("docs/integrations.md", DJANGO)))
     wsgi, asgi = (installed_by(line) for line in lines)
     assert {"django", "gunicorn"} <= wsgi
     assert {"django", "channels", "uvicorn", "websockets"} <= asgi
@@ -615,18 +679,12 @@ def test_celery_snippet_task_runs_in_the_callers_session(
 def test_websocket_snippet_rebinds_per_message(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
-    # The snippet is a WebSocket endpoint: mounted on a Starlette app, as in any ASGI app.
-    mount = """
-    from neatlogs_web.asgi import NeatlogsSessionMiddleware
-    from starlette.applications import Starlette
-    from starlette.routing import WebSocketRoute
-
-    app = NeatlogsSessionMiddleware(Starlette(routes=[WebSocketRoute("/ws", chat)]))
-    neatlogs_web.init(workflow_name="support-bot")
-    """
-    code = snippet(*DOCS_WEBSOCKETS).code + textwrap.dedent(mount)
+    code = snippet(*DOCS_WEBSOCKETS).code
+    lines = section_shell_lines(*DOCS_WEBSOCKETS[:2])
+    (client,) = [argv for argv in lines if argv[1:3] == ["-m", "websockets"]]
+    path = client[3].removeprefix("ws://127.0.0.1:8000")
     with serve(code, UVICORN, receiver, secret_key, tmp_path) as base:
-        socket = connect(base.replace("http", "ws", 1) + "/ws")
+        socket = connect(base.replace("http", "ws", 1) + path)
         with socket:
             assert socket.response is not None
             token = socket.response.headers["X-Neatlogs-Session-Id"]
@@ -640,25 +698,19 @@ def test_websocket_snippet_rebinds_per_message(
     assert [session_of_span(turn) for turn in turns] == answers
 
 
+def test_websocket_install_line_brings_the_server_and_its_websocket_library() -> None:
+    (line,) = pip_install_arguments("".join(section_blocks(*DOCS_WEBSOCKETS[:2])))
+    assert {"starlette", "uvicorn", "websockets"} <= installed_by(line), line
+
+
 def test_threads_snippet_keeps_the_session_in_every_thread(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
-    probe = """
-    import threading
-
-    neatlogs_web.init(workflow_name="support-bot")
-    with neatlogs_web.session("conv-t"):
-        asyncio.run(handler())
-    pool.shutdown(wait=True)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    assert neatlogs_web.flush(10)
-    """
-    run_module(snippet(*DOCS_THREADS).code, probe, receiver, secret_key, tmp_path)
+    # Run as the doc says (python threads.py): its main block is the request.
+    run_module(snippet(*DOCS_THREADS).code, "", receiver, secret_key, tmp_path)
     work = named(receiver.wait_for(lambda spans: len(named(spans, "work")) == 7), "work")
     assert sorted(span.attributes["item"] for span in work) == list("abcdefg")
-    assert {session_of_span(span) for span in work} == {"conv-t"}
+    assert {session_of_span(span) for span in work} == {"conv-42"}
 
 
 def test_logging_snippet_prints_the_session_on_each_line(
@@ -704,35 +756,82 @@ def test_backend_keys_snippet_stamps_both_backends_keys(
     assert "neatlogs.session.id" not in turn.attributes
 
 
+def run_shell(script: str, base: str, folder: Path) -> str:
+    """``script`` (a doc's block of commands) run by bash in ``folder``, sent to
+    ``base`` instead of the documented server; its output."""
+    assert "http://127.0.0.1:8000" in script
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script.replace("http://127.0.0.1:8000", base)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
     code = snippet(*README_FEEDBACK).code
+    run, requests = section_blocks("README.md", "Feedback")
+    assert shlex.split(run.splitlines()[-1]) == ["uvicorn", "app:app", "--port", "8000"]
     with (
         serve(code, UVICORN, receiver, secret_key, tmp_path) as base,
         httpx.Client(base_url=base) as user,
         httpx.Client(base_url=base) as stranger,
     ):
-        first = user.post("/chat", params={"message": "hello"})
-        second = user.post("/chat", params={"message": "again"})
-        tokens = [r.headers["x-neatlogs-feedback-token"] for r in (first, second)]
-        built_in = user.post("/neatlogs/feedback", json={"token": tokens[0], "score": 1})
-        own = user.post("/rate", params={"token": tokens[1], "thumbs_up": False})
-        refused = stranger.post("/rate", params={"token": tokens[0], "thumbs_up": False})
-        forged = stranger.post("/neatlogs/feedback", json={"token": tokens[0], "score": 0})
-    assert built_in.status_code == 204
-    assert own.json() == {"recorded": "yes"}
+        said = run_shell(requests, base, tmp_path)  # the README's curl lines, as pasted
+        answer = user.post("/chat", params={"message": "again"})
+        token = answer.headers["x-neatlogs-feedback-token"]
+        refused = stranger.post("/rate", params={"token": token, "thumbs_up": False})
+        forged = stranger.post("/neatlogs/feedback", json={"token": token, "score": 0})
+        own = user.post("/rate", params={"token": token, "thumbs_up": True})
+    assert '{"reply":"You said: hello"}' in said
+    assert "HTTP/1.1 204 No Content" in said
+    assert said.rstrip().endswith('{"recorded":"yes"}'), said
     assert refused.json() == {"recorded": "no", "reason": "wrong_session"}
     assert (forged.status_code, forged.json()["error"]) == (403, "wrong_session")
-    spans = receiver.wait_for(lambda spans: len(named(spans, "feedback")) >= 2)
+    assert own.json() == {"recorded": "yes"}
+    spans = receiver.wait_for(lambda spans: len(named(spans, "feedback")) >= 3)
     by_id = {span.span_id: span for span in spans}
-    judged = {}
+    judged: dict[str, list[float]] = {}
     for feedback in named(spans, "feedback"):
         turn = by_id[feedback.parent_span_id]  # a child of the turn it judges
         assert turn.name == "turn" and turn.trace_id == feedback.trace_id
         assert session_of_span(feedback) == session_of_span(turn)
-        judged[turn.attributes["input.value"]] = feedback.attributes["neatlogs.feedback.score"]
-    assert judged == {"hello": 1.0, "again": 0.0}
+        score = feedback.attributes["neatlogs.feedback.score"]
+        judged.setdefault(turn.attributes["input.value"], []).append(score)
+    assert {said: sorted(scores) for said, scores in judged.items()} == {
+        "hello": [0.0, 1.0],  # the README's two judgments, built-in and /rate
+        "again": [1.0],
+    }
+
+
+def test_sections_whose_snippets_read_the_key_export_it() -> None:
+    """A new terminal has no NEATLOGS_SECRET_KEY: a section whose app reads it from
+    the environment shows the line that sets it."""
+    reading = {
+        found.section
+        for found in snippets("README.md")
+        if 'os.environ["NEATLOGS_SECRET_KEY"]' in found.code
+    }
+    assert reading >= {"Feedback", FRONTENDS}
+    for section in reading:
+        lines = section_shell_lines("README.md", section)
+        exports = [argv[1] for argv in lines if argv[:1] == ["export"]]
+        assert any(name.startswith("NEATLOGS_SECRET_KEY=") for name in exports), section
+
+
+def test_frontend_commands_serve_the_page_and_the_api_where_the_snippets_name_them() -> None:
+    served = readme_frontend_snippets()
+    lines = section_shell_lines("README.md", FRONTENDS)
+    (page,) = [argv for argv in lines if argv[1:3] == ["-m", "http.server"]]
+    (api,) = [argv for argv in lines if argv[:1] == ["uvicorn"]]
+    assert f'"http://localhost:{page[3]}"' in served["fastapi"]  # the CORS origin
+    assert f'"http://localhost:{page[3]}"' in served["flask"]
+    assert f'const API = "http://localhost:{api[api.index("--port") + 1]}";' in served["page"]
 
 
 def test_feedback_in_body_snippet_names_the_turn_a_stream_opened(
