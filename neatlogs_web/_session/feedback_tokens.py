@@ -45,6 +45,14 @@ _TOKEN_RE: Final = re.compile(
 )
 
 RefusalReason = Literal["malformed", "forged", "expired", "wrong_session", "no_session"]
+#: The reasons in the order the checks find them.
+_CHECK_ORDER: Final[tuple[RefusalReason, ...]] = (
+    "malformed",
+    "forged",
+    "expired",
+    "no_session",
+    "wrong_session",
+)
 
 
 class FeedbackTurn(NamedTuple):
@@ -144,7 +152,7 @@ def check_feedback_token(
 ) -> FeedbackTurn:
     """The turn ``token`` names, checked by the middleware serving the request, or
     outside requests by each middleware that issues tokens; :class:`FeedbackRefused`
-    with the reason of the one that came closest."""
+    with the reason of the one whose checks got furthest."""
     serving = _request_issuer.get()
     issuers = [serving] if serving is not None else list(_issuers)
     if not issuers:
@@ -152,13 +160,12 @@ def check_feedback_token(
             "no_session",
             "no middleware issues feedback tokens: pass feedback=True to NeatlogsSessionMiddleware",
         )
-    closest: FeedbackRefused | None = None
+    refusals = []
     for issuer in issuers:
         try:
             return issuer.check(token, session_id, now)
         except FeedbackRefused as refused:
-            # A verified signature (expired, another session) says more than a forged one.
-            if closest is None or closest.reason in ("malformed", "forged"):
-                closest = refused
-    assert closest is not None
-    raise closest
+            refusals.append(refused)
+    # The check that got furthest says the most: a token that verifies and is
+    # unexpired under one issuer (a longer feedback_max_age) is of another session.
+    raise max(refusals, key=lambda refused: _CHECK_ORDER.index(refused.reason))

@@ -6,7 +6,12 @@ import time
 
 import pytest
 
-from neatlogs_web._session.feedback_tokens import FeedbackRefused, FeedbackTokens, FeedbackTurn
+from neatlogs_web._session.feedback_tokens import (
+    FeedbackRefused,
+    FeedbackTokens,
+    FeedbackTurn,
+    check_feedback_token,
+)
 from neatlogs_web._session.signing import SessionSigner
 
 TURN = FeedbackTurn("session-a", 0x0123456789ABCDEF0123456789ABCDEF, 0x0011223344556677)
@@ -65,3 +70,20 @@ def test_session_and_feedback_tokens_never_pass_for_each_other() -> None:
     assert signer.verify(feedback) is None
     session_token = signer.sign(f"{TURN.trace_id:032x}-{TURN.span_id:016x}-session-a")
     assert refusal(tokens, session_token, "session-a") == "forged"
+
+
+@pytest.mark.parametrize("short_lived_first", [True, False])
+def test_outside_requests_the_issuer_whose_checks_got_furthest_answers(
+    short_lived_first: bool,
+) -> None:
+    """Two middlewares with one key and different feedback_max_age: a token of
+    another session is that, not "expired", whichever was made first."""
+    ages = [1, 3600] if short_lived_first else [3600, 1]
+    issuers = [FeedbackTokens([b"shared-key"], max_age=age) for age in ages]
+    token = issuers[0].issue(TURN)
+    later = time.time() + 10
+    with pytest.raises(FeedbackRefused) as refused:
+        check_feedback_token(token, "session-b", now=later)
+    assert refused.value.reason == "wrong_session"
+    assert check_feedback_token(token, "session-a", now=later) == TURN
+    del issuers
