@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from opentelemetry import trace as otel_trace
 from opentelemetry.util._once import Once
 
@@ -19,3 +22,15 @@ def spans_after_flush(receiver: OTLPReceiver, count: int) -> list[ReceivedSpan]:
     """Flush the pipeline, then wait until ``receiver`` holds at least ``count`` spans."""
     neatlogs_web.flush()
     return receiver.wait_for(lambda spans: len(spans) >= count)
+
+
+def judgments_attempted(count: int) -> dict[str, Any]:
+    """The export's figures once ``count`` judgments were sent to a backend's own API
+    or failed: they go after their batch's spans are counted, so after ``flush()``."""
+    deadline = time.monotonic() + 10
+    while True:
+        export: dict[str, Any] = neatlogs_web.stats()["export"]
+        attempted = export["native_feedback_sent"] + export["native_feedback_failed"]
+        if attempted >= count or time.monotonic() > deadline:
+            return export
+        time.sleep(0.02)

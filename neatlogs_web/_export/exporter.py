@@ -234,11 +234,12 @@ class PipelineExporter(SpanExporter):
             self.voice.succeeded()
             if outcome.trouble is not None:  # went through, yet the answer was not right
                 self.voice.answered_badly(outcome.trouble)
+            stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
             if self.native is not None and not self.watch.stopped:
-                # Before settling: a flush that returns has seen the judgments sent too.
+                # After settling: a flush waits for the spans, which a slow feedback
+                # API must not hold up.
                 sent, failed = self.native.send(batch, self.watch.deadline)
                 stats.judged(sent=sent, failed=failed)
-            stats.settled(exported=len(batch), filtered=filtered, markers=len(markers))
         else:
             if not self.watch.stopped:  # after shutdown, lost_at_exit said it all
                 self.voice.failed(outcome.trouble or UNKNOWN, len(batch))

@@ -7,14 +7,18 @@ annotations, Langfuse as scores. With ``init(backend="phoenix")`` or
 ``"langfuse"``, once a batch holding feedback spans was exported, each
 judgment is sent to that API too, on the same host, with the exporter's
 headers, and names the turn's span (both backends take a judgment of a span
-still on its way). It happens on the export thread, never a request's: one
-attempt per request, all of a batch's within one ``export_timeout_s``,
-counted in ``stats()`` and reported like export failures, at most once a
-minute per kind of trouble.
+still on its way). It happens on the export thread, never a request's, once
+the batch's spans are counted (``flush()`` waits for spans, not judgments):
+one attempt per request, counted in ``stats()`` and reported like export
+failures, at most once a minute per kind of trouble. A failure ends the
+batch's attempts and the next minute's, whose judgments are counted as failed
+at once: an API that is down or hangs costs the export thread at most one
+``export_timeout_s`` a minute, and holds up no span.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -35,6 +39,8 @@ _JUDGMENT_KEYS: Final = (
     "neatlogs.feedback.label",
     "neatlogs.feedback.comment",
 )
+#: How long judgments are not sent after one failed: they are counted as failed.
+_REST_AFTER_FAILURE_S: Final = 60.0
 #: What each backend calls the place it keeps judgments in.
 _PLACES: Final[dict[Backend, str]] = {
     "phoenix": "Phoenix span annotations",
@@ -132,6 +138,8 @@ class NativeFeedback:
             unit="feedback judgments",
         )
         self._session = self.watch.session()
+        #: After a failure, when to try the API again (``time.monotonic()``).
+        self._resting_until = 0.0
 
     def send(self, spans: Sequence[ReadableSpan], deadline: float | None) -> tuple[int, int]:
         """Send the judgments among exported ``spans``, by ``deadline`` too
@@ -139,19 +147,26 @@ class NativeFeedback:
         found = judgments(spans)
         if not found:
             return 0, 0
+        requests_to_send = list(self._requests(found))
+        if time.monotonic() < self._resting_until:
+            return 0, sum(count for _, count in requests_to_send)
         self.watch.deadline = deadline
         sent = failed = 0
         trouble = None
         with self.watch.exporting():
-            for body, count in self._requests(found):
-                failure = self._post(body)
-                if failure is None:
+            for body, count in requests_to_send:
+                if trouble is not None:  # the API is down or hangs: not one timeout more
+                    failed += count
+                    continue
+                trouble = self._post(body)
+                if trouble is None:
                     sent += count
                 else:
-                    failed, trouble = failed + count, failure
+                    failed += count
         if trouble is None:
             self.voice.succeeded()
         else:
+            self._resting_until = time.monotonic() + _REST_AFTER_FAILURE_S
             self.voice.failed(trouble, failed)
         return sent, failed
 

@@ -29,7 +29,7 @@ import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from tests.backends.phoenix_client import PhoenixClient, Span, settled, wait_for
 from tests.backends.phoenix_server import PhoenixServer
-from tests.pipeline import reset_global_tracer_provider
+from tests.pipeline import judgments_attempted, reset_global_tracer_provider
 from tests.servers import run_uvicorn
 from tests.tokens import session_of
 
@@ -160,7 +160,7 @@ def judged(phoenix_server: PhoenixServer) -> Iterator[Visit]:
         with run_uvicorn(make_app()) as base:
             alice, bob, mallory, answers = visit(base)
         assert neatlogs_web.flush(10), "neatlogs_web did not export every span"
-        stats = neatlogs_web.stats()["export"]
+        stats = judgments_attempted(1)
     finally:
         neatlogs_web.shutdown()
         reset_global_tracer_provider()
