@@ -424,3 +424,53 @@ def test_turns_run_side_by_side_each_name_their_own(tracing: OTLPReceiver) -> No
     for feedback in spans_named(tracing, "feedback", 2):
         turn = turns[feedback.parent_span_id]
         assert turn.attributes["input.value"] == feedback.attributes["neatlogs.feedback.label"]
+
+
+def test_when_confirmed_conversations_are_judged_where_the_app_confirms_them(
+    tracing: OTLPReceiver,
+) -> None:
+    """The built-in endpoint runs before the app could authorize a conversation, so
+    it judges no conversation turn under ``when_confirmed``; the app's own route
+    that confirms the conversation first does."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from neatlogs_web.asgi import NeatlogsSessionMiddleware
+
+    async def chat(request: Request) -> PlainTextResponse:
+        neatlogs_web.confirm_conversation(request.path_params["conversation_id"])
+        with neatlogs_web.trace("turn", input="in the conversation"):
+            return PlainTextResponse(neatlogs_web.feedback_token() or "")
+
+    async def rate(request: Request) -> PlainTextResponse:
+        neatlogs_web.confirm_conversation(request.path_params["conversation_id"])
+        body = await request.json()
+        neatlogs_web.record_feedback(body["token"], score=body["score"])
+        return PlainTextResponse("recorded")
+
+    app = NeatlogsSessionMiddleware(
+        Starlette(
+            routes=[
+                Route("/chat/{conversation_id}", chat),
+                Route("/rate/{conversation_id}", rate, methods=["POST"]),
+            ]
+        ),
+        secret_key="k",
+        feedback=True,
+        conversation_paths=["/chat/{conversation_id}", "/rate/{conversation_id}"],
+        conversation_query="conversation_id",
+        conversation_binding="when_confirmed",
+    )
+    with run_uvicorn(app) as base, httpx.Client(base_url=base) as alice:
+        token = alice.get("/chat/conv-1").text
+        built_in = alice.post(
+            ENDPOINT, params={"conversation_id": "conv-1"}, json={"token": token, "score": 0}
+        )
+        own = alice.post("/rate/conv-1", json={"token": token, "score": 1})
+    assert (built_in.status_code, built_in.json()["error"]) == (403, "wrong_session")
+    assert own.text == "recorded"
+    (feedback,) = spans_named(tracing, "feedback", 1)
+    assert feedback.attributes["session.id"] == "conv-1"
+    assert feedback.attributes["neatlogs.feedback.score"] == 1
