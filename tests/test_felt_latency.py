@@ -511,3 +511,36 @@ def test_a_message_received_in_a_task_of_its_own_is_timed_from_its_arrival(
     spans = tracing.wait_for(lambda got: any(s.name == "turn" for s in got))
     (turn,) = [s.attributes for s in spans if s.name == "turn"]
     assert 0 <= turn[FIRST_CHUNK_KEY] <= turn[DURATION_KEY] <= waited
+
+
+def test_a_turn_that_answers_no_message_waits_for_nothing(tracing: OTLPReceiver) -> None:
+    """A greeting before the first message and a push after the answer are turns
+    of the app's own: nobody waited for them, whatever came before."""
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def chat(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with neatlogs_web.trace("turn", input="greeting"):
+            await websocket.send_text("Hi")
+        text = await websocket.receive_text()
+        with neatlogs_web.trace("turn", input=text):
+            await websocket.send_text("Hello")
+        await asyncio.sleep(0.3)
+        with neatlogs_web.trace("turn", input="push"):
+            await websocket.send_text("One more thing")
+
+    app = NeatlogsSessionMiddleware(
+        Starlette(routes=[WebSocketRoute("/chat", chat)]), secret_key="felt"
+    )
+    with run_uvicorn(app) as base, connect(base.replace("http", "ws", 1) + "/chat") as socket:
+        assert socket.recv(timeout=10) == "Hi"
+        socket.send("question")
+        assert [socket.recv(timeout=10), socket.recv(timeout=10)] == ["Hello", "One more thing"]
+    assert neatlogs_web.flush(10)
+    spans = tracing.wait_for(lambda got: sum(s.name == "turn" for s in got) >= 3)
+    turns = {s.attributes["input.value"]: s.attributes for s in spans if s.name == "turn"}
+    assert turns["question"][COMPLETE_KEY] is True
+    assert turns["question"][FIRST_CHUNK_KEY] < 0.3
+    for unasked in ("greeting", "push"):
+        assert not any(key.startswith("neatlogs.response.") for key in turns[unasked])

@@ -33,7 +33,8 @@ receiving code's context, so a task started to handle it carries that
 moment (where the framework receives in a task of its own, the connection's
 latest message is the one); a reply counts for the turn whose block the sending code runs in,
 so turns handled side by side on one connection, and messages sent outside
-any turn (a heartbeat), keep apart. The figures go on the turn as its block
+any turn (a heartbeat), keep apart. Each arrival is one turn's: a turn that
+answers no message (a greeting, a push) carries no figures. The figures go on the turn as its block
 ends: send the answer inside it. ``complete`` says whether a reply went out
 and the turn ended without an error; ``time_to_start`` has no meaning there.
 
@@ -143,7 +144,8 @@ class MessageWait:
 
     __slots__ = ("arrived", "first_reply", "last_reply", "token")
 
-    def __init__(self, arrived: int) -> None:
+    def __init__(self, arrived: int | None) -> None:
+        #: When the message arrived; ``None`` for a turn that answers none (a push).
         self.arrived = arrived
         self.first_reply: int | None = None
         self.last_reply: int | None = None
@@ -153,8 +155,15 @@ class MessageWait:
     def begin(cls, connection: ResponseTimes) -> MessageWait:
         """The wait of the message the code in effect handles, made current: the one
         its context received, else the connection's latest (a framework that receives
-        in a task of its own, as Django Channels does), else since it connected."""
-        arrived = _message_arrived.get() or connection.last_message or connection.arrived
+        in a task of its own, as Django Channels does). Each arrival is one turn's: a
+        turn that answers no message (a greeting, a push) waits for nothing."""
+        arrived = _message_arrived.get()
+        if arrived is not None:
+            _message_arrived.set(None)
+            if connection.last_message == arrived:
+                connection.last_message = None
+        else:
+            arrived, connection.last_message = connection.last_message, None
         wait = cls(arrived)
         wait.token = _message_wait.set(wait)
         return wait
@@ -169,6 +178,8 @@ class MessageWait:
         with contextlib.suppress(ValueError):
             if self.token is not None:
                 _message_wait.reset(self.token)
+        if self.arrived is None:
+            return {}
         figures = _figures(self.arrived, None, self.first_reply, self.last_reply)
         figures[COMPLETE_KEY] = figures[COMPLETE_KEY] and not failed
         return figures
