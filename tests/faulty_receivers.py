@@ -2,7 +2,7 @@
 
 Each is a context manager yielding an endpoint URL, so a test can run the same
 scenario against every fault: nothing listening, a black hole that accepts
-connections and never answers, a slow receiver, HTTP 500 and HTTP 429. A
+connections and never answers, a slow receiver, HTTP 500, HTTP 429 and HTTP 401. A
 hostile receiver takes the export, then answers with what would cost the app
 memory or time: a gzip bomb, a body that never ends, one byte a second. All of
 them stay on loopback and stop with the ``with`` block.
@@ -67,6 +67,7 @@ FAULTS: dict[str, Callable[[], AbstractContextManager[str]]] = {
     "slow (3 s)": lambda: answering(delay_s=3.0),
     "HTTP 500": lambda: answering(status=500),
     "HTTP 429": lambda: answering(status=429, retry_after="1"),
+    "HTTP 401": lambda: answering(status=401),
 }
 
 

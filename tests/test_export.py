@@ -248,6 +248,7 @@ def test_one_warning_per_kind_of_trouble_and_one_line_when_it_recovers(
         ("black hole", "no answer within 0.5 s"),
         ("HTTP 429", "HTTP 429"),
         ("HTTP 500", "HTTP 500"),
+        ("HTTP 401", "HTTP 401 Unauthorized: check the credentials, init(api_key=...)"),
         ("closed port", "connection refused"),
     ],
 )

@@ -101,7 +101,10 @@ def trouble_of_status(status: int, reason: str | None) -> ExportFailure:
     if status == 429:
         what += " (throttled)"
     elif status in (401, 403):
-        what += ": check NEATLOGS_API_KEY"
+        what += (
+            ": check the credentials, init(api_key=...) or NEATLOGS_API_KEY"
+            " (Phoenix: PHOENIX_API_KEY; Langfuse: LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY)"
+        )
     return ExportFailure(f"http-{status}", what)
 
 
