@@ -5,7 +5,9 @@ a feedback token naming the session and the turn's span. Later, in another
 request of the same session, :func:`record_feedback` checks the token
 against the session bound there and records a ``feedback`` span whose
 parent is the turn's span: the judgment sits in the turn's trace, carrying
-the session like every span started while it is bound.
+the session like every span started while it is bound. An answer whose
+headers went out before its turn began (a streamed reply opening the turn)
+or that has none (a WebSocket reply) sends :func:`feedback_token` in its body.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ MAX_COMMENT_LENGTH: Final = 4000
 
 def feedback_turn(trace: RequestTrace) -> FeedbackTurn | None:
     """The request's latest turn, as its response's feedback token names it."""
-    return _named(trace.last_turn)
+    return _as_feedback_turn(trace.last_turn)
 
 
 def feedback_token() -> str | None:
@@ -71,11 +73,11 @@ def feedback_token() -> str | None:
     issuer, request = serving_issuer(), current_request_trace()
     if issuer is None or request is None:
         return None
-    turn = _named(turn_in_effect() or request.last_turn)
+    turn = _as_feedback_turn(turn_in_effect() or request.last_turn)
     return None if turn is None else issuer.issue(turn)
 
 
-def _named(turn: Turn | None) -> FeedbackTurn | None:
+def _as_feedback_turn(turn: Turn | None) -> FeedbackTurn | None:
     """``turn`` as a feedback token names it: none when it carries no session or
     was not recorded (sampled out, tracing not set up)."""
     if turn is None or turn.session_id is None:
@@ -134,7 +136,7 @@ def _feedback_attributes(
         if value is None:
             continue
         if not isinstance(value, str) or not 0 < len(value) <= limit or not _is_unicode_text(value):
-            raise ValueError(f"{name} must be text of 1 to {limit} characters")
+            raise ValueError(f"{name} must be text of 1 to {limit} characters, no lone surrogates")
         attributes[key] = value
     return attributes
 

@@ -33,7 +33,6 @@ else:
 
 __all__ = [
     "FEEDBACK_BODY_LIMIT",
-    "accepted_fields",
     "answer_feedback",
     "with_feedback_endpoint",
     "with_feedback_endpoint_wsgi",
@@ -71,7 +70,7 @@ def _error(status: int, reason: str, detail: str) -> Answer:
     )
 
 
-def accepted_fields(conversation_json_field: str | None) -> frozenset[str]:
+def _accepted_fields(conversation_json_field: str | None) -> frozenset[str]:
     """The judgment's fields, and the conversation field a body may carry to name
     its session (``conversation_json_field``), which the resolver read."""
     return _FIELDS | {conversation_json_field} if conversation_json_field else _FIELDS
@@ -238,7 +237,7 @@ def with_feedback_endpoint(
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
     if tokens is None:
         return app
-    fields = accepted_fields(config.conversation_json_field)
+    fields = _accepted_fields(config.conversation_json_field)
     return AsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
 
 
@@ -248,5 +247,5 @@ def with_feedback_endpoint_wsgi(
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
     if tokens is None:
         return app
-    fields = accepted_fields(config.conversation_json_field)
+    fields = _accepted_fields(config.conversation_json_field)
     return WsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
