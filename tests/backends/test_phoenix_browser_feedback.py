@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 
 import pytest
 from fastapi import FastAPI
-from playwright.sync_api import sync_playwright
 from starlette.responses import HTMLResponse, StreamingResponse
 
 import neatlogs_web
@@ -73,6 +72,9 @@ def make_app() -> FastAPI:
 def test_a_thumbs_down_in_the_page_lands_on_its_turn_in_phoenix(
     phoenix_server: PhoenixServer,
 ) -> None:
+    # Here, not at the top: the fast suite, which has no Playwright, collects this module.
+    from playwright.sync_api import sync_playwright
+
     neatlogs_web.shutdown()
     reset_global_tracer_provider()
     neatlogs_web.init(
