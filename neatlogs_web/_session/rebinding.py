@@ -1,7 +1,8 @@
-"""A request's binding: opened by the middleware, changed by the app after routing.
+"""A request's binding, changed by the app after routing.
 
 The middleware opens one ``SessionBinding`` per request from its
-``Resolution`` and binds it for the request's life. After routing, when the
+``Resolution`` (``neatlogs_web._web.flow``) and binds it for the request's
+life. After routing, when the
 app knows (and has authorized) the conversation, ``bind_session()`` or
 ``confirm_conversation()`` change that one binding in place, so the
 streamed body, background tasks and thread-pool calls of the request
@@ -12,22 +13,17 @@ with :func:`on_rebind` to follow too: this layer knows nothing of spans.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from neatlogs_web._session.binding import SessionBinding, current_request_binding
 from neatlogs_web._session.counters import reject
 from neatlogs_web._session.ids import is_valid_session_id
-from neatlogs_web._session.resolution import Resolution
 
 __all__ = [
     "bind_conversation",
     "bind_session",
     "confirm_conversation",
     "on_rebind",
-    "open_binding",
 ]
-
-RequestT = TypeVar("RequestT")
 
 #: Called with the request's binding each time bind_session() changed it.
 _rebind_hooks: list[Callable[[SessionBinding], None]] = []
@@ -37,23 +33,6 @@ def on_rebind(hook: Callable[[SessionBinding], None]) -> None:
     """Have ``hook`` called with the request's binding whenever ``bind_session()``
     changes it (tracing re-stamps the request's span)."""
     _rebind_hooks.append(hook)
-
-
-def open_binding(
-    resolution: Resolution,
-    end_user: Callable[[RequestT], str | None] | None,
-    request: RequestT,
-    *,
-    confirms_conversations: bool,
-) -> SessionBinding:
-    """The request's binding, from its resolution and the app's ``end_user`` callable."""
-    return SessionBinding(
-        resolution.session_id,
-        _end_user_id(end_user, request) if end_user is not None else None,
-        resolution.previous_session_id,
-        resolution.pending_conversation_id,
-        confirms_conversations=confirms_conversations,
-    )
 
 
 def bind_session(session_id: str, *, end_user_id: str | None = None) -> bool:
@@ -134,17 +113,3 @@ def confirm_conversation(conversation_id: str) -> str | None:
         reject("confirm_conversation", "not_the_named_one")
         return None
     return conversation_id if bind_session(conversation_id) else None
-
-
-def _end_user_id(end_user: Callable[[RequestT], str | None], request: RequestT) -> str | None:
-    try:
-        value = end_user(request)
-    except Exception:
-        reject("end_user", "error")
-        return None
-    if value is None:
-        return None
-    if not isinstance(value, str) or not is_valid_session_id(value):
-        reject("end_user", "invalid")
-        return None
-    return value

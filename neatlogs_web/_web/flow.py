@@ -20,9 +20,9 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from neatlogs_web._session.binding import SessionBinding
-from neatlogs_web._session.counters import internal_error
+from neatlogs_web._session.counters import internal_error, reject
+from neatlogs_web._session.ids import is_valid_session_id
 from neatlogs_web._session.options import SessionConfig
-from neatlogs_web._session.rebinding import open_binding
 from neatlogs_web._session.resolution import NeedsBody, Resolution
 from neatlogs_web._session.resolver import SessionResolver
 from neatlogs_web._session.sources import RequestInputs
@@ -74,16 +74,32 @@ class RequestFlow(Generic[RequestT]):
         self, resolution: Resolution, request: RequestT, trace: RequestTrace, *, websocket: bool
     ) -> SessionBinding:
         """The request's binding, made known to the request's ``trace``."""
-        binding = open_binding(
-            resolution,
-            self.end_user,
-            request,
+        binding = SessionBinding(
+            resolution.session_id,
+            self._end_user_id(request),
+            resolution.previous_session_id,
+            resolution.pending_conversation_id,
             confirms_conversations=self.resolver.confirms_conversations,
         )
         open_request(trace, binding)
         if websocket:
             make_each_message_a_turn(trace)
         return binding
+
+    def _end_user_id(self, request: RequestT) -> str | None:
+        """What the app's ``end_user`` callable says of the request: an error or an
+        invalid id is counted, never raised, and stamps no end user."""
+        if self.end_user is None:
+            return None
+        try:
+            value = self.end_user(request)
+        except Exception:
+            reject("end_user", "error")
+            return None
+        if value is not None and not (isinstance(value, str) and is_valid_session_id(value)):
+            reject("end_user", "invalid")
+            return None
+        return value
 
     def fallback(
         self, where: str, trace: RequestTrace, *, websocket: bool
