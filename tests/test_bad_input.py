@@ -376,3 +376,25 @@ def test_only_the_first_values_of_the_session_cookie_name_are_checked(
     assert flooded.headers["set-cookie"].startswith("neatlogs_session=")
     assert checked == MAX_COOKIE_CANDIDATES
     assert neatlogs_web.stats()["rejected"].get("cookie.too_many", 0) == before + 1
+
+
+def _failing_end_user(scope: Any) -> str:
+    raise RuntimeError("the user directory is down")
+
+
+@pytest.mark.parametrize(
+    ("end_user", "counted"),
+    [
+        (_failing_end_user, "end_user.error"),
+        (lambda scope: "no spaces allowed", "end_user.invalid"),
+    ],
+    ids=["raises", "invalid"],
+)
+def test_an_end_user_callable_that_fails_stamps_no_end_user_and_is_counted(
+    end_user: Any, counted: str
+) -> None:
+    before = neatlogs_web.stats()["rejected"].get(counted, 0)
+    with TestClient(make_asgi_app(end_user=end_user)) as client:
+        response = client.get("/whoami")
+    assert response.status_code == 200 and response.json()["session_id"]
+    assert neatlogs_web.stats()["rejected"].get(counted, 0) == before + 1
