@@ -76,6 +76,11 @@ def example_app_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "examples" / "fastapi"
 
 
+def _count(number: int, noun: str) -> str:
+    """``"1 turn"``, ``"5 turns"``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -272,7 +277,8 @@ def run_demo(
     with _process(collector_argv, {}, collector + "/api/sessions"):
         with _process(app_argv, app_env, base + "/healthz"):
             print(
-                f"chat app   {base}   ({users} simulated users, {turns} turns each;"
+                f"chat app   {base}   ({_count(users, 'simulated user')},"
+                f" {_count(turns, 'turn')} each;"
                 " it stops once they are done; Ctrl-C stops the demo)"
             )
             try:
