@@ -181,7 +181,7 @@ def test_frontend_blocks_are_the_ones_the_browser_test_serves() -> None:
 def readme_key_command() -> list[str]:
     """The README's command that makes a secret key, as argv."""
     readme = (ROOT / "README.md").read_text()
-    command = re.search(r"\$\((python -c '[^']*secrets[^']*')\)", readme)
+    command = re.search(r"\$\((python3 -c '[^']*secrets[^']*')\)", readme)
     assert command, "the README shows how to make a key"
     argv = shlex.split(command.group(1))
     return [sys.executable, *argv[1:]]
@@ -385,6 +385,7 @@ def test_readme_flask_quick_start_traces_the_turn_in_the_cookie_session(
     [
         (README_FASTAPI[1], {"fastapi", "uvicorn", "opentelemetry-proto"}),
         (README_FLASK[1], {"flask", "waitress", "uvicorn", "opentelemetry-proto"}),
+        (FRONTENDS, {"fastapi", "uvicorn", "opentelemetry-proto"}),
     ],
 )
 def test_quick_start_install_lines_bring_the_server_and_the_collector(
@@ -392,6 +393,14 @@ def test_quick_start_install_lines_bring_the_server_and_the_collector(
 ) -> None:
     (line,) = pip_install_arguments("".join(section_blocks("README.md", section)))
     assert needed <= installed_by(line), line
+
+
+def test_frontend_flask_install_line_brings_its_server_cors_and_the_collector() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(f"\n## {FRONTENDS}\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in inline_pip_install_arguments(section) if ".[flask,collector]" in line]
+    (line,) = lines
+    assert {"flask", "flask-cors", "waitress", "opentelemetry-proto"} <= installed_by(line), line
 
 
 # Every doc a newcomer pastes install lines from.
@@ -402,6 +411,17 @@ INSTALL_DOCS = [
         for path in [*ROOT.glob("docs/*.md"), *ROOT.glob("examples/*/README.md")]
     ),
 ]
+
+
+def test_key_commands_run_in_a_terminal_without_the_venv() -> None:
+    """Outside the venv a terminal may have ``python3`` and no ``python``."""
+    key_line = re.compile(r'NEATLOGS_SECRET_KEY="\$\((\S+) -c')
+    interpreters = [
+        interpreter
+        for doc in INSTALL_DOCS
+        for interpreter in key_line.findall((ROOT / doc).read_text())
+    ]
+    assert len(interpreters) >= 5 and set(interpreters) == {"python3"}, interpreters
 
 
 def test_every_install_line_installs_this_package_from_the_clone() -> None:
@@ -623,6 +643,7 @@ def test_celery_recipe_runs_the_documented_request_in_the_worker(
     (web,) = [argv for argv in lines if argv[:1] == ["uvicorn"]]
     (curl,) = section_curls(doc, CELERY)
     broker = f"redis://127.0.0.1:{redis[redis.index('--port') + 1]}/0"
+    assert redis[redis.index("--save") + 1] == "", "Redis saves no dump.rdb in the folder"
     assert f'broker="{broker}"' in (tmp_path / "tasks.py").read_text()
     text = json.loads(curl.data or "{}")["text"]
 
@@ -775,7 +796,7 @@ def test_feedback_snippet_records_a_judgment_on_the_turn_of_its_session(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
     code = snippet(*README_FEEDBACK).code
-    run, requests = section_blocks("README.md", "Feedback")
+    run, requests, _streamed = section_blocks("README.md", "Feedback")
     assert shlex.split(run.splitlines()[-1]) == ["uvicorn", "app:app", "--port", "8000"]
     with (
         serve(code, UVICORN, receiver, secret_key, tmp_path) as base,
@@ -838,16 +859,19 @@ def test_feedback_in_body_snippet_names_the_turn_a_stream_opened(
     receiver: OTLPReceiver, secret_key: str, tmp_path: Path
 ) -> None:
     code = snippet(*README_FEEDBACK_IN_BODY).code
+    *_, streamed = section_blocks("README.md", "Feedback")
     with (
         serve(code, UVICORN, receiver, secret_key, tmp_path) as base,
         httpx.Client(base_url=base) as user,
     ):
-        answer = user.post("/chat", params={"message": "hello"})
-        assert "x-neatlogs-feedback-token" not in answer.headers
-        token = answer.text.split("event: feedback\ndata: ", 1)[1].split("\n", 1)[0]
-        assert user.post("/neatlogs/feedback", json={"token": token, "score": 0}).status_code == 204
+        said = run_shell(streamed, base, tmp_path)  # the README's curl lines, as pasted
+        answer = user.post("/chat", params={"message": "again"})
+    assert "x-neatlogs-feedback-token" not in answer.headers  # the turn began after them
+    assert (tmp_path / "answer.txt").read_text().startswith("data: Hello\n\nevent: feedback\n")
+    assert "HTTP/1.1 204 No Content" in said, said
     spans = receiver.wait_for(lambda spans: len(named(spans, "feedback")) >= 1)
     ((feedback,),) = [named(spans, "feedback")]
+    assert feedback.attributes["neatlogs.feedback.score"] == 1.0
     (turn,) = [s for s in named(spans, "turn") if s.span_id == feedback.parent_span_id]
     assert turn.attributes["input.value"] == "hello"
     assert turn.trace_id == feedback.trace_id
