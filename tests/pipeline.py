@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opentelemetry import trace as otel_trace
@@ -16,6 +18,20 @@ def reset_global_tracer_provider() -> None:
     """Let the next init() install its provider globally (test-only reset)."""
     otel_trace._TRACER_PROVIDER_SET_ONCE = Once()
     otel_trace._TRACER_PROVIDER = None
+
+
+@contextmanager
+def own_pipeline(**init_options: Any) -> Iterator[None]:
+    """``neatlogs_web.init(**init_options)`` for the block, made global, with
+    whatever ran before shut down first and after it shut down again."""
+    neatlogs_web.shutdown()
+    reset_global_tracer_provider()
+    neatlogs_web.init(flush_on_sigterm=False, **init_options)
+    try:
+        yield
+    finally:
+        neatlogs_web.shutdown()
+        reset_global_tracer_provider()
 
 
 def spans_after_flush(receiver: OTLPReceiver, count: int) -> list[ReceivedSpan]:

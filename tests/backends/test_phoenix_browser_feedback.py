@@ -24,7 +24,7 @@ from neatlogs_web.frontend import script_endpoint
 from tests.backends.phoenix_client import PhoenixClient, settled, wait_for
 from tests.backends.phoenix_server import PhoenixServer
 from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.pipeline import reset_global_tracer_provider
+from tests.pipeline import own_pipeline
 from tests.servers import run_uvicorn
 
 pytestmark = pytest.mark.backends
@@ -75,33 +75,29 @@ def test_a_thumbs_down_in_the_page_lands_on_its_turn_in_phoenix(
     # Here, not at the top: the fast suite, which has no Playwright, collects this module.
     from playwright.sync_api import sync_playwright
 
-    neatlogs_web.shutdown()
-    reset_global_tracer_provider()
-    neatlogs_web.init(
-        endpoint=phoenix_server.url,
-        workflow_name=PROJECT,
-        backend="phoenix",
-        schedule_delay_ms=50,
-        flush_on_sigterm=False,
-    )
-    try:
-        with run_uvicorn(make_app()) as base, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                tab = browser.new_page()
-                tab.goto(f"{base}/")
-                tab.wait_for_function("typeof window.judge === 'function'")
-                first = tab.evaluate("window.ask('my order is late')")
-                tab.evaluate("window.ask('where is it now?')")
-                assert tab.evaluate("window.judge", [first, 0, "not helpful"]) == 204
-                (cookie,) = [c for c in tab.context.cookies() if c["name"] == "neatlogs_session"]
-                session_id = cookie["value"].split(".")[0]  # the tab's session: its cookie
-            finally:
-                browser.close()
+    with (
+        own_pipeline(
+            endpoint=phoenix_server.url,
+            workflow_name=PROJECT,
+            backend="phoenix",
+            schedule_delay_ms=50,
+        ),
+        run_uvicorn(make_app()) as base,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(f"{base}/")
+            tab.wait_for_function("typeof window.judge === 'function'")
+            first = tab.evaluate("window.ask('my order is late')")
+            tab.evaluate("window.ask('where is it now?')")
+            assert tab.evaluate("window.judge", [first, 0, "not helpful"]) == 204
+            (cookie,) = [c for c in tab.context.cookies() if c["name"] == "neatlogs_session"]
+            session_id = cookie["value"].split(".")[0]  # the tab's session: its cookie
+        finally:
+            browser.close()
         assert neatlogs_web.flush(10), "neatlogs_web did not export every span"
-    finally:
-        neatlogs_web.shutdown()
-        reset_global_tracer_provider()
 
     with PhoenixClient(phoenix_server.url) as phoenix:
         spans = wait_for(lambda: phoenix.spans(PROJECT), settled(), timeout_s=30)

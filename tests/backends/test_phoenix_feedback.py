@@ -29,7 +29,7 @@ import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from tests.backends.phoenix_client import PhoenixClient, Span, settled, wait_for
 from tests.backends.phoenix_server import PhoenixServer
-from tests.pipeline import judgments_attempted, reset_global_tracer_provider
+from tests.pipeline import judgments_attempted, own_pipeline
 from tests.servers import run_uvicorn
 from tests.tokens import session_of
 
@@ -147,23 +147,13 @@ def visit(base: str) -> tuple[Asked, Asked, Asked, dict[str, int]]:
 
 @pytest.fixture(scope="module")
 def judged(phoenix_server: PhoenixServer) -> Iterator[Visit]:
-    neatlogs_web.shutdown()
-    reset_global_tracer_provider()
-    neatlogs_web.init(
-        endpoint=phoenix_server.url,
-        workflow_name=PROJECT,
-        backend="phoenix",
-        schedule_delay_ms=50,
-        flush_on_sigterm=False,
-    )
-    try:
+    with own_pipeline(
+        endpoint=phoenix_server.url, workflow_name=PROJECT, backend="phoenix", schedule_delay_ms=50
+    ):
         with run_uvicorn(make_app()) as base:
             alice, bob, mallory, answers = visit(base)
         assert neatlogs_web.flush(10), "neatlogs_web did not export every span"
         stats = judgments_attempted(1)
-    finally:
-        neatlogs_web.shutdown()
-        reset_global_tracer_provider()
     with PhoenixClient(phoenix_server.url) as phoenix:
         spans = wait_for(lambda: phoenix.spans(PROJECT), settled(), timeout_s=30)
         turns = [s.span_id for s in spans if s.name == "turn"]

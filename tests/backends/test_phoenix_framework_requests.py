@@ -24,7 +24,7 @@ import neatlogs_web
 from tests.backends.phoenix_client import PhoenixClient, Session, Span, settled, wait_for
 from tests.backends.phoenix_server import PhoenixServer
 from tests.framework_app import NO_TURN_PATHS, make_app
-from tests.pipeline import reset_global_tracer_provider
+from tests.pipeline import own_pipeline
 from tests.servers import run_uvicorn
 
 pytestmark = pytest.mark.backends
@@ -77,21 +77,10 @@ def visits(
     phoenix_server: PhoenixServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Visits]:
     static = tmp_path_factory.mktemp("static")
-    neatlogs_web.shutdown()
-    reset_global_tracer_provider()
-    neatlogs_web.init(
-        endpoint=phoenix_server.url,
-        workflow_name=PROJECT,
-        schedule_delay_ms=50,
-        flush_on_sigterm=False,
-    )
-    try:
+    with own_pipeline(endpoint=phoenix_server.url, workflow_name=PROJECT, schedule_delay_ms=50):
         with run_uvicorn(make_app(static)) as base:
             chat_sessions, background_session, websocket_session = visit(base)
         assert neatlogs_web.flush(10), "neatlogs_web did not export every span"
-    finally:
-        neatlogs_web.shutdown()
-        reset_global_tracer_provider()
     with PhoenixClient(phoenix_server.url) as phoenix:
         spans = wait_for(lambda: phoenix.spans(PROJECT), settled(), timeout_s=30)
     yield Visits(chat_sessions, background_session, websocket_session, spans)
