@@ -29,14 +29,15 @@ request without a turn records nothing: it is no conversation.
 On a WebSocket each message is a turn: the person waits from the message's
 arrival to the first reply, and to the last reply of that turn
 (:class:`MessageWait`). The app receiving a message notes when in the
-receiving code's context, so a task started to handle it carries that
-moment (where the framework receives in a task of its own, the connection's
-latest message is the one); a reply counts for the turn whose block the sending code runs in,
-so turns handled side by side on one connection, and messages sent outside
-any turn (a heartbeat), keep apart. Each arrival is one turn's: a turn that
-answers no message (a greeting, a push) carries no figures. The figures go on the turn as its block
-ends: send the answer inside it. ``complete`` says whether a reply went out
-and the turn ended without an error; ``time_to_start`` has no meaning there.
+receiving code's context, so a task started to handle it carries that moment
+(where the framework receives in a task of its own, the connection's latest
+message is the one). A reply counts for the turn whose block the sending code
+runs in, so turns handled side by side on one connection, and messages sent
+outside any turn (a heartbeat), keep apart. Each arrival is one turn's: a
+turn that answers no message (a greeting, a push) carries no figures. The
+figures go on the turn as its block ends: send the answer inside it.
+``complete`` says whether a reply went out and the turn ended without an
+error; ``time_to_start`` has no meaning there.
 
 The names are ours, not the GenAI semantic conventions'
 ``gen_ai.response.time_to_first_chunk``: that one is a model's answer as its
@@ -71,6 +72,10 @@ COMPLETE_KEY: Final = "neatlogs.response.complete"
 #: When the WebSocket message the code in effect handles arrived.
 _message_arrived: Final[ContextVar[int | None]] = ContextVar(
     "neatlogs_web_message_arrived", default=None
+)
+#: The wait of the WebSocket message turn whose block the code in effect runs in.
+_message_wait: Final[ContextVar[MessageWait | None]] = ContextVar(
+    "neatlogs_web_message_wait", default=None
 )
 
 
@@ -183,11 +188,6 @@ class MessageWait:
         figures = _figures(self.arrived, None, self.first_reply, self.last_reply)
         figures[COMPLETE_KEY] = figures[COMPLETE_KEY] and not failed
         return figures
-
-
-_message_wait: Final[ContextVar[MessageWait | None]] = ContextVar(
-    "neatlogs_web_message_wait", default=None
-)
 
 
 def _figures(
