@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, TypeVar
 
 from neatlogs_web._session.counters import internal_error, reject
 from neatlogs_web._session.feedback_tokens import (
@@ -55,6 +55,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+AppT = TypeVar("AppT")
 
 
 class Answer(NamedTuple):
@@ -115,17 +116,20 @@ def answer_feedback(method: str, body: bytes | None, fields: frozenset[str] = _F
     return Answer(204, [("Cache-Control", "no-store")], b"")
 
 
-class AsgiFeedbackRoute:
-    """The app, run where :func:`record_feedback` checks tokens with this middleware's
-    keys, and ``POST {path}`` answered by the feedback endpoint."""
+class _FeedbackRoute(Generic[AppT]):
+    """What both adapters' routes hold: the app, the middleware's tokens, and where
+    and with which fields the endpoint takes a judgment."""
 
-    def __init__(
-        self, app: ASGIApp, tokens: FeedbackTokens, path: str | None, fields: frozenset[str]
-    ) -> None:
+    def __init__(self, app: AppT, tokens: FeedbackTokens, config: SessionConfig) -> None:
         self.app = app
         self.tokens = tokens
-        self.path = path
-        self.fields = fields
+        self.path = config.feedback_path
+        self.fields = _accepted_fields(config.conversation_json_field)
+
+
+class AsgiFeedbackRoute(_FeedbackRoute[ASGIApp]):
+    """The app, run where :func:`record_feedback` checks tokens with this middleware's
+    keys, and ``POST {path}`` answered by the feedback endpoint."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         serving = serve_feedback(self.tokens)
@@ -176,22 +180,9 @@ async def _read_asgi_body(receive: Receive) -> bytes | None:
             return body
 
 
-class WsgiFeedbackRoute:
+class WsgiFeedbackRoute(_FeedbackRoute[WSGIApplication]):
     """The WSGI app, run where :func:`record_feedback` checks tokens with this
-    middleware's keys, and ``POST {path}`` answered by the feedback endpoint.
-    (A body consumed after the app returned checks with every middleware's.)"""
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        tokens: FeedbackTokens,
-        path: str | None,
-        fields: frozenset[str],
-    ) -> None:
-        self.app = app
-        self.tokens = tokens
-        self.path = path
-        self.fields = fields
+    middleware's keys, and ``POST {path}`` answered by the feedback endpoint."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         serving = serve_feedback(self.tokens)
@@ -235,17 +226,11 @@ def with_feedback_endpoint(
     app: ASGIApp, tokens: FeedbackTokens | None, config: SessionConfig
 ) -> ASGIApp:
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
-    if tokens is None:
-        return app
-    fields = _accepted_fields(config.conversation_json_field)
-    return AsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
+    return app if tokens is None else AsgiFeedbackRoute(app, tokens, config)
 
 
 def with_feedback_endpoint_wsgi(
     app: WSGIApplication, tokens: FeedbackTokens | None, config: SessionConfig
 ) -> WSGIApplication:
     """``app`` as it runs bound: as is, unless the middleware issues feedback ``tokens``."""
-    if tokens is None:
-        return app
-    fields = _accepted_fields(config.conversation_json_field)
-    return WsgiFeedbackRoute(app, tokens, config.feedback_path, fields)
+    return app if tokens is None else WsgiFeedbackRoute(app, tokens, config)
