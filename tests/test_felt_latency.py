@@ -544,3 +544,21 @@ def test_a_turn_that_answers_no_message_waits_for_nothing(tracing: OTLPReceiver)
     assert turns["question"][FIRST_CHUNK_KEY] < 0.3
     for unasked in ("greeting", "push"):
         assert not any(key.startswith("neatlogs.response.") for key in turns[unasked])
+
+
+def test_a_turn_still_held_for_its_answer_is_exported_at_shutdown(
+    tracing: OTLPReceiver,
+) -> None:
+    """The process stops between the server writing a body and closing it (a
+    SIGTERM right after the last byte went out): the turn held for the answer
+    still ends, and the shutdown's flush sends it."""
+    from werkzeug.test import EnvironBuilder
+
+    app = WsgiSessions(_flask(), secret_key="felt")
+    environ = EnvironBuilder(path="/whole", query_string={"q": "at shutdown"}).get_environ()
+    body = app(environ, lambda status, headers, exc_info=None: lambda data: None)
+    neatlogs_web.shutdown()
+    turns = [s for s in tracing.spans if s.name == "turn"]
+    assert [s.attributes["input.value"] for s in turns] == ["at shutdown"]
+    assert turns[0].attributes[COMPLETE_KEY] is False  # its end never came
+    del body

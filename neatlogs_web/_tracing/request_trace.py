@@ -23,6 +23,7 @@ the parent.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Final, NamedTuple
@@ -41,6 +42,7 @@ __all__ = [
     "RequestTrace",
     "Turn",
     "current_request_trace",
+    "end_held_turns",
     "end_request",
     "in_turn",
     "pause_request",
@@ -72,6 +74,7 @@ class RequestTrace:
     """What tracing knows of one request: its framework span and its turns."""
 
     __slots__ = (
+        "__weakref__",
         "answered_turn",
         "awaits_span",
         "binding",
@@ -147,6 +150,7 @@ class RequestTrace:
             return False
         self.end_held_turn()
         self.held_turn = (span, time.time_ns())
+        _holding.add(self)
         return True
 
     def answer_out(self, figures: Mapping[str, AttributeValue]) -> None:
@@ -161,6 +165,7 @@ class RequestTrace:
         held, self.held_turn = self.held_turn, None
         if held is None:
             return
+        _holding.discard(self)
         span, block_ended = held
         if attributes:
             span.set_attributes(attributes)
@@ -170,6 +175,19 @@ class RequestTrace:
         """The request span, while it still records."""
         span = self.span
         return span if span is not None and span.is_recording() else None
+
+
+#: The requests whose latest turn is held for its answer.
+_holding: Final[weakref.WeakSet[RequestTrace]] = weakref.WeakSet()
+
+
+def end_held_turns() -> None:
+    """End every turn still held for its answer, with what was noted of it: the
+    process is stopping, and an answer it has not seen out (a body the server wrote
+    but had not closed yet) must not keep its turn from the last flush."""
+    for request in list(_holding):
+        times = request.times
+        request.end_held_turn(times.attributes() if times is not None else None)
 
 
 def start_request(times: ResponseTimes | None = None) -> RequestTrace:

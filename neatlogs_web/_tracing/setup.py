@@ -33,6 +33,7 @@ from neatlogs_web._session.counters import internal_error_counts, rejection_coun
 from neatlogs_web._session.ids import new_session_id
 from neatlogs_web._tracing.init_options import Exporter, InitConfig, InitOptions
 from neatlogs_web._tracing.providers import ProviderChoice, choose_provider, install_global_provider
+from neatlogs_web._tracing.request_trace import end_held_turns
 from neatlogs_web._tracing.stamping import (
     ExportingSessionProcessor,
     SessionSpanProcessor,
@@ -279,6 +280,7 @@ def flush_at_exit() -> bool:
     pipeline = _pipeline
     if pipeline is None or pipeline.processor is None:
         return True
+    end_held_turns()
     return pipeline.while_stopping(pipeline.processor.flush_before_exit)
 
 
@@ -290,6 +292,7 @@ def shutdown() -> None:
         set_default_session(None)
     if pipeline is None:
         return
+    end_held_turns()  # this pipeline's, while it still exports them
     # Spans that start or end from now on are the next init()'s, which may come
     # before this flush is over. Not provider.shutdown(): that one may use it.
     pipeline.stamper.stop_stamping()
