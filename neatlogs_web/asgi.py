@@ -129,8 +129,8 @@ class NeatlogsSessionMiddleware:
                 # instrumentation outside ours ends the request's span with it.
                 flow.finish(request)
 
-        receive = receive_outside_request(receive, times.note_receiving)
-        send = send_outside_request(send, before_send)
+        receive = receive_outside_request(receive, request.context, times.note_receiving)
+        send = send_outside_request(send, request.context, before_send)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):

@@ -194,6 +194,28 @@ def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
     assert "openinference.span.kind" not in whoami.attributes
 
 
+def test_an_instrumentation_outside_ours_keeps_its_receive_and_send_spans_in_its_trace(
+    tracing: OTLPReceiver,
+) -> None:
+    """The server's ``receive()`` and ``send()`` run outside our part of the request,
+    in the context the request arrived in: the instrumentation outside ours still
+    makes its ``http receive`` and ``http send`` spans children of its request span."""
+    with run_uvicorn(starlette_app("outside")) as base, httpx.Client(base_url=base) as http:
+        http.post("/chat", json={"text": TURNS[0]})
+        http.get("/whoami")
+    assert neatlogs_web.flush()
+    spans = tracing.wait_for(lambda s: sum(x.kind == PROTO_KIND_SERVER for x in s) >= 2)
+
+    asgi = [s for s in spans if s.scope == "opentelemetry.instrumentation.asgi"]
+    requests = {s.span_id: s for s in asgi if s.kind == PROTO_KIND_SERVER}
+    parts = [s for s in asgi if s.kind != PROTO_KIND_SERVER]
+    assert {s.name.rsplit(" ", 2)[-1] for s in parts} == {"receive", "send"}
+    for part in parts:
+        request_span = requests[part.parent_span_id]
+        assert part.trace_id == request_span.trace_id, part.name
+        assert "session.id" not in part.attributes
+
+
 @pytest.mark.parametrize("instrumentation", PLACES)
 def test_a_websocket_connection_span_carries_the_session_of_its_turns(
     instrumentation: str, tracing: OTLPReceiver

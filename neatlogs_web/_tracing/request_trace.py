@@ -91,16 +91,17 @@ class RequestTrace:
     #: What :func:`start_request` replaced, for :func:`end_request` to restore.
     tokens: tuple[Token[Context] | None, Token[RequestTrace | None]]
 
-    def __init__(self, context: Context, times: ResponseTimes | None) -> None:
+    def __init__(self, context: Context, span: Span | None, times: ResponseTimes | None) -> None:
         #: The OpenTelemetry context the request runs in.
         self.context = context
 
         #: The request's own binding, whose session the request span carries (a
         #: WebSocket message's binding in a block of its own does not change it).
         self.binding: SessionBinding | None = None
-        #: The framework's request span: active when the request was bound, or the
-        #: first server span started in it (an instrumentation inside ours).
-        self.span: Span | None = None
+        #: The framework's request span: recording in the context the request
+        #: arrived in (FastAPI's, an OpenTelemetry middleware's outside ours), or
+        #: the first server span started in it (an instrumentation inside ours).
+        self.span = span
         #: Whether a server span starting inside the request is the request's own.
         self.awaits_span = False
         #: Whether a turn made the request span its own (and stamped it).
@@ -196,18 +197,27 @@ def start_request(times: ResponseTimes | None = None) -> RequestTrace:
     empty one, so none of that request's spans becomes a parent of this one's.
     An adapter that notes when its response goes out passes ``times``."""
     arrived = otel_context.get_current()
+    active = _recording_span(arrived)
     entered: Token[Context] | None = None
-    if _current.get() is not None or not _may_be_this_requests(arrived):
-        arrived = Context()
+    if _current.get() is not None or (active is not None and not _starts_here(active)):
+        arrived, active = Context(), None
         entered = otel_context.attach(arrived)
-    trace = RequestTrace(arrived, times)
+    trace = RequestTrace(arrived, active, times)
     trace.tokens = (entered, _current.set(trace))
     return trace
 
 
-def _may_be_this_requests(context: Context) -> bool:
-    """Whether the span active in an arriving context can be this request's own: none,
-    or one that starts a trace here (no parent, or a caller's across the network).
+def _recording_span(context: Context) -> Span | None:
+    """The span recording in ``context``, if any."""
+    if not context:
+        return None  # the usual arrival: nothing current at all
+    span = otel_trace.get_current_span(context)
+    return span if span.is_recording() else None
+
+
+def _starts_here(span: Span) -> bool:
+    """Whether ``span``, active as a request arrives, can be that request's own: one
+    that starts a trace here (no parent, or a caller's across the network).
 
     A span whose parent is in this process was started inside other work. The
     OpenTelemetry ASGI middleware outside ours starts a request's span as a
@@ -215,9 +225,8 @@ def _may_be_this_requests(context: Context) -> bool:
     inside another (a pipelined request started from a send() of a middleware
     outside ours), that is the other request's.
     """
-    span = otel_trace.get_current_span(context)
-    if not isinstance(span, ReadableSpan) or not span.is_recording():
-        return True
+    if not isinstance(span, ReadableSpan):
+        return True  # not the SDK's: no parent to tell by
     parent = span.parent
     return parent is None or parent.is_remote
 

@@ -197,16 +197,15 @@ def active_stamper() -> SessionSpanProcessor:
 
 
 def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
-    """Note the framework's request span, active as the request is bound (FastAPI's,
-    an OpenTelemetry middleware's outside ours), or wait for it to start inside."""
+    """Stamp the framework's request span, active as the request arrived (FastAPI's,
+    an OpenTelemetry middleware's outside ours) where it carries the session, or
+    wait for it to start inside."""
     trace.binding = binding
-    context = trace.context
-    active = otel_trace.get_current_span(context)
-    if not active.is_recording():
+    active = trace.span
+    if active is None:
         trace.awaits_span = True  # an instrumentation inside ours starts it later
         return
-    trace.span = active
-    if in_turn(context):
+    if in_turn(trace.context):
         trace.span_is_turn = True  # a trace() around the whole request: it is the turn
     if trace.span_is_turn or _active.stamps_every_request:
         stamp_span(active, binding, _active)

@@ -14,10 +14,11 @@ may start a request in another request's context:
 
 Two rules close it. The server's ``receive()`` and ``send()`` run outside
 the request (:func:`receive_outside_request`, :func:`send_outside_request`):
-no session bound and no span active, so a span the server's code or a
-middleware outside ours starts from there carries nobody's session and is
-in nobody's trace. And a request that finds another request's trace
-current in the context it starts in
+no session bound, and the OpenTelemetry context the request arrived in, so a
+span the server's code starts from there carries nobody's session and is in
+no trace of the request's work, while an instrumentation outside ours keeps
+its own request span as the parent of its ``http send`` spans. And a request
+that finds another request's trace current in the context it starts in
 (``neatlogs_web._tracing.request_trace.start_request``) leaves that
 request's OpenTelemetry context for an empty one, while binding its own
 session, "no session" included, over whatever it inherited. A middleware
@@ -55,7 +56,8 @@ from __future__ import annotations
 import contextvars
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from typing import Any, Final
+from contextvars import Token
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -73,9 +75,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
-
-#: The OpenTelemetry context the server's own code runs in: no span active.
-_OUTSIDE_REQUESTS: Final = Context()
 
 
 class _FinalizeOutsideRequests:
@@ -98,18 +97,21 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def receive_outside_request(receive: Receive, after_receive: Callable[[Message], None]) -> Receive:
-    """The server's ``receive``, run outside the request: a socket reader it
-    re-arms there carries nobody's session or span to the connection's next
+def receive_outside_request(
+    receive: Receive, arrived: Context, after_receive: Callable[[Message], None]
+) -> Receive:
+    """The server's ``receive``, run outside the request, in the OpenTelemetry
+    context the request ``arrived`` in: a socket reader it re-arms there carries
+    nobody's session or span of the request's work to the connection's next
     request. ``after_receive`` sees each message (a WebSocket message's arrival)."""
 
     async def receive_outside() -> Message:
         binding_token = bind(None)
-        otel_token = otel_context.attach(_OUTSIDE_REQUESTS)
+        otel_token = _return_to(arrived)
         try:
             message = await receive()
         finally:
-            otel_context.detach(otel_token)
+            _leave(otel_token)
             unbind(binding_token)
         after_receive(message)
         return message
@@ -117,19 +119,35 @@ def receive_outside_request(receive: Receive, after_receive: Callable[[Message],
     return receive_outside
 
 
-def send_outside_request(send: Send, before_send: Callable[[Message], None]) -> Send:
-    """The server's ``send``, run outside the request: a pipelined request it
-    starts there carries nobody's session or span. ``before_send`` sees each
-    message as it is handed over (the felt latency of the request's turn)."""
+def send_outside_request(
+    send: Send, arrived: Context, before_send: Callable[[Message], None]
+) -> Send:
+    """The server's ``send``, run outside the request, in the OpenTelemetry context
+    the request ``arrived`` in: a pipelined request it starts there carries nobody's
+    session or span of the request's work. ``before_send`` sees each message as it
+    is handed over (the felt latency of the request's turn)."""
 
     async def send_outside(message: Message) -> None:
         before_send(message)
         binding_token = bind(None)
-        otel_token = otel_context.attach(_OUTSIDE_REQUESTS)
+        otel_token = _return_to(arrived)
         try:
             await send(message)
         finally:
-            otel_context.detach(otel_token)
+            _leave(otel_token)
             unbind(binding_token)
 
     return send_outside
+
+
+def _return_to(arrived: Context) -> Token[Context] | None:
+    """Make ``arrived`` the current OpenTelemetry context, unless it still is (no
+    span of the request's work is active: the usual case); undo with :func:`_leave`."""
+    if otel_context.get_current() is arrived:
+        return None
+    return otel_context.attach(arrived)
+
+
+def _leave(token: Token[Context] | None) -> None:
+    if token is not None:
+        otel_context.detach(token)
