@@ -205,6 +205,12 @@ def build(loop: asyncio.AbstractEventLoop) -> list[Variant]:
             _verify_cookie_header,
         ),
         variant(
+            "contract_floor",
+            "the least DESIGN.md asks: remembered cookie, clean start, felt latency (hand-written)",
+            lambda: [_middleware(references.AsgiContractFloor, secret=SECRET)],
+            _verify_cookie_header,
+        ),
+        variant(
             "ours_cookie",
             "ours, returning user (cookie)",
             lambda: [ours()],

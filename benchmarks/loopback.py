@@ -32,6 +32,7 @@ APPS = {
     "bare": "benchmarks.loopback_apps:bare_app",
     "ours": "benchmarks.loopback_apps:ours_app",
     "hand": "benchmarks.loopback_apps:hand_app",
+    "contract": "benchmarks.loopback_apps:contract_app",
 }
 CONNECTIONS = 32
 PROCESSES_PER_APP = 3

@@ -1,5 +1,6 @@
-"""The apps the loopback run serves with uvicorn: bare Starlette, the same with ours, and
-with the hand-written least a signed-cookie session middleware does (``references``).
+"""The apps the loopback run serves with uvicorn: bare Starlette, the same with ours,
+with the hand-written least a signed-cookie session middleware does, and with the
+hand-written least DESIGN.md asks of one (``references``).
 
 Both also serve ``CPU_PATH``, which answers the server process's CPU time
 (``time.process_time()``: all threads, nanosecond clock). The load generator
@@ -18,7 +19,7 @@ from starlette.routing import Route
 
 from benchmarks.asgi_suite import SECRET, ours, starlette_app
 from benchmarks.loopback import CPU_PATH
-from benchmarks.references import AsgiRememberedSignedCookie
+from benchmarks.references import AsgiContractFloor, AsgiRememberedSignedCookie
 from neatlogs_web._session.signing import SIGNING_SALT
 
 
@@ -35,5 +36,9 @@ hand_app = starlette_app(
             AsgiRememberedSignedCookie, secret=SECRET, cookie="neatlogs_session", salt=SIGNING_SALT
         )
     ],
+    routes=[Route(CPU_PATH, process_cpu)],
+)
+contract_app = starlette_app(
+    [Middleware(AsgiContractFloor, secret=SECRET, cookie="neatlogs_session", salt=SIGNING_SALT)],
     routes=[Route(CPU_PATH, process_cpu)],
 )

@@ -6,7 +6,9 @@ without a cache of verified tokens pays on every request: an itsdangerous
 ``TimestampSigner`` check. The cookie middleware and the stamping processor
 are the by-hand way to put a user's session on every span: a plain session
 cookie into a ``ContextVar`` (or into a tracing SDK's own session context),
-and a ``SpanProcessor`` that copies it onto each span as it starts.
+and a ``SpanProcessor`` that copies it onto each span as it starts. The
+contract floor is the least a middleware meeting DESIGN.md can do per
+request, written inline: what the speed guards leave room for.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from itsdangerous import BadSignature, TimestampSigner
+from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
@@ -153,6 +156,86 @@ class AsgiRememberedSignedCookie:
             return None
         found = self.remembered[header] = (value.decode(), signed.timestamp())
         return found
+
+
+#: The request in effect, as the contract floor marks it (``AsgiContractFloor``).
+_request: contextvars.ContextVar[list[int | None] | None] = contextvars.ContextVar(
+    "bench_request", default=None
+)
+
+
+class AsgiContractFloor(AsgiRememberedSignedCookie):
+    """Pure ASGI: the least DESIGN.md asks of a returning user's request, inline.
+
+    The remembered signed cookie above, plus the two things every request
+    now does: it starts clean (the server's ``receive`` and ``send`` run with
+    no session bound and in the OpenTelemetry context the request arrived in,
+    and a request that inherited another's leaves that context for an empty
+    one) and it notes what the person waited for (when the response started,
+    its first non-empty chunk, its last). Nothing else: no framework request
+    span, no turns, no configuration, no exclusions or preflights, no event
+    loop guard, no fallback on error.
+    """
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"cookie")
+        session = None
+        if header is not None:
+            found = self.remembered.get(header) or self._verify(header)
+            if found is not None and time.time() - found[1] <= 3600:
+                session = found[0]
+        entered = None
+        if _request.get() is not None:
+            entered = otel_context.attach(Context())
+        arrived = otel_context.get_current()
+        # arrival, response start, first chunk, last chunk
+        times: list[int | None] = [time.monotonic_ns(), None, None, None]
+
+        async def receive_outside() -> Any:
+            binding_token = _binding.set(None)
+            otel_token = None
+            if otel_context.get_current() is not arrived:
+                otel_token = otel_context.attach(arrived)
+            try:
+                return await receive()
+            finally:
+                if otel_token is not None:
+                    otel_context.detach(otel_token)
+                _binding.reset(binding_token)
+
+        async def send_outside(message: Any) -> None:
+            kind = message["type"]
+            if kind == "http.response.body":
+                now = time.monotonic_ns()
+                if times[2] is None and message.get("body"):
+                    times[2] = now
+                if not message.get("more_body", False):
+                    times[3] = now
+            elif kind == "http.response.start":
+                times[1] = time.monotonic_ns()
+            binding_token = _binding.set(None)
+            otel_token = None
+            if otel_context.get_current() is not arrived:
+                otel_token = otel_context.attach(arrived)
+            try:
+                await send(message)
+            finally:
+                if otel_token is not None:
+                    otel_context.detach(otel_token)
+                _binding.reset(binding_token)
+
+        request_token = _request.set(times)
+        binding_token = _binding.set(_Binding(session))
+        try:
+            await self.app(scope, receive_outside, send_outside)
+        finally:
+            _binding.reset(binding_token)
+            _request.reset(request_token)
+            if entered is not None:
+                otel_context.detach(entered)
 
 
 class WsgiHeaderFloor:

@@ -15,6 +15,7 @@ from benchmarks.__main__ import main
 VARIANTS = (
     "asgi.bare",
     "asgi.floor",
+    "asgi.contract_floor",
     "asgi.ours_cookie",
     "wsgi.bare",
     "wsgi.ours_cookie",
@@ -37,6 +38,8 @@ def test_quick_benchmark_writes_a_row_per_variant_and_the_targets(tmp_path: Path
     for label in (
         "bare Starlette",
         "floor: header -> ContextVar (hand-written)",
+        "the least DESIGN.md asks: remembered cookie, clean start, felt latency (hand-written)",
+        "the least DESIGN.md asks: remembered cookie, clean start, felt latency",
         "ours, returning user (cookie)",
         "bare Flask",
         "raw SDK span, root",
