@@ -134,17 +134,22 @@ class AsgiRememberedSignedCookie:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"cookie")
-        session = None
-        if header is not None:
-            found = self.remembered.get(header) or self._verify(header)
-            if found is not None and time.time() - found[1] <= 3600:
-                session = found[0]
+        session = self._session(scope)
         token = _binding.set(_Binding(session))
         try:
             await self.app(scope, receive, send)
         finally:
             _binding.reset(token)
+
+    def _session(self, scope: Any) -> str | None:
+        """The session of the request's cookie, verified once per ``Cookie`` header."""
+        header = dict(scope["headers"]).get(b"cookie")
+        if header is None:
+            return None
+        found = self.remembered.get(header) or self._verify(header)
+        if found is None or time.time() - found[1] > 3600:
+            return None
+        return found[0]
 
     def _verify(self, header: bytes) -> tuple[str, float] | None:
         cookie = _prefixed_value(header.decode("latin-1"), self.prefix)
@@ -181,12 +186,7 @@ class AsgiContractFloor(AsgiRememberedSignedCookie):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = dict(scope["headers"]).get(b"cookie")
-        session = None
-        if header is not None:
-            found = self.remembered.get(header) or self._verify(header)
-            if found is not None and time.time() - found[1] <= 3600:
-                session = found[0]
+        session = self._session(scope)
         entered = None
         if _request.get() is not None:
             entered = otel_context.attach(Context())
