@@ -5,8 +5,9 @@ app in another task and cuts contextvars). The binding is set before the app
 is awaited and reset after it returns, so it covers the streamed body,
 Starlette background tasks (run inside ``await app(...)``), a WebSocket
 connection and ``run_in_threadpool`` calls, and never leaks into another
-request. What to bind is decided by the shared resolver; this module only
-reads the request and changes the response, the ASGI way.
+request. What to bind is decided by the shared resolver; this module does
+the ASGI side: it reads the request, runs the server's calls outside it, and
+changes the response.
 """
 
 from __future__ import annotations
@@ -120,33 +121,33 @@ class NeatlogsSessionMiddleware:
         # _web.clean_start): the server's own code runs outside it, another
         # request's spans are left behind, and it binds its own value, even "no session".
         times = ResponseTimes()
-        request = start_request(times)
+        trace = start_request(times)
         flow = self.flow
 
         def before_send(message: Message) -> None:
             if times.note_sending(message):
                 # The answer's last part: its figures go on the turn before an
                 # instrumentation outside ours ends the request's span with it.
-                flow.finish(request)
+                flow.answer_out(trace)
 
-        receive = receive_outside_request(receive, request.context, times.note_receiving)
-        send = send_outside_request(send, request.context, before_send)
+        receive = receive_outside_request(receive, trace.context, times.note_receiving)
+        send = send_outside_request(send, trace.context, before_send)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):
-                resolution, binding, receive = await self._resolve(scope, receive, request)
+                resolution, binding, receive = await self._resolve(scope, receive, trace)
                 scope.setdefault("state", {})[SCOPE_STATE_KEY] = resolution.session_id
                 if resolution.changes_response:
-                    send = self._add_session_headers(send, resolution, request)
+                    send = self._add_session_headers(send, resolution, trace)
             scope[_SCOPE_BINDING_KEY] = binding
             token = bind(binding)
             try:
                 await self._bound_app(scope, receive, send)
             finally:
-                self.flow.finish(request)
+                self.flow.answer_out(trace)
                 unbind(token)
         finally:
-            end_request(request)
+            end_request(trace)
 
     def _binds_nothing(self, scope: Scope) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
@@ -156,7 +157,7 @@ class NeatlogsSessionMiddleware:
         )
 
     async def _resolve(
-        self, scope: Scope, receive: Receive, request: RequestTrace
+        self, scope: Scope, receive: Receive, trace: RequestTrace
     ) -> tuple[Resolution, SessionBinding, Receive]:
         """The request's session and its binding, and the ``receive`` the app
         gets (it replays a JSON body read for a conversation id)."""
@@ -167,15 +168,15 @@ class NeatlogsSessionMiddleware:
             if resolution is None:
                 inputs = self._request_inputs(scope)
                 https = scope.get("scheme") in ("https", "wss")
-                resolved = flow.resolve(inputs, https=https)
+                resolved = self.resolver.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
                     receive = await self._read_json_field(scope, inputs, receive)
-                    resolved = flow.resume(inputs, resolved, https=https)
+                    resolved = self.resolver.resume(inputs, resolved, https=https)
                 resolution = resolved
-            binding = flow.open(resolution, scope, request, websocket=websocket)
+            binding = flow.open(resolution, scope, trace, websocket=websocket)
         except Exception:
             where = "resolving an ASGI request's session"
-            resolution, binding = flow.fallback(where, request, websocket=websocket)
+            resolution, binding = flow.fallback(where, trace, websocket=websocket)
         return resolution, binding, receive
 
     def _recall_by_cookie(self, raw: Headers) -> Resolution | None:
@@ -207,16 +208,14 @@ class NeatlogsSessionMiddleware:
             inputs.cookie_as_sent = headers[b"cookie"]
         return inputs
 
-    def _add_session_headers(
-        self, send: Send, resolution: Resolution, request: RequestTrace
-    ) -> Send:
+    def _add_session_headers(self, send: Send, resolution: Resolution, trace: RequestTrace) -> Send:
         flow = self.flow
 
         async def send_with_session(message: Message) -> None:
             if message["type"] in ("http.response.start", "websocket.accept"):
                 extra = [
                     (name.lower().encode("latin-1"), value.encode("latin-1"))
-                    for name, value in flow.response_headers(resolution, request)
+                    for name, value in flow.response_headers(resolution, trace)
                 ]
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)

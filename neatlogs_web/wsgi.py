@@ -94,14 +94,14 @@ class NeatlogsSessionMiddleware:
         # before it (see _web.clean_start): another request's spans are left
         # behind, and it binds its own value, even "no session".
         times = ResponseTimes()
-        request = start_request(times)
+        trace = start_request(times)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(environ):
-                resolution, binding = self._resolve(environ, request)
+                resolution, binding = self._resolve(environ, trace)
                 environ[ENVIRON_KEY] = resolution.session_id
                 if resolution.changes_response:
-                    start_response = self._add_session_headers(start_response, resolution, request)
+                    start_response = self._add_session_headers(start_response, resolution, trace)
             environ[_ENVIRON_BINDING_KEY] = binding
             token = bind(binding)
             try:
@@ -109,17 +109,17 @@ class NeatlogsSessionMiddleware:
             finally:
                 unbind(token)
         finally:
-            end_request(request)
+            end_request(trace)
         file_wrapper = environ.get("wsgi.file_wrapper")
         if isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
             # Servers send these with sendfile(); wrapping would defeat that.
-            request.end_held_turn()
+            trace.end_held_turn()
             return result
-        if isinstance(result, list | tuple) and request.held_turn is None:
+        if isinstance(result, list | tuple) and trace.held_turn is None:
             # No close(), no code left to run later and no turn waiting for the answer.
             return result
         feedback_tokens = self.resolver.response.feedback_tokens
-        return _BoundResponse(result, binding, _Answer(self.flow, request, times), feedback_tokens)
+        return _BoundResponse(result, binding, _Answer(self.flow, trace, times), feedback_tokens)
 
     def _binds_nothing(self, environ: WSGIEnvironment) -> bool:
         """Excluded paths and CORS preflights: no session, no cookie, nothing echoed."""
@@ -129,7 +129,7 @@ class NeatlogsSessionMiddleware:
         ) or _is_preflight(environ)
 
     def _resolve(
-        self, environ: WSGIEnvironment, request: RequestTrace
+        self, environ: WSGIEnvironment, trace: RequestTrace
     ) -> tuple[Resolution, SessionBinding]:
         """The request's session and its binding (a JSON body read for it is put back)."""
         flow = self.flow
@@ -138,15 +138,15 @@ class NeatlogsSessionMiddleware:
             if resolution is None:
                 inputs = self._request_inputs(environ)
                 https = environ.get("wsgi.url_scheme") == "https"
-                resolved = flow.resolve(inputs, https=https)
+                resolved = self.resolver.resolve(inputs, https=https)
                 if isinstance(resolved, NeedsBody):
                     self._read_json_field(environ, inputs)
-                    resolved = flow.resume(inputs, resolved, https=https)
+                    resolved = self.resolver.resume(inputs, resolved, https=https)
                 resolution = resolved
-            binding = flow.open(resolution, environ, request, websocket=False)
+            binding = flow.open(resolution, environ, trace, websocket=False)
         except Exception:
             where = "resolving a WSGI request's session"
-            resolution, binding = flow.fallback(where, request, websocket=False)
+            resolution, binding = flow.fallback(where, trace, websocket=False)
         return resolution, binding
 
     def _recall(self, environ: WSGIEnvironment) -> Resolution | None:
@@ -168,14 +168,14 @@ class NeatlogsSessionMiddleware:
         return inputs
 
     def _add_session_headers(
-        self, start_response: StartResponse, resolution: Resolution, request: RequestTrace
+        self, start_response: StartResponse, resolution: Resolution, trace: RequestTrace
     ) -> StartResponse:
         flow = self.flow
 
         def start_response_with_session(
             status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            extra = flow.response_headers(resolution, request)
+            extra = flow.response_headers(resolution, trace)
             return start_response(status, [*headers, *extra], exc_info)
 
         return start_response_with_session
@@ -219,13 +219,13 @@ class _Answer:
     started in the body joins the request, and the latest turn, held until the
     answer is out, ends then (``_tracing.felt_latency``)."""
 
-    __slots__ = ("done", "flow", "request", "times")
+    __slots__ = ("done", "flow", "times", "trace")
 
     def __init__(
-        self, flow: RequestFlow[WSGIEnvironment], request: RequestTrace, times: ResponseTimes
+        self, flow: RequestFlow[WSGIEnvironment], trace: RequestTrace, times: ResponseTimes
     ) -> None:
         self.flow = flow
-        self.request = request
+        self.trace = trace
         self.times = times
         self.done = False
 
@@ -237,7 +237,7 @@ class _Answer:
         self.done = True
         if complete:
             self.times.note_body_complete()
-        self.flow.finish(self.request)
+        self.flow.answer_out(self.trace)
 
 
 class _BoundResponse:
@@ -303,7 +303,7 @@ class _BoundResponse:
     def _bound(self) -> Iterator[None]:
         """The request's session, trace and feedback tokens, for one step of its body."""
         binding_token = bind(self._binding)
-        trace_token = resume_request(self._answer.request)
+        trace_token = resume_request(self._answer.trace)
         tokens = self._feedback_tokens
         serving = serve_feedback(tokens) if tokens is not None else None
         try:

@@ -180,6 +180,13 @@ class SessionResolver:
             return self._with_pending(resolution, inputs)
         return self._with_pending(self.new_session(https), inputs)
 
+    def resume(self, inputs: RequestInputs, needs: NeedsBody, *, https: bool) -> Resolution:
+        """The session, once the adapter read the body :meth:`resolve` asked for into
+        ``inputs`` (:meth:`read_json_body`)."""
+        resolved = self.resolve(inputs, https=https, resume_at=needs.resume_at)
+        assert isinstance(resolved, Resolution)  # the body is read: nothing more to ask
+        return resolved
+
     def body_may_hold_conversation(self, content_type: str) -> bool:
         """Whether an app might parse this request's body as JSON, whatever its
         method: when its type is none (``""``), mentions ``json`` or is

@@ -82,7 +82,7 @@ def _as_feedback_turn(turn: Turn | None) -> FeedbackTurn | None:
     was not recorded (sampled out, tracing not set up)."""
     if turn is None or turn.session_id is None:
         return None
-    span = turn.span
+    span = turn.span_context
     if not span.is_valid or not span.trace_flags.sampled:
         return None
     return FeedbackTurn(turn.session_id, span.trace_id, span.span_id)

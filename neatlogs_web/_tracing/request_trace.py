@@ -52,8 +52,8 @@ __all__ = [
     "turn_in_effect",
 ]
 
-# Marks a context as inside a trace() block: only a trace() span makes a
-# trace() nested; a framework's span does not.
+# Holds the Turn whose trace() block a context is inside: only a trace() span
+# makes a trace() nested; a framework's span does not.
 _IN_TURN_KEY: Final = otel_context.create_key("neatlogs_web.in_turn")
 
 
@@ -61,7 +61,7 @@ class Turn(NamedTuple):
     """A turn as its request and its block know it: the root span of its trace, and
     the session it carries."""
 
-    span: SpanContext
+    span_context: SpanContext
     session_id: str | None
 
 
@@ -79,13 +79,13 @@ class RequestTrace:
         "awaits_span",
         "binding",
         "context",
+        "each_message_is_a_turn",
         "held_turn",
         "last_turn",
         "span",
-        "span_is_turn",
+        "span_carries_session",
         "times",
         "tokens",
-        "turns_are_roots",
     )
 
     #: What :func:`start_request` replaced, for :func:`end_request` to restore.
@@ -104,11 +104,12 @@ class RequestTrace:
         self.span = span
         #: Whether a server span starting inside the request is the request's own.
         self.awaits_span = False
-        #: Whether a turn made the request span its own (and stamped it).
-        self.span_is_turn = False
+        #: Whether the request span carries the session: a turn made it its own, or a
+        #: WebSocket connection's span ran a turn of its session (stamped either way).
+        self.span_carries_session = False
         #: A WebSocket connection: each message's turn is a trace of its own, linked
         #: to the connection's span, rather than one more part of the first turn.
-        self.turns_are_roots = False
+        self.each_message_is_a_turn = False
         #: The latest turn started in the request.
         self.last_turn: Turn | None = None
         #: When the request arrived and its response went out, for an adapter that
@@ -124,7 +125,7 @@ class RequestTrace:
     @property
     def last_trace_id(self) -> int | None:
         """The trace id of the latest turn started in the request."""
-        return None if self.last_turn is None else self.last_turn.span.trace_id
+        return None if self.last_turn is None else self.last_turn.span_context.trace_id
 
     def note_turn(self, turn: Turn) -> None:
         """A turn started in the request: the response names the latest one."""
@@ -143,9 +144,9 @@ class RequestTrace:
         if (
             times is None
             or times.ended is not None
-            or self.turns_are_roots
+            or self.each_message_is_a_turn
             or self.last_turn is None
-            or span.get_span_context() != self.last_turn.span
+            or span.get_span_context() != self.last_turn.span_context
             or not span.is_recording()
         ):
             return False
@@ -158,7 +159,7 @@ class RequestTrace:
         """The answer is out: ``figures`` go on the latest turn, held or, should its
         block still run, as it ends."""
         if self.last_turn is not None:
-            self.answered_turn = (self.last_turn.span, figures)
+            self.answered_turn = (self.last_turn.span_context, figures)
         self.end_held_turn(figures)
 
     def end_held_turn(self, attributes: Mapping[str, AttributeValue] | None = None) -> None:

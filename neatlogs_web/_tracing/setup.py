@@ -3,9 +3,10 @@
 ``init()`` builds a tracer provider (or joins the one the app set up) and
 adds one processor of ours: it stamps the current session on every span at
 start (ours and any instrumentation's) and, unless ``exporter="none"``, hands
-ended spans to the batching export pipeline. ``trace()`` makes each top-level
-block a new root trace, so one user turn is one trace in the session's
-timeline.
+ended spans to the batching export pipeline (``_tracing.stamping``). Each
+top-level ``trace()`` block is a turn: one trace in the session's timeline,
+which joins the framework's request trace where there is one
+(``_tracing.trace``).
 ``flush()`` and ``shutdown()`` never wait longer than they are allowed: the
 process stops within ``shutdown_timeout_s`` whatever the receiver does.
 """

@@ -111,7 +111,7 @@ class SessionSpanProcessor(SpanProcessor):
             # (maybe after spans of other middlewares).
             trace.awaits_span = False
             trace.span = span
-            return trace.span_is_turn or self.stamps_every_request
+            return trace.span_carries_session or self.stamps_every_request
         if is_framework_span(span):
             return self.stamps_every_request
         return True
@@ -206,8 +206,8 @@ def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
         trace.awaits_span = True  # an instrumentation inside ours starts it later
         return
     if in_turn(trace.context):
-        trace.span_is_turn = True  # a trace() around the whole request: it is the turn
-    if trace.span_is_turn or _active.stamps_every_request:
+        trace.span_carries_session = True  # a trace() around the whole request: it is the turn
+    if trace.span_carries_session or _active.stamps_every_request:
         stamp_span(active, binding, _active)
 
 
@@ -215,7 +215,7 @@ def make_each_message_a_turn(trace: RequestTrace) -> None:
     """A WebSocket connection is many turns: each message's is a trace of its own,
     linked to the connection's span, which carries the session once a message's
     turn ran in it (:func:`stamp_connection_for_turn`)."""
-    trace.turns_are_roots = True
+    trace.each_message_is_a_turn = True
 
 
 def stamp_connection_for_turn(trace: RequestTrace, binding: SessionBinding) -> None:
@@ -223,11 +223,11 @@ def stamp_connection_for_turn(trace: RequestTrace, binding: SessionBinding) -> N
     span, which the message turns link to, carries that session from now on. A
     connection whose messages ran no turn, or only turns of other sessions (each
     message naming its conversation), stays out of its session."""
-    if trace.span_is_turn or binding is not trace.binding:
+    if trace.span_carries_session or binding is not trace.binding:
         return
     span = trace.recording_span()
     if span is not None:
-        trace.span_is_turn = True  # stamped now, and re-stamped on a rebind
+        trace.span_carries_session = True  # stamped now, and re-stamped on a rebind
         stamp_span(span, binding, _active)
 
 
@@ -236,12 +236,12 @@ def claim_for_turn(trace: RequestTrace, binding: SessionBinding) -> Span | None:
     name and is stamped with the session and marked as a chain, for backends that
     read a trace's root; the turn copies its input and output onto it as it ends.
     Only the request's first turn claims it."""
-    if trace.span_is_turn:
+    if trace.span_carries_session:
         return None
     span = trace.recording_span()
     if span is None:
         return None
-    trace.span_is_turn = True
+    trace.span_carries_session = True
     stamp_span(span, binding, _active)
     set_kind("chain", span)
     return span
@@ -253,7 +253,7 @@ def _restamp_request_span(binding: SessionBinding) -> None:
     if trace is None or binding is not trace.binding:
         return
     span = trace.recording_span()
-    if span is not None and (trace.span_is_turn or _active.stamps_every_request):
+    if span is not None and (trace.span_carries_session or _active.stamps_every_request):
         stamp_span(span, binding, _active)
 
 

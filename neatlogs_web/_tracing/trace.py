@@ -117,7 +117,7 @@ class trace:
         links: list[Link] = []
         if top_level:
             binding = current_request_binding()
-            if request is not None and binding is not None and request.turns_are_roots:
+            if request is not None and binding is not None and request.each_message_is_a_turn:
                 stamp_connection_for_turn(request, binding)  # a WebSocket message's turn
             outer = otel_trace.get_current_span(current)
             if outer.get_span_context().is_valid:
@@ -150,7 +150,7 @@ class trace:
                 # Lets the middleware tell the client which trace this turn was.
                 request.note_turn(turn)
                 self._request = request
-                if request.turns_are_roots and request.times is not None:
+                if request.each_message_is_a_turn and request.times is not None:
                     self._message_wait = MessageWait.begin(request.times)
         self._token = otel_context.attach(inner)
         return span
@@ -159,7 +159,7 @@ class trace:
     def _joins(outer: Span, request: RequestTrace | None, pipeline: setup.Pipeline | None) -> bool:
         """Whether a turn under ``outer`` (a framework's span) joins its trace,
         rather than starting one of its own that links it."""
-        if request is not None and request.turns_are_roots:
+        if request is not None and request.each_message_is_a_turn:
             return False  # a WebSocket message's turn
         if pipeline is None:
             return True

@@ -1,17 +1,19 @@
-"""What the ASGI and WSGI adapters share: from a request's inputs to its bound session.
+"""What the ASGI and WSGI adapters share: from a request's session to its trace.
 
 The adapters do the protocol I/O (read headers, read a body, change the
-response); everything they decide is here, once. A request goes:
+response) and ask the session resolver (``_session.resolver``) which session
+the request is in: from the headers, path and query, or, when it asks for
+the body (``NeedsBody``), from what the adapter reads. The steps both take
+then are here, once:
 
-1. :meth:`RequestFlow.resolve` decides from the headers, path and query, or
-   asks for the body (``NeedsBody``), which the adapter reads and hands to
-   :meth:`RequestFlow.resume`;
-2. :meth:`RequestFlow.open` makes the request's binding and tells tracing
+1. :meth:`RequestFlow.open` makes the request's binding and tells tracing
    about it (the framework's request span, a WebSocket's separate turns);
-3. should anything of ours fail on the way, :meth:`RequestFlow.fallback`
+2. should anything of ours fail on the way, :meth:`RequestFlow.fallback`
    gives a fresh session that cannot fail: never an error page;
-4. when the app returns, :meth:`RequestFlow.finish` puts what the person
-   waited for on the request's latest turn (``_tracing.felt_latency``).
+3. :meth:`RequestFlow.response_headers` says what the response gets
+   (``Set-Cookie``, the echoed token, the turn's trace id);
+4. once the answer is out, :meth:`RequestFlow.answer_out` puts what the
+   person waited for on the request's latest turn (``_tracing.felt_latency``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from neatlogs_web._session.binding import SessionBinding
 from neatlogs_web._session.counters import internal_error, reject
 from neatlogs_web._session.ids import is_valid_session_id
 from neatlogs_web._session.options import SessionConfig
-from neatlogs_web._session.resolution import NeedsBody, Resolution
+from neatlogs_web._session.resolution import Resolution
 from neatlogs_web._session.resolver import SessionResolver
-from neatlogs_web._session.sources import RequestInputs
 from neatlogs_web._tracing.feedback import feedback_turn
 from neatlogs_web._tracing.request_trace import RequestTrace
 from neatlogs_web._tracing.stamping import make_each_message_a_turn, open_request
@@ -59,16 +60,6 @@ class RequestFlow(Generic[RequestT]):
             ),
         ]
         return [(header, field) for header, field, read in fields if read]
-
-    def resolve(self, inputs: RequestInputs, *, https: bool) -> Resolution | NeedsBody:
-        """The session the request's headers, path and query decide, or what more to read."""
-        return self.resolver.resolve(inputs, https=https)
-
-    def resume(self, inputs: RequestInputs, needs: NeedsBody, *, https: bool) -> Resolution:
-        """The session, once the adapter read the body into ``inputs``."""
-        resolved = self.resolver.resolve(inputs, https=https, resume_at=needs.resume_at)
-        assert isinstance(resolved, Resolution)
-        return resolved
 
     def open(
         self, resolution: Resolution, request: RequestT, trace: RequestTrace, *, websocket: bool
@@ -113,17 +104,17 @@ class RequestFlow(Generic[RequestT]):
             make_each_message_a_turn(trace)
         return resolution, binding
 
-    def finish(self, trace: RequestTrace) -> None:
+    def answer_out(self, trace: RequestTrace) -> None:
         """The answer is out (or never will be): what the person waited for goes on
         the request's latest turn (``_tracing.felt_latency``), and the turn held for
         it ends. Once: a turn that ends later (a background task's) is not held.
         Not for a WebSocket: its turns are its messages."""
         times, trace.times = trace.times, None
-        if times is None or trace.last_turn is None or trace.turns_are_roots:
+        if times is None or trace.last_turn is None or trace.each_message_is_a_turn:
             return
         figures = times.attributes()
         trace.answer_out(figures)
-        carrier = trace.recording_span() if trace.span_is_turn else None
+        carrier = trace.recording_span() if trace.span_carries_session else None
         if carrier is not None:
             carrier.set_attributes(figures)
 
