@@ -39,7 +39,7 @@ __all__ = [
     "active_stamper",
     "claim_for_turn",
     "make_each_message_a_turn",
-    "open_request",
+    "note_request_binding",
     "stamp_connection_for_turn",
     "stamp_span",
     "use_stamper",
@@ -196,10 +196,11 @@ def active_stamper() -> SessionSpanProcessor:
     return _active
 
 
-def open_request(trace: RequestTrace, binding: SessionBinding) -> None:
-    """Stamp the framework's request span, active as the request arrived (FastAPI's,
-    an OpenTelemetry middleware's outside ours) where it carries the session, or
-    wait for it to start inside."""
+def note_request_binding(trace: RequestTrace, binding: SessionBinding) -> None:
+    """The request is bound to ``binding``: its framework span, active as it arrived
+    (FastAPI's, an OpenTelemetry middleware's outside ours), is stamped where it
+    carries the session (a ``trace()`` around the whole request, or every request
+    traced); without one, the span an instrumentation inside ours starts is awaited."""
     trace.binding = binding
     active = trace.span
     if active is None:

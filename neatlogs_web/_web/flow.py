@@ -29,7 +29,7 @@ from neatlogs_web._session.resolution import Resolution
 from neatlogs_web._session.resolver import SessionResolver
 from neatlogs_web._tracing.feedback import feedback_turn
 from neatlogs_web._tracing.request_trace import RequestTrace
-from neatlogs_web._tracing.stamping import make_each_message_a_turn, open_request
+from neatlogs_web._tracing.stamping import make_each_message_a_turn, note_request_binding
 
 __all__ = ["RequestFlow"]
 
@@ -72,7 +72,7 @@ class RequestFlow(Generic[RequestT]):
             resolution.pending_conversation_id,
             confirms_conversations=self.resolver.confirms_conversations,
         )
-        open_request(trace, binding)
+        note_request_binding(trace, binding)
         if websocket:
             make_each_message_a_turn(trace)
         return binding
