@@ -130,8 +130,8 @@ class NeatlogsSessionMiddleware:
                 # instrumentation outside ours ends the request's span with it.
                 flow.answer_out(trace)
 
-        receive = receive_outside_request(receive, trace.context, times.note_receiving)
-        send = send_outside_request(send, trace.context, before_send)
+        receive = receive_outside_request(receive, times.note_receiving)
+        send = send_outside_request(send, before_send)
         try:
             binding: SessionBinding | None = None
             if not self._binds_nothing(scope):

@@ -27,8 +27,8 @@ from neatlogs_web._tracing.felt_latency import ResponseTimes
 from neatlogs_web._tracing.request_trace import (
     RequestTrace,
     end_request,
-    pause_request,
-    resume_request,
+    make_current,
+    restore_current,
     start_request,
 )
 from neatlogs_web._web.feedback_endpoint import with_feedback_endpoint_wsgi
@@ -303,7 +303,7 @@ class _BoundResponse:
     def _bound(self) -> Iterator[None]:
         """The request's session, trace and feedback tokens, for one step of its body."""
         binding_token = bind(self._binding)
-        trace_token = resume_request(self._answer.trace)
+        trace_token = make_current(self._answer.trace)
         tokens = self._feedback_tokens
         serving = serve_feedback(tokens) if tokens is not None else None
         try:
@@ -311,5 +311,5 @@ class _BoundResponse:
         finally:
             if serving is not None:
                 end_feedback(serving)
-            pause_request(trace_token)
+            restore_current(trace_token)
             unbind(binding_token)

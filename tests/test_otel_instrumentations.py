@@ -194,13 +194,14 @@ def test_each_turn_is_one_trace_whichever_side_the_instrumentation_is_on(
     assert "openinference.span.kind" not in whoami.attributes
 
 
-def test_an_instrumentation_outside_ours_keeps_its_receive_and_send_spans_in_its_trace(
+def test_an_instrumentation_inside_ours_keeps_its_receive_and_send_spans_in_its_trace(
     tracing: OTLPReceiver,
 ) -> None:
-    """The server's ``receive()`` and ``send()`` run outside our part of the request,
-    in the context the request arrived in: the instrumentation outside ours still
-    makes its ``http receive`` and ``http send`` spans children of its request span."""
-    with run_uvicorn(starlette_app("outside")) as base, httpx.Client(base_url=base) as http:
+    """The server's ``receive()`` and ``send()`` run outside every request, in an empty
+    context (the connection's next request starts there), so an instrumentation's
+    ``http receive`` and ``http send`` spans stay under its request span when ours
+    is outside it: it calls them from inside the request (SECURITY.md)."""
+    with run_uvicorn(starlette_app("inside")) as base, httpx.Client(base_url=base) as http:
         http.post("/chat", json={"text": TURNS[0]})
         http.get("/whoami")
     assert neatlogs_web.flush()

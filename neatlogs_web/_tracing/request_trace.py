@@ -45,8 +45,8 @@ __all__ = [
     "end_held_turns",
     "end_request",
     "in_turn",
-    "pause_request",
-    "resume_request",
+    "make_current",
+    "restore_current",
     "start_request",
     "turn_context",
     "turn_in_effect",
@@ -247,14 +247,15 @@ def end_request(trace: RequestTrace) -> None:
         otel_context.detach(entered)
 
 
-def resume_request(trace: RequestTrace) -> Token[RequestTrace | None]:
-    """Make ``trace`` current again for a step of its request that runs after
-    :func:`end_request` (the next part of a WSGI body); undo with :func:`pause_request`."""
+def make_current(trace: RequestTrace | None) -> Token[RequestTrace | None]:
+    """Make ``trace`` the request in effect for a step that runs apart from its
+    request (the next part of a WSGI body, after :func:`end_request`), or no
+    request's (``None``: the server's own code); undo with :func:`restore_current`."""
     return _current.set(trace)
 
 
-def pause_request(token: Token[RequestTrace | None]) -> None:
-    """Undo :func:`resume_request`."""
+def restore_current(token: Token[RequestTrace | None]) -> None:
+    """Undo :func:`make_current`."""
     _current.reset(token)
 
 

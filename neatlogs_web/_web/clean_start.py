@@ -14,17 +14,23 @@ may start a request in another request's context:
 
 Two rules close it. The server's ``receive()`` and ``send()`` run outside
 the request (:func:`receive_outside_request`, :func:`send_outside_request`):
-no session bound, and the OpenTelemetry context the request arrived in, so a
-span the server's code starts from there carries nobody's session and is in
-no trace of the request's work, while an instrumentation outside ours keeps
-its own request span as the parent of its ``http send`` spans. And a request
-that finds another request's trace current in the context it starts in
+no session bound, no request's trace current and no span active, so what
+the server's code starts there (the connection's next request) carries
+nobody's session and is in nobody's trace. And a request that finds another
+request's trace current in the context it starts in
 (``neatlogs_web._tracing.request_trace.start_request``) leaves that
 request's OpenTelemetry context for an empty one, while binding its own
-session, "no session" included, over whatever it inherited. A middleware
-outside ours that makes a span current around its own call of the server's
-``send()`` (the OpenTelemetry ASGI middleware's ``http send``) runs the
-server's code inside that span: that part is beyond our reach.
+session, "no session" included, over whatever it inherited.
+
+Outside ours, a middleware's send and receive wrappers run with the server's
+code, in that same empty context: a span they start there is a root of its
+own. The OpenTelemetry ASGI middleware's ``http send`` and ``http receive``
+spans are such spans. They could have their request span back only if the
+server's code ran with that span current too, and then the connection's
+next request would start inside it, in another person's trace: put ours
+outside the instrumentation (SECURITY.md) to keep both. A middleware outside
+ours that makes its own span current around its call of the server's
+``send()`` runs the server's code inside that span: beyond our reach.
 
 The other place is the loop's finalizer for abandoned async generators.
 When a client leaves mid-stream, the response's async generator can be left
@@ -57,12 +63,13 @@ import contextvars
 import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from contextvars import Token
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 
-from neatlogs_web._session.binding import bind, unbind
+from neatlogs_web._session.binding import SessionBinding, bind, unbind
+from neatlogs_web._tracing.request_trace import RequestTrace, make_current, restore_current
 
 __all__ = [
     "guard_event_loop",
@@ -75,6 +82,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 Finalizer = Callable[[AsyncGenerator[Any, Any]], object]
+
+#: The OpenTelemetry context the server's own code runs in: nothing in it.
+_OUTSIDE_REQUESTS: Final = Context()
 
 
 class _FinalizeOutsideRequests:
@@ -97,57 +107,55 @@ def guard_event_loop() -> None:
         sys.set_asyncgen_hooks(finalizer=_FinalizeOutsideRequests(finalizer))
 
 
-def receive_outside_request(
-    receive: Receive, arrived: Context, after_receive: Callable[[Message], None]
-) -> Receive:
-    """The server's ``receive``, run outside the request, in the OpenTelemetry
-    context the request ``arrived`` in: a socket reader it re-arms there carries
-    nobody's session or span of the request's work to the connection's next
-    request. ``after_receive`` sees each message (a WebSocket message's arrival)."""
+def receive_outside_request(receive: Receive, after_receive: Callable[[Message], None]) -> Receive:
+    """The server's ``receive``, run outside the request: a socket reader it
+    re-arms there carries nobody's session, trace or span to the connection's
+    next request. ``after_receive`` sees each message (a WebSocket message's arrival)."""
 
     async def receive_outside() -> Message:
-        binding_token = bind(None)
-        otel_token = _return_to(arrived)
+        outside = _leave_request()
         try:
             message = await receive()
         finally:
-            _leave(otel_token)
-            unbind(binding_token)
+            _return_to_request(outside)
         after_receive(message)
         return message
 
     return receive_outside
 
 
-def send_outside_request(
-    send: Send, arrived: Context, before_send: Callable[[Message], None]
-) -> Send:
-    """The server's ``send``, run outside the request, in the OpenTelemetry context
-    the request ``arrived`` in: a pipelined request it starts there carries nobody's
-    session or span of the request's work. ``before_send`` sees each message as it
-    is handed over (the felt latency of the request's turn)."""
+def send_outside_request(send: Send, before_send: Callable[[Message], None]) -> Send:
+    """The server's ``send``, run outside the request: a pipelined request it
+    starts there carries nobody's session, trace or span. ``before_send`` sees
+    each message as it is handed over (the felt latency of the request's turn)."""
 
     async def send_outside(message: Message) -> None:
         before_send(message)
-        binding_token = bind(None)
-        otel_token = _return_to(arrived)
+        outside = _leave_request()
         try:
             await send(message)
         finally:
-            _leave(otel_token)
-            unbind(binding_token)
+            _return_to_request(outside)
 
     return send_outside
 
 
-def _return_to(arrived: Context) -> Token[Context] | None:
-    """Make ``arrived`` the current OpenTelemetry context, unless it still is (no
-    span of the request's work is active: the usual case); undo with :func:`_leave`."""
-    if otel_context.get_current() is arrived:
-        return None
-    return otel_context.attach(arrived)
+#: What :func:`_leave_request` replaced, for :func:`_return_to_request` to restore:
+#: the binding, the request's trace, and the OpenTelemetry context (``None`` when
+#: none was current: nothing to leave).
+_Left = tuple[Token[SessionBinding | None], Token[RequestTrace | None], Token[Context] | None]
 
 
-def _leave(token: Token[Context] | None) -> None:
-    if token is not None:
-        otel_context.detach(token)
+def _leave_request() -> _Left:
+    """No session bound, no request's trace current, no span active: where the
+    server's own code runs."""
+    otel = otel_context.attach(_OUTSIDE_REQUESTS) if otel_context.get_current() else None
+    return bind(None), make_current(None), otel
+
+
+def _return_to_request(left: _Left) -> None:
+    binding, trace, otel = left
+    if otel is not None:
+        otel_context.detach(otel)
+    restore_current(trace)
+    unbind(binding)
