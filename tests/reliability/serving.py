@@ -100,6 +100,14 @@ class Served:
                 raise
         return self.process.returncode
 
+    def close(self, timeout_s: float = 60.0) -> None:
+        """SIGTERM, then SIGKILL should it still run after ``timeout_s``: the cleanup
+        of a test that measures something else (``test_shutdown`` measures the stop)."""
+        try:
+            self.stop(timeout_s)
+        except subprocess.TimeoutExpired:
+            return  # stop() killed it
+
 
 @contextmanager
 def serve(
@@ -130,8 +138,7 @@ def serve(
             _wait_for_workers(served, workers)
         yield served
     finally:
-        if process.poll() is None:
-            served.stop()
+        served.close()
 
 
 def _wait_for_workers(served: Served, workers: int, timeout_s: float = 30.0) -> None:
