@@ -345,10 +345,12 @@ def _turn_remains(results: RunResults, mine: str, peer: str) -> str:
     text = ", ".join(parts) + "." if parts else ""
     if peer.startswith("raw"):
         text += (
-            " The spans on the wire are the same; on the request thread ours also counts each "
-            "ended span under a lock (exact drops, an honest `flush()`), finds the request's "
-            "binding for each span and each turn (a turn joins the framework's request span), "
-            "and resolves a signed cookie where the by-hand middleware copies a plain one."
+            " The same spans go on the wire, each turn with what the person waited for (four "
+            "felt-latency attributes) besides; on the request thread ours also notes those "
+            "moments, runs the server's calls outside the request, counts each ended span "
+            "under a lock (exact drops, an honest `flush()`), finds the request's binding for "
+            "each span and each turn (a turn joins the framework's request span), and "
+            "resolves a signed cookie where the by-hand middleware copies a plain one."
         )
     return text
 
