@@ -95,7 +95,8 @@ class Served:
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                # The server's workers too: killed alone, it would leave them running.
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
                 raise
         return self.process.returncode
@@ -129,6 +130,7 @@ def serve(
             env={**os.environ, **extra_env, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, workers included
         )
     served = Served(f"http://127.0.0.1:{port}", process, log_path)
     try:
