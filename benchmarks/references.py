@@ -174,9 +174,9 @@ class AsgiContractFloor(AsgiRememberedSignedCookie):
 
     The remembered signed cookie above, plus the two things every request
     now does: it starts clean (the server's ``receive`` and ``send`` run with
-    no session bound and in the OpenTelemetry context the request arrived in,
-    and a request that inherited another's leaves that context for an empty
-    one) and it notes what the person waited for (when the response started,
+    no session bound, no request current and nothing in the OpenTelemetry
+    context, and a request that inherited another's leaves that context for
+    an empty one) and it notes what the person waited for (when the response started,
     its first non-empty chunk, its last). Nothing else: no framework request
     span, no turns, no configuration, no exclusions or preflights, no event
     loop guard, no fallback on error.
@@ -190,20 +190,18 @@ class AsgiContractFloor(AsgiRememberedSignedCookie):
         entered = None
         if _request.get() is not None:
             entered = otel_context.attach(Context())
-        arrived = otel_context.get_current()
         # arrival, response start, first chunk, last chunk
         times: list[int | None] = [time.monotonic_ns(), None, None, None]
 
         async def receive_outside() -> Any:
-            binding_token = _binding.set(None)
-            otel_token = None
-            if otel_context.get_current() is not arrived:
-                otel_token = otel_context.attach(arrived)
+            binding_token, request_token = _binding.set(None), _request.set(None)
+            otel_token = otel_context.attach(Context()) if otel_context.get_current() else None
             try:
                 return await receive()
             finally:
                 if otel_token is not None:
                     otel_context.detach(otel_token)
+                _request.reset(request_token)
                 _binding.reset(binding_token)
 
         async def send_outside(message: Any) -> None:
@@ -216,15 +214,14 @@ class AsgiContractFloor(AsgiRememberedSignedCookie):
                     times[3] = now
             elif kind == "http.response.start":
                 times[1] = time.monotonic_ns()
-            binding_token = _binding.set(None)
-            otel_token = None
-            if otel_context.get_current() is not arrived:
-                otel_token = otel_context.attach(arrived)
+            binding_token, request_token = _binding.set(None), _request.set(None)
+            otel_token = otel_context.attach(Context()) if otel_context.get_current() else None
             try:
                 await send(message)
             finally:
                 if otel_token is not None:
                     otel_context.detach(otel_token)
+                _request.reset(request_token)
                 _binding.reset(binding_token)
 
         request_token = _request.set(times)
