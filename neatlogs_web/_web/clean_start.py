@@ -142,7 +142,7 @@ def send_outside_request(send: Send, before_send: Callable[[Message], None]) -> 
 
 #: What :func:`_leave_request` replaced, for :func:`_return_to_request` to restore:
 #: the binding, the request's trace, and the OpenTelemetry context (``None`` when
-#: none was current: nothing to leave).
+#: the current one was empty: nothing to leave).
 _Left = tuple[Token[SessionBinding | None], Token[RequestTrace | None], Token[Context] | None]
 
 
