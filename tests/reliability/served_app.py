@@ -89,7 +89,14 @@ asgi_app = Starlette(
 asgi_app.add_middleware(AsgiSessions, **SESSION_OPTIONS)
 
 flask_app = Flask(__name__)
-_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="retrieval")
+RETRIEVAL_THREADS = 4
+_pool = ThreadPoolExecutor(max_workers=RETRIEVAL_THREADS, thread_name_prefix="retrieval")
+# Every worker of the pool started now, not as load first needs it: the thread count
+# /_stats reports then grows only if something leaks, however busy the warm-up was.
+_all_workers_started = threading.Barrier(RETRIEVAL_THREADS + 1)
+for _ in range(RETRIEVAL_THREADS):
+    _pool.submit(_all_workers_started.wait)
+_all_workers_started.wait()
 
 
 @flask_app.get("/turn")
