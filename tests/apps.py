@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, ClassVar
 
 import httpx
@@ -188,3 +188,22 @@ def cookie_of(response: httpx.Response) -> str:
     """The session cookie's value a response sets."""
     header = response.headers["set-cookie"]
     return header.split(";", 1)[0].split("=", 1)[1]
+
+
+class TracedRequests:
+    """An app's own ASGI middleware that runs each HTTP request inside a ``trace()``
+    block named ``name``, with the keyword arguments ``arguments`` makes of its scope."""
+
+    def __init__(
+        self, app: Any, name: str, arguments: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.arguments = arguments
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with neatlogs_web.trace(self.name, **self.arguments(scope)):
+            await self.app(scope, receive, send)

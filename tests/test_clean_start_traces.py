@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
+from tests.apps import TracedRequests
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import run_uvicorn
 
@@ -45,6 +46,11 @@ async def chat(request: Request) -> PlainTextResponse:
 ROUTES = [Route("/chat/{user}", chat, methods=["GET", "POST"])]
 
 
+def person(scope: Any) -> str:
+    """Who sent the request: the last part of its path."""
+    return str(scope["path"]).rsplit("/", 1)[-1]
+
+
 def outer_span(app: Any) -> Any:
     """An app's middleware that opens a span of its own around ours."""
     tracer = otel_trace.get_tracer("outer")
@@ -53,24 +59,11 @@ def outer_span(app: Any) -> Any:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        user = scope["path"].rsplit("/", 1)[-1]
-        with tracer.start_as_current_span(f"outer {scope['path']}", attributes={"user": user}):
+        attributes = {"user": person(scope)}
+        with tracer.start_as_current_span(f"outer {scope['path']}", attributes=attributes):
             await app(scope, receive, send)
 
     return with_span
-
-
-def outer_trace(app: Any) -> Any:
-    """A ``trace()`` block around ours."""
-
-    async def with_trace(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        with neatlogs_web.trace("outer-turn", user=scope["path"].rsplit("/", 1)[-1]):
-            await app(scope, receive, send)
-
-    return with_trace
 
 
 def fastapi_app() -> Any:
@@ -88,7 +81,9 @@ OUTSIDE: dict[str, Callable[[], Any]] = {
     "opentelemetry-asgi": lambda: OpenTelemetryMiddleware(ours()),
     "fastapi-telemetry": fastapi_app,
     "app-span": lambda: outer_span(ours()),
-    "trace-block": lambda: outer_trace(ours()),
+    "trace-block": lambda: TracedRequests(
+        ours(), "outer-turn", lambda scope: {"user": person(scope)}
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from fastapi import Request as FastAPIRequest
 from pydantic import BaseModel
 
 import neatlogs_web
+from tests.apps import TracedRequests
 from tests.conversation_attacks import (
     ATTACKER,
     CONVERSATION_HEADER,
@@ -53,21 +54,11 @@ def asgi_client(**options: Any) -> httpx.Client:
     async def chat(request: Request) -> PlainTextResponse:
         return PlainTextResponse(*_chat(request.path_params["conversation_id"], request.headers))
 
-    class Audit:
-        """An app middleware that traces every request, routed or not."""
-
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                await self.app(scope, receive, send)
-                return
-            with neatlogs_web.trace("audit", path=scope["path"]):
-                await self.app(scope, receive, send)
-
     app = Starlette(routes=[Route("/chat/{conversation_id}", chat, methods=["POST"])])
-    app.add_middleware(Audit)
+    # An app middleware that traces every request, routed or not.
+    app.add_middleware(
+        TracedRequests, name="audit", arguments=lambda scope: {"path": scope["path"]}
+    )
     app.add_middleware(NeatlogsSessionMiddleware, secret_key=SECRET, **options)
     return TestClient(app)
 

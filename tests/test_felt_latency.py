@@ -33,6 +33,7 @@ from websockets.sync.client import connect
 import neatlogs_web
 from neatlogs_web.asgi import NeatlogsSessionMiddleware
 from neatlogs_web.wsgi import NeatlogsSessionMiddleware as WsgiSessions
+from tests.apps import TracedRequests
 from tests.otlp_receiver import OTLPReceiver, ReceivedSpan
 from tests.servers import run_uvicorn, run_waitress
 
@@ -460,22 +461,13 @@ def test_a_turn_whose_block_encloses_the_whole_answer_carries_its_figures(
     """An ASGI middleware of the app's own, inside ours, that makes each request
     a turn: the block ends after the answer went out."""
 
-    class TurnPerRequest:
-        def __init__(self, app: Any) -> None:
-            self.app = app
-
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] != "http":
-                await self.app(scope, receive, send)
-                return
-            with neatlogs_web.trace("turn", input=scope["path"]):
-                await self.app(scope, receive, send)
-
     async def slow(request: Request) -> PlainTextResponse:
         await asyncio.sleep(FIRST_WORDS_S)
         return PlainTextResponse("done")
 
-    inner = TurnPerRequest(Starlette(routes=[Route("/slow", slow)]))
+    inner = TracedRequests(
+        Starlette(routes=[Route("/slow", slow)]), "turn", lambda scope: {"input": scope["path"]}
+    )
     with run_uvicorn(NeatlogsSessionMiddleware(inner, secret_key="felt")) as base:
         sent = time.perf_counter()
         assert httpx.get(f"{base}/slow").text == "done"
