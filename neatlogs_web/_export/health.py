@@ -52,10 +52,18 @@ class NotSent(requests.ConnectTimeout):
     """A request that never left: export is stopped, or its deadline passed."""
 
 
+def _seconds_text(seconds: float) -> str:
+    """A wait as an operator sets it, in tenths of a second: the few milliseconds an
+    attempt started after its export's deadline began are no news to them."""
+    if seconds < 0.1:
+        return f"{seconds:.2g}"
+    return f"{round(seconds, 1):g}"
+
+
 def trouble_of(error: BaseException, timeout: RequestTimeout = None) -> ExportFailure:
     """Name what an exception raised while exporting means for the operator."""
     seconds = seconds_of(timeout)
-    waited = f" within {seconds:.2g} s" if seconds is not None else ""
+    waited = f" within {_seconds_text(seconds)} s" if seconds is not None else ""
     if isinstance(error, NotSent):
         return ExportFailure("timeout", str(error))
     if isinstance(error, AnswerCutOff):
